@@ -1,0 +1,52 @@
+"""The Hub parquet: downloaded once into the Hugging Face cache, at a pinned revision.
+
+Why it exists: `hf://datasets/<owner>/<name>/` + `split_file` is the seed's data address. The file
+is fetched with huggingface_hub (which caches it and works with HF_HUB_OFFLINE=1 afterwards); the
+commit it resolved to is returned so that the run records exactly which file it read.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vlmbench.config import ConfigError, DatasetConfig
+
+_RESOLVED: dict[tuple, str] = {}
+
+
+def repo_id_of(prefix: str) -> str:
+    """'hf://datasets/phiyodr/coco2017/' -> 'phiyodr/coco2017'."""
+    parts = prefix.removeprefix("hf://datasets/").strip("/").split("/")
+    if len(parts) < 2 or not all(parts[:2]):
+        raise ConfigError(f"config key 'dataset.hf_parquet_prefix' has value {prefix!r}; expected "
+                          "hf://datasets/<owner>/<name>/.")
+    return "/".join(parts[:2])
+
+
+def download_parquet(ds: DatasetConfig) -> Path:
+    """The local path of the configured Hub parquet (downloaded on first use)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    repo_id = repo_id_of(ds.hf_parquet_prefix)
+    try:
+        path = Path(hf_hub_download(repo_id=repo_id, filename=ds.split_file, repo_type="dataset",
+                                    revision=ds.revision))
+    except LocalEntryNotFoundError as exc:
+        raise ConfigError(f"the parquet {repo_id}/{ds.split_file} is not in the Hugging Face cache and the Hub "
+                          f"cannot be reached ({exc.__class__.__name__}). Run once online, or set "
+                          "dataset.parquet_path / dataset.coco_dir to local data.") from exc
+    except HfHubHTTPError as exc:
+        raise ConfigError(f"downloading {repo_id}/{ds.split_file} (revision {ds.revision or 'main'}) failed: {exc}. "
+                          "Check dataset.split_file and dataset.revision.") from exc
+    _RESOLVED[(repo_id, ds.split_file, ds.revision)] = resolved_revision(path)
+    return path
+
+
+def resolved_revision(path: Path) -> str:
+    """The commit hash of a file in the HF cache layout (.../snapshots/<commit>/<file>)."""
+    parts = path.parts
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else "unknown"
+
+
+def recorded_revision(ds: DatasetConfig):
+    return _RESOLVED.get((repo_id_of(ds.hf_parquet_prefix), ds.split_file, ds.revision))

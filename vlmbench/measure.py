@@ -1,0 +1,196 @@
+"""Efficiency measurements: time, device memory, energy and size on disk.
+
+Why it exists: each number has one definition and one implementation here, and each can say why it
+is missing. A metric that cannot be measured on this machine is `None` with a reason, never 0.
+
+- Time: `time.perf_counter` with the CUDA device synchronized before each reading.
+- Memory: torch's max allocated / max reserved (peak stats reset after load), plus the memory
+  NVML reports for this process.
+- Energy: NVML's total-energy counter (mJ) read around a window; NVML's device is matched to
+  torch's by UUID because NVML ignores CUDA_VISIBLE_DEVICES.
+- Size on disk: the bytes `save_pretrained` writes (safetensors, quantization state included).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+MIB = 1024 * 1024
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(device: str, fn: Callable, *args, **kwargs):
+    """Runs fn with the device synchronized before and after; returns (result, seconds)."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    synchronize(device)
+    return result, time.perf_counter() - start
+
+
+@dataclass
+class Reading:
+    """A measured value, or None with the reason it could not be measured."""
+    value: Optional[float]
+    reason: Optional[str] = None
+
+    @classmethod
+    def missing(cls, reason: str) -> "Reading":
+        return cls(None, reason)
+
+
+# ---------------------------------------------------------------- NVML
+class Nvml:
+    """NVML handle for the device torch uses, or the reason there is none."""
+
+    def __init__(self, device: str):
+        self.handle, self.reason, self._nvml = None, None, None
+        if device != "cuda":
+            self.reason = "no CUDA device (run on CPU)"
+            return
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self.handle = pynvml.nvmlDeviceGetHandleByUUID(_torch_device_uuid())
+        except Exception as exc:  # NVML missing, driver too old, UUID lookup failed
+            self.reason = f"NVML unavailable: {type(exc).__name__}: {exc}"
+
+    def energy_mj(self) -> Optional[int]:
+        if self.handle is None:
+            return None
+        try:
+            return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
+        except Exception as exc:
+            self.reason = f"NVML energy counter unsupported: {exc}"
+            return None
+
+    def power_w(self) -> Optional[float]:
+        if self.handle is None:
+            return None
+        return self._nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0
+
+    def process_used_mib(self) -> Reading:
+        if self.handle is None:
+            return Reading.missing(self.reason)
+        try:
+            procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
+        except Exception as exc:
+            return Reading.missing(f"NVML process list unavailable: {exc}")
+        mine = [p.usedGpuMemory for p in procs if p.pid == os.getpid() and p.usedGpuMemory is not None]
+        if not mine:
+            return Reading.missing("NVML lists no memory for this process (containerised PID namespace?)")
+        return Reading(sum(mine) / MIB)
+
+    def device_info(self) -> dict:
+        if self.handle is None:
+            return {"gpu_name": None, "driver": None, "reason": self.reason}
+        return {"gpu_name": _str(self._nvml.nvmlDeviceGetName(self.handle)),
+                "driver": _str(self._nvml.nvmlSystemGetDriverVersion()), "reason": None}
+
+
+def _str(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _torch_device_uuid() -> str:
+    uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+
+
+def idle_power(nvml: Nvml, samples: int = 5, interval_s: float = 0.2) -> Reading:
+    if nvml.handle is None:
+        return Reading.missing(nvml.reason)
+    values = []
+    for _ in range(samples):
+        values.append(nvml.power_w())
+        time.sleep(interval_s)
+    return Reading(sum(values) / len(values))
+
+
+# ---------------------------------------------------------------- energy windows
+@dataclass
+class EnergyWindow:
+    """Energy over a window from NVML's cumulative counter (millijoules)."""
+    nvml: Nvml
+    start_mj: Optional[int] = None
+    start_s: float = 0.0
+    joules: Reading = field(default_factory=lambda: Reading.missing("window not closed"))
+    seconds: float = 0.0
+
+    def __enter__(self):
+        self.start_mj = self.nvml.energy_mj()
+        self.start_s = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        end_mj = self.nvml.energy_mj()
+        self.seconds = time.perf_counter() - self.start_s
+        self.joules = energy_between(self.start_mj, end_mj, self.nvml.reason)
+        return False
+
+
+def energy_between(start_mj: Optional[int], end_mj: Optional[int], reason: Optional[str]) -> Reading:
+    if start_mj is None or end_mj is None:
+        return Reading.missing(reason or "energy counter unavailable")
+    return Reading((end_mj - start_mj) / 1000.0)
+
+
+def per_image(total: Reading, images: int) -> Reading:
+    if total.value is None:
+        return total
+    if images <= 0:
+        return Reading.missing("no image captioned in the window")
+    return Reading(total.value / images)
+
+
+def average_power(joules: Reading, seconds: float) -> Reading:
+    if joules.value is None:
+        return joules
+    if seconds <= 0:
+        return Reading.missing("empty time window")
+    return Reading(joules.value / seconds)
+
+
+# ---------------------------------------------------------------- memory
+def reset_peak_memory(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory(device: str) -> dict[str, Reading]:
+    if device != "cuda":
+        why = "no CUDA device (run on CPU): torch tracks no peak memory"
+        return {"peak_alloc_mib": Reading.missing(why), "peak_reserved_mib": Reading.missing(why)}
+    return {"peak_alloc_mib": Reading(torch.cuda.max_memory_allocated() / MIB),
+            "peak_reserved_mib": Reading(torch.cuda.max_memory_reserved() / MIB)}
+
+
+def allocated_mib(device: str) -> Reading:
+    if device != "cuda":
+        return Reading.missing("no CUDA device (run on CPU)")
+    return Reading(torch.cuda.memory_allocated() / MIB)
+
+
+# ---------------------------------------------------------------- size on disk
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def size_on_disk_mb(model, enabled: bool = True) -> Reading:
+    """Megabytes (10^6 bytes) that `model.save_pretrained` writes: weights, quantization state, configs."""
+    if not enabled:
+        return Reading.missing("disabled in config (measure.model_size: false)")
+    with tempfile.TemporaryDirectory(prefix="vlmbench-size-") as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        return Reading(folder_bytes(Path(tmp)) / 1e6)

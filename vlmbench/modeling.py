@@ -1,0 +1,169 @@
+"""Building the processor and loading each variant of the model.
+
+Why it exists: the same loading code serves users with real weights (`from_pretrained(model_id)`
+with a bitsandbytes config) and machines without them (the real or a tiny Qwen2.5-VL architecture
+with random weights, saved once to a cache folder and then loaded through the very same
+`from_pretrained` path, so every variant of a run starts from identical weights).
+"""
+from __future__ import annotations
+
+import copy
+import gc
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from vlmbench.config import ConfigError, ExperimentConfig
+from vlmbench.paths import cache_dir
+from vlmbench.variants import Variant
+
+TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+# The shape of Qwen2.5-VL-3B shrunk to a few thousand parameters per layer: for tests and the
+# offline smoke run. Token ids are filled in from the processor's tokenizer.
+TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
+                 max_position_embeddings=4096)
+TINY_VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
+                   fullatt_block_indexes=[1], window_size=112, patch_size=14, spatial_merge_size=2,
+                   temporal_patch_size=2, in_chans=3, hidden_act="silu")
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                  "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def resolve_device(cfg: ExperimentConfig) -> str:
+    if cfg.model.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'model.device' is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'.")
+    if cfg.model.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.model.device
+
+
+# ---------------------------------------------------------------- processor
+def build_builtin_processor():
+    """A Qwen2.5-VL processor with a byte-level tokenizer made in code: no files, no network."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+
+    byte_chars = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(byte_chars))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        additional_special_tokens=SPECIAL_TOKENS)
+    image_processor = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056, patch_size=14,
+                                            temporal_patch_size=2, merge_size=2)
+    from transformers import Qwen2VLVideoProcessor
+    return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                               video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
+
+
+def build_processor(cfg: ExperimentConfig):
+    """The configured processor, with left padding for batched generation."""
+    source = cfg.model.processor
+    if source == "builtin":
+        processor = build_builtin_processor()
+    else:
+        from transformers import AutoProcessor
+        processor = AutoProcessor.from_pretrained(source or cfg.model.config_dir or cfg.model_id)
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+# ---------------------------------------------------------------- random-weight models
+def _token_ids(tokenizer) -> dict:
+    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in (
+        ("bos_token_id", "<|endoftext|>"), ("eos_token_id", "<|im_end|>"), ("pad_token_id", "<|endoftext|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
+        ("vision_token_id", "<|vision_pad|>"), ("image_token_id", "<|image_pad|>"),
+        ("video_token_id", "<|video_pad|>"))}
+    return ids
+
+
+def random_model_config_dict(cfg: ExperimentConfig, processor) -> dict:
+    """config.json contents for a random-weight model: the configured architecture, shrunk if tiny."""
+    if cfg.model.config_dir is None and cfg.model.tiny:
+        data = {"model_type": "qwen2_5_vl", "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+                "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True,
+                "vision_config": {}}
+    else:
+        path = Path(cfg.model.config_dir or cfg.model_id) / "config.json"
+        if not path.is_file():
+            raise ConfigError(f"model.weights is 'random' but {str(path)!r} does not exist; set model.config_dir to a "
+                              "folder holding the architecture's config.json.")
+        data = json.loads(path.read_text())
+    data = copy.deepcopy(data)
+    if cfg.model.tiny:
+        data.update(TINY_TEXT)
+        data["vision_config"].update(TINY_VISION)
+        data["vocab_size"] = len(processor.tokenizer)
+        data.update(_token_ids(processor.tokenizer))
+    return data
+
+
+def random_weights_dir(cfg: ExperimentConfig, processor) -> Path:
+    """A cached folder holding the seeded random-weight model in 16-bit, made on first use."""
+    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+
+    config_dict = random_model_config_dict(cfg, processor)
+    key = hashlib.sha256(json.dumps([config_dict, cfg.seed, cfg.precision.language_model],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    target = cache_dir("random-weights") / key
+    if (target / "config.json").is_file():
+        return target
+    model_config = AutoConfig.for_model(**config_dict)
+    torch.manual_seed(cfg.seed)
+    model = Qwen2_5_VLForConditionalGeneration._from_config(model_config,
+                                                            dtype=TORCH_DTYPES[cfg.precision.language_model])
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+    try:
+        model.save_pretrained(staging / "model")
+        (staging / "model").rename(target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def weights_dir(cfg: ExperimentConfig, processor) -> str:
+    return str(random_weights_dir(cfg, processor)) if cfg.model.weights == "random" else cfg.model_id
+
+
+# ---------------------------------------------------------------- variants
+def quantization_config(variant: Variant):
+    if not variant.quantized:
+        return None
+    from transformers import BitsAndBytesConfig
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=variant.skip_modules())
+
+
+def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, device: str):
+    """Loads `variant` from `source` (Hub id or folder) onto `device`, in eval mode."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        source, dtype=TORCH_DTYPES[cfg.precision.language_model], quantization_config=quantization_config(variant),
+        device_map={"": 0 if device == "cuda" else "cpu"}, attn_implementation=cfg.model.attn_implementation)
+    return model.eval()
+
+
+def release_model(model) -> None:
+    """Frees a model's memory before the next variant loads."""
+    del model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

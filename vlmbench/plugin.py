@@ -1,0 +1,137 @@
+"""The pytest plugin: options, parametrization, fixtures and the session-finish hook.
+
+Why it exists: users run vlmbench as a pytest suite (`pytest benchmarks -k int8_vit`). This module
+only wires pytest to `vlmbench.session` and `vlmbench.report`; it is registered through the
+`pytest11` entry point, so `conftest.py` stays thin and the plugin is active wherever vlmbench is
+installed, but does nothing unless a test asks for its fixtures.
+
+- `vlm_variant` (session scope, one parameter per variant): the loaded model, built once and
+  released before the next variant loads.
+- `vlm_chunk`: one case per chunk, id `batch<N>`, so ids read `test_caption[int8_vit-batch3]`.
+- A chunk whose CSV is complete is skipped before any model loads; a CSV from another experiment
+  stops the run; a damaged one is moved aside and recomputed.
+- At session end: CIDEr, the summary JSON, plots, a markdown table and the regression gate.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vlmbench.config import ConfigError, load_config
+
+SESSION_KEY = pytest.StashKey["object"]()
+USES_KEY = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("vlmbench", "vlmbench: quantized VLM benchmark")
+    group.addoption("--vlm-config", default=None, metavar="PATH",
+                    help="experiment YAML (default: the packaged seed experiment)")
+    group.addoption("--vlm-results", default=None, metavar="DIR",
+                    help="results folder (default: results_dir of the config, 'results')")
+    group.addoption("--vlm-baseline", default=None, metavar="PATH",
+                    help="summary JSON of an earlier run: fail this run if a threshold is breached")
+
+
+def _session(config):
+    """The run's BenchSession, built on first use (so plain `pytest tests` never reads a config)."""
+    if SESSION_KEY not in config.stash:
+        from vlmbench.session import BenchSession
+        try:
+            cfg = load_config(config.getoption("--vlm-config"))
+            results = config.getoption("--vlm-results")
+            if results:
+                cfg = cfg.replace(results_dir=results)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"vlmbench: {exc}") from None
+        results_dir = Path(cfg.results_dir)
+        if not results_dir.is_absolute():
+            results_dir = Path(config.invocation_params.dir) / results_dir
+        config.stash[SESSION_KEY] = BenchSession(cfg, results_dir)
+    return config.stash[SESSION_KEY]
+
+
+def pytest_generate_tests(metafunc):
+    if "vlm_variant" not in metafunc.fixturenames:
+        return
+    metafunc.config.stash[USES_KEY] = True
+    cfg = _session(metafunc.config).cfg
+    metafunc.parametrize("vlm_variant", list(cfg.variants), indirect=True, scope="session")
+    if "vlm_chunk" in metafunc.fixturenames:
+        ids = [f"batch{i}" for i in range(cfg.num_chunks)]
+        metafunc.parametrize("vlm_chunk", list(range(cfg.num_chunks)), ids=ids)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """After -k/-m selection: check existing CSVs and skip finished chunks, before any model loads."""
+    cases = [item for item in items if hasattr(item, "callspec") and "vlm_chunk" in item.callspec.params]
+    if not cases:
+        return
+    session = _session(config)
+    try:
+        session.start()
+        for item in cases:
+            variant, chunk_id = item.callspec.params["vlm_variant"], item.callspec.params["vlm_chunk"]
+            if session.chunk_is_done(variant, chunk_id):
+                item.add_marker(pytest.mark.skip(
+                    reason=f"{variant}_batch_{chunk_id}.csv is complete for this experiment (delete it to recompute)"))
+        _preflight(session, cases)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"vlmbench: {exc}") from None
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    if SESSION_KEY in config.stash:
+        return [f"vlmbench: {note}" for note in config.stash[SESSION_KEY].notes]
+    return []
+
+
+def _preflight(session, cases) -> None:
+    """Checks that the images of the chunks still to run can be had, before any model loads."""
+    from vlmbench.preflight import run_preflight
+    pending = sorted({item.callspec.params["vlm_chunk"] for item in cases
+                      if not any(m.name == "skip" for m in item.iter_markers())})
+    if pending:
+        session.notes += run_preflight(session.cfg, [row for i in pending for row in session.chunks[i]])
+
+
+@pytest.fixture(scope="session")
+def vlm_session(request):
+    return _session(request.config)
+
+
+@pytest.fixture(scope="session")
+def vlm_variant(request, vlm_session):
+    """The loaded variant (model + captioner); released at teardown, before the next variant loads."""
+    from vlmbench.census import CensusMismatch
+    from vlmbench.modeling import release_model
+    try:
+        loaded = vlm_session.load_variant(request.param)
+    except CensusMismatch as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield loaded
+    loaded.model = loaded.captioner = None
+    release_model(None)
+
+
+@pytest.fixture
+def vlm_chunk(request):
+    return request.param
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if not config.stash.get(USES_KEY, False) or SESSION_KEY not in config.stash:
+        return
+    if getattr(config, "workerinput", None) is not None:
+        return  # an xdist worker: the controller reports once
+    from vlmbench.report import finish_run
+    verdict = finish_run(config.stash[SESSION_KEY], config.getoption("--vlm-baseline"))
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "vlmbench summary")
+        reporter.write_line(verdict.text)
+    if verdict.failed and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

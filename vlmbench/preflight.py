@@ -1,0 +1,49 @@
+"""Preflight: before any model loads, can every image of the pending chunks be had?
+
+Why it exists: finding out after an hour of fp16 that the int8 images are offline wastes the GPU.
+Local files are checked for existence; URLs are counted as cached or to be downloaded, and when the
+Hub is offline (HF_HUB_OFFLINE / VLMBENCH_OFFLINE) the uncached ones are missing. Missing images stop
+the run with a message naming them, unless `dataset.allow_missing_images` records them as failed.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vlmbench.config import ConfigError, ExperimentConfig
+from vlmbench.data import ImageRow
+from vlmbench.images import is_url
+
+
+def offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "VLMBENCH_OFFLINE"))
+
+
+def classify(rows: list[ImageRow], cache) -> dict[str, list[ImageRow]]:
+    """Sorts rows into available (local or cached), to_download, and missing."""
+    groups = {"available": [], "to_download": [], "missing": []}
+    for row in rows:
+        if not is_url(row.source):
+            groups["available" if Path(row.source).is_file() else "missing"].append(row)
+        elif cache.has(row.source):
+            groups["available"].append(row)
+        else:
+            groups["missing" if offline() else "to_download"].append(row)
+    return groups
+
+
+def run_preflight(cfg: ExperimentConfig, rows: list[ImageRow], cache=None) -> list[str]:
+    """Returns notes for the run; raises ConfigError if images are missing and that is not allowed."""
+    from vlmbench.fetch import image_cache_for
+    groups = classify(rows, cache or image_cache_for(cfg))
+    notes = [f"preflight: {len(rows)} images in pending chunks: {len(groups['available'])} available, "
+             f"{len(groups['to_download'])} to download, {len(groups['missing'])} missing"]
+    missing = groups["missing"]
+    if missing and not cfg.dataset.allow_missing_images:
+        names = ", ".join(r.file_name for r in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ConfigError(
+            f"{len(missing)} of {len(rows)} images cannot be had ({names}): "
+            f"{'offline and not in the image cache' if offline() else 'files not found'}. Fix the image source "
+            "(dataset.image_dir / dataset.coco_dir), go online, or set dataset.allow_missing_images: true to record "
+            "them as failed images.")
+    return notes

@@ -1,0 +1,151 @@
+"""One benchmark run's state: config, rows, chunks, the device, and what each chunk case does.
+
+Why it exists: the pytest plugin only wires hooks and fixtures; this module holds the decisions
+(which chunks are done, which CSVs are damaged or foreign, how a variant is loaded and warmed up,
+how a chunk becomes a CSV) so that they can be read and tested without pytest's machinery.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from vlmbench.census import check_census, take_census
+from vlmbench.config import ConfigError, ExperimentConfig
+from vlmbench.data import ImageRow, load_rows, make_chunks
+from vlmbench.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
+from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, quarantine, timestamp,
+                              variant_record_path, write_chunk_csv, write_config_snapshot, write_json)
+from vlmbench.variants import get_variant
+
+
+@dataclass
+class LoadedVariant:
+    name: str
+    model: object
+    captioner: object
+    warmed_up: bool = False
+
+
+@dataclass
+class BenchSession:
+    cfg: ExperimentConfig
+    results_dir: Path
+    stamp: str = field(default_factory=timestamp)
+    started_at: float = field(default_factory=time.time)
+    _rows: Optional[list[ImageRow]] = None
+    _processor: object = None
+    _device: Optional[str] = None
+    _nvml: Optional[Nvml] = None
+    notes: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------ lazily built state
+    @property
+    def rows(self) -> list[ImageRow]:
+        if self._rows is None:
+            self._rows = load_rows(self.cfg)
+        return self._rows
+
+    @property
+    def chunks(self) -> list[list[ImageRow]]:
+        return make_chunks(self.rows, self.cfg.inference.batch_size)
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            from vlmbench.modeling import resolve_device
+            self._device = resolve_device(self.cfg)
+        return self._device
+
+    @property
+    def nvml(self) -> Nvml:
+        if self._nvml is None:
+            self._nvml = Nvml(self.device)
+        return self._nvml
+
+    @property
+    def processor(self):
+        if self._processor is None:
+            from vlmbench.modeling import build_processor
+            self._processor = build_processor(self.cfg)
+        return self._processor
+
+    # ------------------------------------------------------------ before any model loads
+    def start(self) -> None:
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        write_config_snapshot(self.results_dir, self.cfg, self.stamp)
+
+    def chunk_is_done(self, variant: str, chunk_id: int) -> bool:
+        """True for a complete CSV of this experiment; quarantines a damaged one; refuses a foreign one."""
+        path = chunk_csv_path(self.results_dir, variant, chunk_id)
+        state = inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint)
+        if state.status == "foreign":
+            raise ConfigError(foreign_message(self.results_dir, path, state, self.cfg))
+        if state.status == "damaged":
+            moved = quarantine(path)
+            self.notes.append(f"{path.name} was damaged ({state.reason}); moved to {moved.name} and recomputed")
+        return state.status == "complete"
+
+    # ------------------------------------------------------------ variants
+    def load_variant(self, name: str) -> LoadedVariant:
+        from vlmbench.modeling import load_variant_model, weights_dir
+        from vlmbench.runner import Captioner
+
+        variant = get_variant(name)
+        source = weights_dir(self.cfg, self.processor)
+        idle = idle_power(self.nvml)
+        model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device)
+        census = take_census(model)
+        check_census(census, variant)
+        record = {"variant": name, "description": variant.description, "census": census, "load_s": load_s,
+                  "weights_mib": allocated_mib(self.device), "model_size_mb": size_on_disk_mb(
+                      model, self.cfg.measure.model_size), "idle_power_w": idle,
+                  "device": self.device, "dtype": self.cfg.precision.language_model,
+                  "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
+        write_json(variant_record_path(self.results_dir, name), _plain(record))
+        return LoadedVariant(name, model, Captioner(model, self.processor, self.cfg, self.device))
+
+    # ------------------------------------------------------------ one chunk case
+    def run_chunk(self, loaded: LoadedVariant, chunk_id: int) -> list[dict]:
+        rows = self.chunks[chunk_id]
+        if not loaded.warmed_up:
+            loaded.captioner.warm_up(rows, self.cfg.measure.warmup_batches)
+            loaded.warmed_up = True
+        result = loaded.captioner.caption_chunk(rows, self.nvml)
+        latencies = loaded.captioner.measure_latency(rows, self.cfg.measure.latency_images)
+        chunk_cells = self._chunk_cells(result.metrics)
+        records = [{**row, "variant": loaded.name, "chunk_id": chunk_id, "latency_s": latencies.get(row["image_id"]),
+                    **chunk_cells} for row in _in_chunk_order(result.rows, rows)]
+        write_chunk_csv(chunk_csv_path(self.results_dir, loaded.name, chunk_id), records)
+        return records
+
+    def _chunk_cells(self, metrics: dict[str, Reading]) -> dict:
+        notes = "; ".join(f"{k}: {v.reason}" for k, v in metrics.items() if v.value is None and v.reason)
+        nvml_used = self.nvml.process_used_mib()
+        if nvml_used.value is None:
+            notes = "; ".join(x for x in (notes, f"nvml_used_mib: {nvml_used.reason}") if x)
+        cells = {f"chunk_{k}": v.value for k, v in metrics.items()}
+        return {**cells, "chunk_nvml_used_mib": nvml_used.value, "device": self.device,
+                "device_name": self.nvml.device_info()["gpu_name"] or "cpu", "dtype": self.cfg.precision.language_model,
+                "measure_notes": notes, "config_fingerprint": self.cfg.fingerprint}
+
+
+def _in_chunk_order(result_rows: list[dict], chunk_rows: list[ImageRow]) -> list[dict]:
+    by_id = {r["image_id"]: r for r in result_rows}
+    return [by_id[r.image_id] for r in chunk_rows]
+
+
+def _plain(value):
+    """Readings become {value, reason}-free plain numbers with a sibling `<key>_null_reason`."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if isinstance(item, Reading):
+                out[key] = item.value
+                if item.value is None:
+                    out[f"{key}_null_reason"] = item.reason
+            else:
+                out[key] = _plain(item)
+        return out
+    return value

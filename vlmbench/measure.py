@@ -94,9 +94,9 @@ class Nvml:
 
     def device_info(self) -> dict:
         if self.handle is None:
-            return {"gpu_name": None, "driver": None, "reason": self.reason}
+            return {"gpu_name": None, "driver": None, "gpu_null_reason": self.reason}
         return {"gpu_name": _str(self._nvml.nvmlDeviceGetName(self.handle)),
-                "driver": _str(self._nvml.nvmlSystemGetDriverVersion()), "reason": None}
+                "driver": _str(self._nvml.nvmlSystemGetDriverVersion())}
 
 
 def _str(value) -> str:

@@ -1,8 +1,201 @@
-"""placeholder"""
-from dataclasses import dataclass
+"""Turning a summary into what people read: the JSON file, plots, a markdown table, a verdict.
+
+Why it exists: the end of a run (the pytest session-finish hook or `vlmbench-report`) does the same
+four things; they live here, apart from how the numbers were made. Plots use matplotlib's headless
+Agg backend.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+from vlmbench.config import ExperimentConfig, Thresholds
+from vlmbench.paths import atomic_write_text
+from vlmbench.records import timestamp, write_json
+from vlmbench.summary import build_summary
+
+# metric key -> (axis label, higher is better)
+PLOTTED = {"cider": ("CIDEr-D", True), "latency_s_p50": ("latency p50 (s / image)", False),
+           "throughput_img_s": ("throughput (images / s)", True), "peak_vram_mib": ("peak VRAM (MiB)", False),
+           "model_size_mb": ("model size on disk (MB)", False),
+           "energy_j_per_image": ("energy (J / image)", False), "avg_power_w": ("average power (W)", False)}
+TRADE_OFFS = ("latency_s_p50", "peak_vram_mib", "model_size_mb", "energy_j_per_image")
+# threshold field -> (summary metric, direction, kind): direction +1 = an increase is bad
+GATES = {"cider_drop_abs": ("cider", -1, "abs"), "cider_drop_pct": ("cider", -1, "pct"),
+         "latency_increase_pct": ("latency_s_mean", +1, "pct"), "throughput_drop_pct": ("throughput_img_s", -1, "pct"),
+         "peak_vram_increase_pct": ("peak_vram_mib", +1, "pct"), "energy_increase_pct": ("energy_j_per_image", +1, "pct")}
+DATASET_IDENTITY = ("hf_parquet_prefix", "split_file", "parquet_path", "coco_dir", "synthetic_images", "limit",
+                    "shuffle")
+
+
 @dataclass
 class Verdict:
     text: str
     failed: bool = False
-def finish_run(session, baseline):
-    return Verdict("todo")
+    breaches: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- table
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _census_cell(census: Optional[dict]) -> str:
+    if not census:
+        return "n/a"
+    return " ".join(f"{c}:{e['int8']}/{e['linear']}" for c, e in census.items() if c != "other")
+
+
+def markdown_table(summary: dict) -> str:
+    head = ("| variant | CIDEr | latency p50 (s) | throughput (img/s) | peak VRAM (MiB) | size (MB) | energy (J/img) "
+            "| power (W) | images ok/failed | int8 Linear layers |")
+    lines = [head, "|" + "---|" * 10]
+    for name, v in summary["variants"].items():
+        lines.append(f"| {name} | {_fmt(v.get('cider'))} | {_fmt(v.get('latency_s_p50'))} | "
+                     f"{_fmt(v.get('throughput_img_s'))} | {_fmt(v.get('peak_vram_mib'), 5)} | "
+                     f"{_fmt(v.get('model_size_mb'), 5)} | {_fmt(v.get('energy_j_per_image'))} | "
+                     f"{_fmt(v.get('avg_power_w'))} | {v['images_captioned']}/{v['images_failed']} | "
+                     f"{_census_cell(v.get('census'))} |")
+    missing = sorted({f"{k.removesuffix('_null_reason')}: {r}" for v in summary["variants"].values()
+                      for k, r in v.items() if k.endswith("_null_reason") and r})
+    if missing:
+        lines.append("")
+        lines += [f"n/a {m}" for m in missing]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- plots
+def write_plots(summary: dict, plot_dir: Path) -> list[str]:
+    """Bar charts per metric and CIDEr trade-off scatters; returns the files written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    variants = summary["variants"]
+    written = []
+    for metric, (label, higher_better) in PLOTTED.items():
+        points = {n: v.get(metric) for n, v in variants.items() if v.get(metric) is not None}
+        if not points:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.bar(list(points), list(points.values()), color="#4C72B0")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} by variant ({'higher' if higher_better else 'lower'} is better)")
+        written.append(_save(fig, plot_dir / f"{metric}.png"))
+    for metric in TRADE_OFFS:
+        points = {n: (v.get(metric), v.get("cider")) for n, v in variants.items()
+                  if v.get(metric) is not None and v.get("cider") is not None}
+        if not points:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, (x, y) in points.items():
+            ax.scatter([x], [y], s=60)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5))
+        ax.set_xlabel(PLOTTED[metric][0])
+        ax.set_ylabel("CIDEr-D")
+        ax.set_title(f"CIDEr-D vs {PLOTTED[metric][0]}")
+        written.append(_save(fig, plot_dir / f"tradeoff_cider_vs_{metric}.png"))
+    return written
+
+
+def _save(fig, path: Path) -> str:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path.name
+
+
+# ---------------------------------------------------------------- regression gate
+class BaselineMismatch(ValueError):
+    """The baseline summary is from another model or dataset."""
+
+
+def check_baseline_compatible(summary: dict, baseline: dict) -> None:
+    if summary.get("model_id") != baseline.get("model_id"):
+        raise BaselineMismatch(f"baseline is for model {baseline.get('model_id')!r}, this run is for "
+                               f"{summary.get('model_id')!r}; pass a baseline summary of the same model.")
+    ours, theirs = summary["config"]["dataset"], baseline.get("config", {}).get("dataset", {})
+    diff = [f"{k}: {theirs.get(k)!r} -> {ours.get(k)!r}" for k in DATASET_IDENTITY if ours.get(k) != theirs.get(k)]
+    if diff:
+        raise BaselineMismatch("baseline was made on a different dataset (" + "; ".join(diff) + "); CIDEr and "
+                               "per-image costs are not comparable. Pass a baseline of the same dataset and limit.")
+
+
+def _thresholds_for(cfg: ExperimentConfig, variant: str) -> Thresholds:
+    return cfg.thresholds.per_variant.get(variant, cfg.thresholds.default)
+
+
+def breaches(summary: dict, baseline: dict, cfg: ExperimentConfig) -> list[str]:
+    """One line per breached threshold: metric, value, baseline value, threshold."""
+    found = []
+    for name, entry in summary["variants"].items():
+        base = baseline.get("variants", {}).get(name)
+        if base is None:
+            continue
+        limits = _thresholds_for(cfg, name)
+        for f in fields(Thresholds):
+            limit = getattr(limits, f.name)
+            metric, direction, kind = GATES[f.name]
+            now, before = entry.get(metric), base.get(metric)
+            if limit is None or now is None or before is None:
+                continue
+            change = (now - before) * direction
+            amount = change if kind == "abs" else (change / before * 100 if before else 0.0)
+            if amount > limit:
+                found.append(f"{name}: {metric} = {now:.4g} vs baseline {before:.4g} ({'+' if direction > 0 else '-'}"
+                             f"{amount:.3g}{'%' if kind == 'pct' else ''}), threshold {f.name} = {limit}")
+    return found
+
+
+def gate(summary: dict, baseline_path: Optional[str], cfg: ExperimentConfig) -> Verdict:
+    if not baseline_path:
+        return Verdict("no baseline given (--vlm-baseline): regression gate not applied")
+    try:
+        baseline = json.loads(Path(baseline_path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return Verdict(f"baseline {baseline_path!r} unreadable: {exc}. Pass a summary_*.json file.", failed=True)
+    try:
+        check_baseline_compatible(summary, baseline)
+    except BaselineMismatch as exc:
+        return Verdict(f"baseline refused: {exc}", failed=True)
+    found = breaches(summary, baseline, cfg)
+    if found:
+        return Verdict("regression gate FAILED:\n" + "\n".join(f"  - {b}" for b in found), True, found)
+    return Verdict(f"regression gate passed against {baseline_path}")
+
+
+# ---------------------------------------------------------------- the end of a run
+def load_references(results_dir: Path) -> dict[int, list[str]]:
+    path = results_dir / "references.json"
+    return {int(k): v for k, v in json.loads(path.read_text()).items()}
+
+
+def write_references(results_dir: Path, rows) -> None:
+    write_json(results_dir / "references.json", {str(r.image_id): list(r.captions) for r in rows})
+
+
+def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline: Optional[str],
+           tokenizer: str = "auto") -> tuple[dict, Verdict]:
+    """Builds and writes summary JSON and plots; returns the summary and the gate's verdict."""
+    summary = build_summary(results_dir, cfg, load_references(results_dir), started_at, tokenizer)
+    summary["plots"] = write_plots(summary, results_dir / "plots") if summary["variants"] else []
+    verdict = gate(summary, baseline, cfg)
+    summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches}
+    path = results_dir / f"summary_{timestamp()}.json"
+    write_json(path, summary)
+    table = markdown_table(summary) if summary["variants"] else "no variant has finished chunks yet"
+    atomic_write_text(results_dir / "summary_latest.md", table + "\n")
+    verdict.text = f"{table}\n\nsummary: {path}\n{verdict.text}"
+    return summary, verdict
+
+
+def finish_run(session, baseline: Optional[str]) -> Verdict:
+    return report(session.results_dir, session.cfg, session.started_at, baseline)[1]

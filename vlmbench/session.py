@@ -6,6 +6,7 @@ how a chunk becomes a CSV) so that they can be read and tested without pytest's 
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,8 @@ class BenchSession:
     def start(self) -> None:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         write_config_snapshot(self.results_dir, self.cfg, self.stamp)
+        from vlmbench.report import write_references
+        write_references(self.results_dir, self.rows)
 
     def chunk_is_done(self, variant: str, chunk_id: int) -> bool:
         """True for a complete CSV of this experiment; quarantines a damaged one; refuses a foreign one."""
@@ -121,15 +124,11 @@ class BenchSession:
         return records
 
     def _chunk_cells(self, metrics: dict[str, Reading]) -> dict:
-        notes = "; ".join(f"{k}: {v.reason}" for k, v in metrics.items() if v.value is None and v.reason)
-        nvml_used = self.nvml.process_used_mib()
-        if nvml_used.value is None:
-            notes = "; ".join(x for x in (notes, f"nvml_used_mib: {nvml_used.reason}") if x)
-        cells = {f"chunk_{k}": v.value for k, v in metrics.items()}
-        return {**cells, "chunk_nvml_used_mib": nvml_used.value, "device": self.device,
+        metrics = {**metrics, "nvml_used_mib": self.nvml.process_used_mib()}
+        notes = {f"chunk_{k}": v.reason for k, v in metrics.items() if v.value is None}
+        return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "device": self.device,
                 "device_name": self.nvml.device_info()["gpu_name"] or "cpu", "dtype": self.cfg.precision.language_model,
-                "measure_notes": notes, "config_fingerprint": self.cfg.fingerprint}
-
+                "measure_notes": json.dumps(notes, sort_keys=True), "config_fingerprint": self.cfg.fingerprint}
 
 def _in_chunk_order(result_rows: list[dict], chunk_rows: list[ImageRow]) -> list[dict]:
     by_id = {r["image_id"]: r for r in result_rows}

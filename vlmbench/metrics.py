@@ -1,0 +1,68 @@
+"""CIDEr, with the official implementation, over one image set common to all variants.
+
+Why it exists: CIDEr-D's document frequencies come from the set being scored, so two variants are
+comparable only on the same images. This module picks that set, tokenizes with the official PTB
+tokenizer (Java, bundled with pycocoevalcap) or, without Java, a Java-free equivalent (nltk's
+Treebank tokenizer, lower-cased, PTB punctuation dropped), and scores with pycocoevalcap's `Cider`.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+# pycocoevalcap's list: what the official tokenizer drops after tokenizing
+PTB_PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--",
+                   "...", ";"}
+# nltk writes brackets as themselves where Java's PTB tokenizer writes -LRB- etc.; drop both spellings
+NLTK_EXTRA_PUNCTUATION = {"(", ")", "{", "}", "[", "]", "-lrb-", "-rrb-", "-lcb-", "-rcb-", '"'}
+
+
+@dataclass
+class CiderResult:
+    score: float
+    per_image: dict
+    tokenizer: str
+
+
+def java_available() -> bool:
+    return shutil.which("java") is not None
+
+
+def tokenize_ptb_java(captions: dict[int, list[str]]) -> dict[int, list[str]]:
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    return PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
+
+
+def tokenize_nltk_line(text: str) -> str:
+    from nltk.tokenize import TreebankWordTokenizer
+    tokens = TreebankWordTokenizer().tokenize(text.replace("\n", " ").lower())
+    return " ".join(t for t in tokens if t not in PTB_PUNCTUATION and t not in NLTK_EXTRA_PUNCTUATION)
+
+
+def tokenize_nltk(captions: dict[int, list[str]]) -> dict[int, list[str]]:
+    return {k: [tokenize_nltk_line(c) for c in v] for k, v in captions.items()}
+
+
+def tokenize(captions: dict[int, list[str]], prefer: str = "auto") -> tuple[dict[int, list[str]], str]:
+    """Tokenized captions and the tokenizer's name ('ptb-java' or 'nltk-treebank')."""
+    if prefer == "ptb-java" or (prefer == "auto" and java_available()):
+        return tokenize_ptb_java(captions), "ptb-java"
+    return tokenize_nltk(captions), "nltk-treebank"
+
+
+def cider(references: dict[int, list[str]], predictions: dict[int, str], prefer: str = "auto") -> CiderResult:
+    """CIDEr-D of `predictions` (one caption per image) against `references`, on the predictions' images."""
+    from pycocoevalcap.cider.cider import Cider
+    ids = sorted(predictions)
+    if not ids:
+        raise ValueError("no predictions to score")
+    refs, name = tokenize({i: list(references[i]) for i in ids}, prefer)
+    preds, _ = tokenize({i: [predictions[i]] for i in ids}, prefer)
+    score, scores = Cider().compute_score(refs, preds)
+    return CiderResult(float(score), {i: float(s) for i, s in zip(ids, scores)}, name)
+
+
+def common_image_set(ok_ids_by_variant: dict[str, set[int]]) -> set[int]:
+    """The images every variant captioned successfully."""
+    sets = list(ok_ids_by_variant.values())
+    return set.intersection(*sets) if sets else set()

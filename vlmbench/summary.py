@@ -1,0 +1,212 @@
+"""From a results folder to the summary: per-variant metrics, deltas against fp16, environment.
+
+Why it exists: the summary is rebuilt from files alone (chunk CSVs, variant records, the reference
+captions and the config snapshot), so it can be made at the end of a pytest run or later on another
+machine (`vlmbench-report results/`). Every metric that is missing is `null` with a
+`<metric>_null_reason` beside it.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+from vlmbench.metrics import cider, common_image_set
+from vlmbench.records import chunk_csv_path, read_chunk_csv, variant_record_path
+
+SCHEMA = "vlmbench.summary/1"
+# metric key -> True when higher is better
+METRICS = {"cider": True, "latency_s_mean": False, "latency_s_p50": False, "latency_s_p90": False,
+           "throughput_img_s": True, "peak_vram_mib": False, "model_size_mb": False, "energy_j_per_image": False,
+           "avg_power_w": False}
+HEADLINE_VRAM = ("peak_vram_mib is torch.cuda.max_memory_allocated over captioning (peak stats reset after "
+                 "loading); peak_reserved_mib (caching allocator) and nvml_used_mib (driver's view) are beside it")
+
+
+def _float(text: str) -> Optional[float]:
+    return float(text) if text not in ("", None) else None
+
+
+def load_variant_rows(results_dir: Path, variant: str, num_chunks: int, fingerprint: str) -> tuple[list, list]:
+    """All CSV rows of a variant made with `fingerprint`, and the chunk ids that are missing."""
+    rows, missing = [], []
+    for chunk_id in range(num_chunks):
+        path = chunk_csv_path(results_dir, variant, chunk_id)
+        chunk = read_chunk_csv(path) if path.exists() else []
+        chunk = [r for r in chunk if r.get("config_fingerprint") == fingerprint]
+        if not chunk:
+            missing.append(chunk_id)
+        rows += chunk
+    return rows, missing
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def latency_stats(rows: list[dict]) -> dict:
+    values = [v for v in (_float(r["latency_s"]) for r in rows) if v is not None]
+    if not values:
+        why = "no image was timed alone (measure.latency_images: 0?)"
+        return {f"latency_s_{k}": None for k in ("mean", "p50", "p90")} | {
+            f"latency_s_{k}_null_reason": why for k in ("mean", "p50", "p90")} | {"latency_images": 0}
+    return {"latency_s_mean": statistics.fmean(values), "latency_s_p50": statistics.median(values),
+            "latency_s_p90": _percentile(values, 0.9), "latency_images": len(values)}
+
+
+def _chunks(rows: list[dict]) -> list[dict]:
+    """One row per chunk (chunk-level columns repeat on every row of a chunk)."""
+    return list({r["chunk_id"]: r for r in rows}.values())
+
+
+def null_reason(chunks: list[dict], column: str) -> str:
+    """Why `column` is empty in some chunk, from the chunks' measure_notes."""
+    reasons = set()
+    for chunk in chunks:
+        if chunk[column] in ("", None):
+            notes = json.loads(chunk.get("measure_notes") or "{}")
+            reasons.add(notes.get(column) or f"{column} missing in chunk {chunk['chunk_id']}")
+    return "; ".join(sorted(reasons))
+
+
+def _sum_or_reason(chunks: list[dict], column: str) -> tuple[Optional[float], Optional[str]]:
+    values = [_float(c[column]) for c in chunks]
+    if not values or any(v is None for v in values):
+        return None, null_reason(chunks, column) or f"{column}: no chunk"
+    return sum(values), None
+
+
+def efficiency(rows: list[dict]) -> dict:
+    chunks = _chunks(rows)
+    out: dict = {}
+    wall = sum(_float(c["chunk_wall_s"]) or 0.0 for c in chunks)
+    ok = sum(int(_float(c["chunk_images_ok"]) or 0) for c in chunks)
+    out["throughput_img_s"] = ok / wall if wall > 0 else None
+    energy, why = _sum_or_reason(chunks, "chunk_energy_j")
+    out["energy_j_per_image"] = energy / ok if energy is not None and ok else None
+    out["avg_power_w"] = energy / wall if energy is not None and wall > 0 else None
+    if energy is None:
+        out["energy_j_per_image_null_reason"] = out["avg_power_w_null_reason"] = why
+    for key, column in (("peak_vram_mib", "chunk_peak_alloc_mib"), ("peak_reserved_mib", "chunk_peak_reserved_mib"),
+                        ("nvml_used_mib", "chunk_nvml_used_mib")):
+        values = [_float(c[column]) for c in chunks]
+        known = [v for v in values if v is not None]
+        out[key] = max(known) if known else None
+        if not known:
+            out[f"{key}_null_reason"] = null_reason(chunks, column)
+    out["device_name"] = ", ".join(sorted({c["device_name"] for c in chunks}))
+    return out
+
+
+def variant_record(results_dir: Path, variant: str) -> dict:
+    path = variant_record_path(results_dir, variant)
+    if not path.exists():
+        why = f"{path.name} missing: the variant was not loaded in this results folder; rerun one of its chunks"
+        return {"model_size_mb": None, "model_size_mb_null_reason": why, "census": None, "weights_mib": None,
+                "weights_mib_null_reason": why, "idle_power_w": None, "idle_power_w_null_reason": why}
+    record = json.loads(path.read_text())
+    keep = ("census", "model_size_mb", "weights_mib", "idle_power_w", "load_s", "dtype", "device")
+    return {k: v for k, v in record.items() if k in keep or any(k == f"{m}_null_reason" for m in keep)}
+
+
+def variant_entry(rows: list[dict], missing_chunks: list[int], num_chunks: int, record: dict) -> dict:
+    failures = Counter(r["error"].split(":")[0] for r in rows if r["status"] != "ok")
+    return {"chunks_done": num_chunks - len(missing_chunks), "chunks_expected": num_chunks,
+            "missing_chunks": missing_chunks, "images_total": len(rows),
+            "images_captioned": sum(r["status"] == "ok" for r in rows),
+            "images_failed": sum(r["status"] != "ok" for r in rows), "failure_reasons": dict(failures),
+            "generated_tokens_mean": statistics.fmean([int(r["generated_tokens"]) for r in rows
+                                                       if r["status"] == "ok"] or [0]),
+            **latency_stats(rows), **efficiency(rows), **record}
+
+
+def add_cider(entries: dict, rows_by_variant: dict, references: dict, tokenizer: str) -> dict:
+    """Scores every variant on the images all of them captioned; returns the scoring's own record."""
+    ok = {v: {int(r["image_id"]) for r in rows if r["status"] == "ok"} for v, rows in rows_by_variant.items()}
+    common = common_image_set(ok)
+    info = {"common_images": len(common), "tokenizer": None}
+    for variant, rows in rows_by_variant.items():
+        entry = entries[variant]
+        entry["cider_images"] = len(common)
+        entry["cider_excluded_images"] = len({int(r["image_id"]) for r in rows}) - len(common)
+        entry["cider_excluded_reasons"] = {
+            "failed in this variant": len({int(r["image_id"]) for r in rows if r["status"] != "ok"}),
+            "failed or missing in another variant": len(ok[variant] - common)}
+        if not common:
+            entry["cider"], entry["cider_null_reason"] = None, "no image was captioned by every variant"
+            continue
+        predictions = {int(r["image_id"]): r["caption"] for r in rows if int(r["image_id"]) in common}
+        result = cider(references, predictions, tokenizer)
+        entry["cider"], info["tokenizer"] = result.score, result.tokenizer
+    return info
+
+
+def add_deltas(entries: dict, baseline: str = "fp16") -> None:
+    base = entries.get(baseline)
+    for name, entry in entries.items():
+        if base is None or name == baseline:
+            continue
+        deltas = {}
+        for metric in METRICS:
+            a, b = entry.get(metric), base.get(metric)
+            if a is None or b is None:
+                deltas[metric] = {"abs": None, "rel_pct": None}
+            else:
+                deltas[metric] = {"abs": a - b, "rel_pct": (a - b) / b * 100 if b else None}
+        entry[f"delta_vs_{baseline}"] = deltas
+
+
+def environment() -> dict:
+    env = {"python": platform.python_version(), "platform": platform.platform()}
+    for module in ("torch", "transformers", "bitsandbytes", "vlmbench"):
+        try:
+            env[module] = __import__(module).__version__
+        except Exception as exc:  # bitsandbytes may fail to import without its native library
+            env[module], env[f"{module}_null_reason"] = None, f"{type(exc).__name__}: {exc}"
+    try:
+        env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                           check=True, timeout=10).stdout.strip()
+    except Exception as exc:
+        env["git_commit"], env["git_commit_null_reason"] = None, f"not a git checkout: {type(exc).__name__}"
+    return env
+
+
+def iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def gpu_info(results_dir: Path, variants) -> dict:
+    """GPU name and driver as the variant records saw them (null with the reason on CPU)."""
+    why = None
+    for variant in variants:
+        path = variant_record_path(results_dir, variant)
+        if path.exists():
+            record = json.loads(path.read_text())
+            if record.get("gpu_name"):
+                return {"gpu_name": record["gpu_name"], "driver": record.get("driver")}
+            why = record.get("gpu_null_reason")
+    return {"gpu_name": None, "driver": None, "gpu_null_reason": why or "no variant record names a GPU"}
+
+
+def build_summary(results_dir: Path, cfg, references: dict, started_at: float, tokenizer: str = "auto") -> dict:
+    """The summary document of the experiment `cfg` from the files in `results_dir`."""
+    entries, rows_by_variant = {}, {}
+    for variant in cfg.variants:
+        rows, missing = load_variant_rows(results_dir, variant, cfg.num_chunks, cfg.fingerprint)
+        if not rows:
+            continue
+        rows_by_variant[variant] = rows
+        entries[variant] = variant_entry(rows, missing, cfg.num_chunks, variant_record(results_dir, variant))
+    scoring = add_cider(entries, rows_by_variant, references, tokenizer) if entries else {}
+    add_deltas(entries)
+    return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
+            "config_fingerprint": cfg.fingerprint, "started_at": iso(started_at), "finished_at": iso(time.time()),
+            "environment": {**environment(), **gpu_info(results_dir, cfg.variants)}, "cider_scoring": scoring, "headline_vram": HEADLINE_VRAM,
+            "variants_not_run": [v for v in cfg.variants if v not in entries],
+            "variants": entries, "config": cfg.to_dict()}

@@ -64,6 +64,7 @@ class DatasetConfig:
                                            None)
     download_workers: int = _help("parallel image downloads", 8)
     allow_missing_images: bool = _help("go on when images are missing offline, recording them as failed", False)
+    present_images_only: bool = _help("drop rows whose local image file is absent (a partial COCO folder)", False)
     shuffle: bool = _help("shuffle rows with `seed` before taking `limit` (default keeps source order)", False)
 
 
@@ -319,8 +320,26 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[di
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys at the top level.")
     data.pop("fingerprint", None)  # snapshots carry it; it is derived, never read
     for key, value in (overrides or {}).items():
-        data[key] = value
+        set_dotted(data, key, value)
     return build(ExperimentConfig, data)
+
+
+def set_dotted(data: dict, dotted_key: str, value: Any) -> None:
+    """data['a']['b'] = value for 'a.b', creating sections as needed."""
+    *sections, last = dotted_key.split(".")
+    for section in sections:
+        data = data.setdefault(section, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"cannot set '{dotted_key}': '{section}' is not a section of the config.")
+    data[last] = value
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """'inference.micro_batch_size=8' -> ('inference.micro_batch_size', 8); the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--vlm-set expects KEY=VALUE (for example inference.micro_batch_size=8), got {text!r}.")
+    return key.strip(), yaml.safe_load(value)
 
 
 def config_to_yaml(cfg: ExperimentConfig) -> str:

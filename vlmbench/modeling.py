@@ -113,20 +113,25 @@ def random_model_config_dict(cfg: ExperimentConfig, processor) -> dict:
     return data
 
 
-def random_weights_dir(cfg: ExperimentConfig, processor) -> Path:
-    """A cached folder holding the seeded random-weight model in 16-bit, made on first use."""
+def random_weights_dir(cfg: ExperimentConfig, processor, device: str = "cpu") -> Path:
+    """A cached folder holding the seeded random-weight model in 16-bit, made on first use.
+
+    The weights are drawn on `device` (seconds on a GPU instead of minutes on a CPU for 3B), so the
+    same seed gives different weights on CPU and GPU; the cache key includes the device.
+    """
     from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
 
     config_dict = random_model_config_dict(cfg, processor)
-    key = hashlib.sha256(json.dumps([config_dict, cfg.seed, cfg.precision.language_model],
+    key = hashlib.sha256(json.dumps([config_dict, cfg.seed, cfg.precision.language_model, device],
                                     sort_keys=True).encode()).hexdigest()[:16]
     target = cache_dir("random-weights") / key
     if (target / "config.json").is_file():
         return target
     model_config = AutoConfig.for_model(**config_dict)
     torch.manual_seed(cfg.seed)
-    model = Qwen2_5_VLForConditionalGeneration._from_config(model_config,
-                                                            dtype=TORCH_DTYPES[cfg.precision.language_model])
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(model_config,
+                                                                dtype=TORCH_DTYPES[cfg.precision.language_model])
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
     try:
         model.save_pretrained(staging / "model")
@@ -136,11 +141,15 @@ def random_weights_dir(cfg: ExperimentConfig, processor) -> Path:
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    del model
     return target
 
 
-def weights_dir(cfg: ExperimentConfig, processor) -> str:
-    return str(random_weights_dir(cfg, processor)) if cfg.model.weights == "random" else cfg.model_id
+def weights_dir(cfg: ExperimentConfig, processor, device: str) -> str:
+    """Where from_pretrained reads the variant: model_id, or the cached random-weight folder."""
+    if cfg.model.weights == "random":
+        return str(random_weights_dir(cfg, processor, device))
+    return cfg.model_id
 
 
 # ---------------------------------------------------------------- variants

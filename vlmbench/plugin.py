@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmbench.config import ConfigError, load_config
+from vlmbench.config import ConfigError, load_config, parse_assignment
 
 SESSION_KEY = pytest.StashKey["object"]()
 USES_KEY = pytest.StashKey[bool]()
@@ -30,6 +30,9 @@ def pytest_addoption(parser):
                     help="experiment YAML (default: the packaged seed experiment)")
     group.addoption("--vlm-results", default=None, metavar="DIR",
                     help="results folder (default: results_dir of the config, 'results')")
+    group.addoption("--vlm-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config key, dotted, value read as YAML (repeatable), "
+                         "e.g. --vlm-set inference.micro_batch_size=8")
     group.addoption("--vlm-baseline", default=None, metavar="PATH",
                     help="summary JSON of an earlier run: fail this run if a threshold is breached")
 
@@ -39,7 +42,8 @@ def _session(config):
     if SESSION_KEY not in config.stash:
         from vlmbench.session import BenchSession
         try:
-            cfg = load_config(config.getoption("--vlm-config"))
+            overrides = dict(parse_assignment(a) for a in config.getoption("--vlm-set"))
+            cfg = load_config(config.getoption("--vlm-config"), overrides)
             results = config.getoption("--vlm-results")
             if results:
                 cfg = cfg.replace(results_dir=results)
@@ -80,6 +84,7 @@ def pytest_collection_modifyitems(config, items):
         _preflight(session, cases)
     except ConfigError as exc:
         raise pytest.UsageError(f"vlmbench: {exc}") from None
+    session.ready = True
 
 
 def pytest_report_collectionfinish(config, start_path, items):
@@ -125,6 +130,8 @@ def pytest_sessionfinish(session, exitstatus):
     config = session.config
     if not config.stash.get(USES_KEY, False) or SESSION_KEY not in config.stash:
         return
+    if not config.stash[SESSION_KEY].ready:
+        return  # collection stopped (bad config, foreign CSV): nothing new to report
     if getattr(config, "workerinput", None) is not None:
         return  # an xdist worker: the controller reports once
     from vlmbench.report import finish_run

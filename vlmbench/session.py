@@ -40,6 +40,7 @@ class BenchSession:
     _device: Optional[str] = None
     _nvml: Optional[Nvml] = None
     notes: list[str] = field(default_factory=list)
+    ready: bool = False  # set once collection checked every chunk
 
     # ------------------------------------------------------------ lazily built state
     @property
@@ -96,7 +97,7 @@ class BenchSession:
         from vlmbench.runner import Captioner
 
         variant = get_variant(name)
-        source = weights_dir(self.cfg, self.processor)
+        source = weights_dir(self.cfg, self.processor, self.device)
         idle = idle_power(self.nvml)
         model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device)
         census = take_census(model)

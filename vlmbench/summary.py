@@ -88,6 +88,7 @@ def efficiency(rows: list[dict]) -> dict:
     wall = sum(_float(c["chunk_wall_s"]) or 0.0 for c in chunks)
     ok = sum(int(_float(c["chunk_images_ok"]) or 0) for c in chunks)
     out["throughput_img_s"] = ok / wall if wall > 0 else None
+    out["throughput_img_s_per_chunk"] = [_float(c["chunk_throughput_img_s"]) for c in chunks]
     energy, why = _sum_or_reason(chunks, "chunk_energy_j")
     out["energy_j_per_image"] = energy / ok if energy is not None and ok else None
     out["avg_power_w"] = energy / wall if energy is not None and wall > 0 else None
@@ -142,7 +143,11 @@ def add_cider(entries: dict, rows_by_variant: dict, references: dict, tokenizer:
             entry["cider"], entry["cider_null_reason"] = None, "no image was captioned by every variant"
             continue
         predictions = {int(r["image_id"]): r["caption"] for r in rows if int(r["image_id"]) in common}
-        result = cider(references, predictions, tokenizer)
+        try:
+            result = cider(references, predictions, tokenizer)
+        except ImportError as exc:  # e.g. a GPU box without pycocoevalcap: score later with vlmbench-report
+            entry["cider"], entry["cider_null_reason"] = None, f"scorer unavailable here ({exc}); run vlmbench-report"
+            continue
         entry["cider"], info["tokenizer"] = result.score, result.tokenizer
     return info
 

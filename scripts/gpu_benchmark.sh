@@ -32,10 +32,15 @@ for part in "${parts[@]}"; do
   case $part in
     smoke) run smoke --vlm-config configs/smoke.yaml ;;
     mb32)  run mb32 --vlm-config configs/gpu-3b-random.yaml --vlm-set inference.micro_batch_size=32 ;;
+    # latency and size on disk do not depend on the micro-batch: measured in mb32 only
     mb8)   run mb8 --vlm-config configs/gpu-3b-random.yaml --vlm-set inference.micro_batch_size=8 \
-             --vlm-set dataset.limit=32 --vlm-set inference.batch_size=16 --vlm-set measure.latency_images=0 ;;
+             --vlm-set dataset.limit=32 --vlm-set inference.batch_size=16 --vlm-set measure.latency_images=0 \
+             --vlm-set measure.model_size=false ;;
     mb1)   run mb1 --vlm-config configs/gpu-3b-random.yaml --vlm-set inference.micro_batch_size=1 \
-             --vlm-set dataset.limit=8 --vlm-set inference.batch_size=4 --vlm-set measure.latency_images=0 ;;
+             --vlm-set dataset.limit=8 --vlm-set inference.batch_size=4 --vlm-set measure.latency_images=0 \
+             --vlm-set measure.model_size=false ;;
     *) echo "unknown part $part (mb32, mb8, mb1, smoke)"; exit 2 ;;
   esac
 done
+# one archive, so that a transfer limited in file count brings everything back
+tar -C "$out" -czf "$out.tar.gz" . && mv "$out.tar.gz" "$out/results.tar.gz"

@@ -28,9 +28,18 @@ def java_available() -> bool:
     return shutil.which("java") is not None
 
 
+# characters Java may treat as line ends: one would shift every later caption onto the wrong image
+_LINE_BREAKS = str.maketrans({c: " " for c in "\r\n\x0b\x0c\x85\u2028\u2029"})
+
+
 def tokenize_ptb_java(captions: dict[int, list[str]]) -> dict[int, list[str]]:
+    """pycocoevalcap's PTBTokenizer, with line-break characters made spaces and alignment checked."""
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-    return PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
+    clean = {k: [{"caption": c.translate(_LINE_BREAKS)} for c in v] for k, v in captions.items()}
+    result = PTBTokenizer().tokenize(clean)
+    if any(len(result.get(k, [])) != len(v) for k, v in captions.items()):
+        raise RuntimeError("the PTB tokenizer returned a different number of captions than it was given")
+    return result
 
 
 def tokenize_nltk_line(text: str) -> str:

@@ -141,7 +141,7 @@ def random_weights_dir(cfg: ExperimentConfig, processor, device: str = "cpu") ->
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    del model
+    release_model(model)
     return target
 
 
@@ -171,7 +171,7 @@ def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, dev
 
 
 def release_model(model) -> None:
-    """Frees a model's memory before the next variant loads."""
+    """Frees device memory once the caller holds no reference to the model any more."""
     del model
     gc.collect()
     if torch.cuda.is_available():

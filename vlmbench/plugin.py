@@ -104,7 +104,9 @@ def _preflight(session, cases) -> None:
 
 @pytest.fixture(scope="session")
 def vlm_session(request):
-    return _session(request.config)
+    session = _session(request.config)
+    session.idle_power  # read before any model or random-weight build touches the GPU
+    return session
 
 
 @pytest.fixture(scope="session")

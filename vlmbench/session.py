@@ -39,6 +39,7 @@ class BenchSession:
     _processor: object = None
     _device: Optional[str] = None
     _nvml: Optional[Nvml] = None
+    _idle_power: Optional[Reading] = None
     notes: list[str] = field(default_factory=list)
     ready: bool = False  # set once collection checked every chunk
 
@@ -91,6 +92,13 @@ class BenchSession:
             self.notes.append(f"{path.name} was damaged ({state.reason}); moved to {moved.name} and recomputed")
         return state.status == "complete"
 
+    @property
+    def idle_power(self) -> Reading:
+        """The GPU's power before this process ran anything on it (measured once, at first use)."""
+        if self._idle_power is None:
+            self._idle_power = idle_power(self.nvml)
+        return self._idle_power
+
     # ------------------------------------------------------------ variants
     def load_variant(self, name: str) -> LoadedVariant:
         from vlmbench.modeling import load_variant_model, weights_dir
@@ -98,13 +106,12 @@ class BenchSession:
 
         variant = get_variant(name)
         source = weights_dir(self.cfg, self.processor, self.device)
-        idle = idle_power(self.nvml)
         model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device)
         census = take_census(model)
         check_census(census, variant)
         record = {"variant": name, "description": variant.description, "census": census, "load_s": load_s,
                   "weights_mib": allocated_mib(self.device), "model_size_mb": size_on_disk_mb(
-                      model, self.cfg.measure.model_size), "idle_power_w": idle,
+                      model, self.cfg.measure.model_size), "idle_power_w": self.idle_power,
                   "device": self.device, "dtype": self.cfg.precision.language_model,
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
         write_json(variant_record_path(self.results_dir, name), _plain(record))

@@ -178,7 +178,10 @@ def environment() -> dict:
         env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                            check=True, timeout=10).stdout.strip()
     except Exception as exc:
-        env["git_commit"], env["git_commit_null_reason"] = None, f"not a git checkout: {type(exc).__name__}"
+        import os
+        env["git_commit"] = os.environ.get("VLMBENCH_GIT_COMMIT")  # set by whoever copied the tree without .git
+        if env["git_commit"] is None:
+            env["git_commit_null_reason"] = f"not a git checkout ({type(exc).__name__}) and VLMBENCH_GIT_COMMIT unset"
     return env
 
 

@@ -37,6 +37,12 @@ def pytest_addoption(parser):
                     help="summary JSON of an earlier run: fail this run if a threshold is breached")
 
 
+def pytest_configure(config):
+    """A config named on the command line is validated now: a bad one stops pytest with a usage error."""
+    if config.getoption("--vlm-config") or config.getoption("--vlm-set") or config.getoption("--vlm-results"):
+        _session(config)
+
+
 def _session(config):
     """The run's BenchSession, built on first use (so plain `pytest tests` never reads a config)."""
     if SESSION_KEY not in config.stash:

@@ -1,0 +1,82 @@
+"""The regression gate, the markdown table and the plots, on summaries built by hand."""
+import copy
+import json
+
+import pytest
+
+from vlmbench.config import load_config
+from vlmbench.report import BaselineMismatch, breaches, check_baseline_compatible, gate, markdown_table, write_plots
+
+
+def _summary(**int8):
+    cfg = load_config()
+    fp16 = {"cider": 1.00, "latency_s_mean": 2.0, "latency_s_p50": 2.0, "throughput_img_s": 4.0,
+            "peak_vram_mib": 16000.0, "model_size_mb": 7500.0, "energy_j_per_image": 70.0, "avg_power_w": 280.0,
+            "images_captioned": 10, "images_failed": 0,
+            "census": {"vision": {"linear": 2, "int8": 0}, "language_model": {"linear": 3, "int8": 0}}}
+    variant = {**fp16, "census": {"vision": {"linear": 2, "int8": 2}, "language_model": {"linear": 3, "int8": 3}},
+               **int8}
+    return {"model_id": cfg.model_id, "config": cfg.to_dict(), "variants": {"fp16": fp16, "int8": variant}}
+
+
+THRESHOLDS = {"thresholds": {"default": {"cider_drop_abs": 0.05, "cider_drop_pct": 10, "latency_increase_pct": 20,
+                                         "throughput_drop_pct": 20, "peak_vram_increase_pct": 10,
+                                         "energy_increase_pct": 15}}}
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"cider": 0.94}, "int8: cider = 0.94 vs baseline 1 (-0.06), threshold cider_drop_abs = 0.05"),
+    ({"cider": 0.85}, "threshold cider_drop_pct = 10.0"),
+    ({"latency_s_mean": 2.5}, "int8: latency_s_mean = 2.5 vs baseline 2 (+25%), threshold latency_increase_pct = 20.0"),
+    ({"throughput_img_s": 3.0}, "int8: throughput_img_s = 3 vs baseline 4 (-25%), threshold throughput_drop_pct = 20.0"),
+    ({"peak_vram_mib": 18000.0}, "peak_vram_mib = 1.8e+04 vs baseline 1.6e+04 (+12.5%), threshold peak_vram_increase_pct"),
+    ({"energy_j_per_image": 84.0}, "energy_j_per_image = 84 vs baseline 70 (+20%), threshold energy_increase_pct"),
+])
+def test_each_threshold_kind_breaches(change, expected):
+    cfg = load_config(overrides=THRESHOLDS)
+    found = breaches(_summary(**change), _summary(), cfg)
+    assert any(expected in line for line in found), found
+
+
+def test_within_thresholds_passes_and_improvements_never_fail(tmp_path):
+    cfg = load_config(overrides=THRESHOLDS)
+    better = _summary(cider=1.2, latency_s_mean=1.0, throughput_img_s=9.0, peak_vram_mib=1.0, energy_j_per_image=1.0)
+    assert breaches(better, _summary(), cfg) == []
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(_summary()))
+    verdict = gate(_summary(cider=0.99), str(path), cfg)
+    assert not verdict.failed and "passed" in verdict.text
+    failing = gate(_summary(cider=0.5), str(path), cfg)
+    assert failing.failed and "regression gate FAILED" in failing.text and "cider_drop_abs" in failing.text
+
+
+def test_per_variant_thresholds_override_the_default():
+    cfg = load_config(overrides={**THRESHOLDS, "thresholds": {**THRESHOLDS["thresholds"],
+                                                              "per_variant": {"int8": {"latency_increase_pct": 200}}}})
+    assert breaches(_summary(latency_s_mean=3.0), _summary(), cfg) == []
+
+
+def test_baseline_of_another_model_or_dataset_is_refused(tmp_path):
+    other_model = _summary()
+    other_model["model_id"] = "someone/else"
+    with pytest.raises(BaselineMismatch, match="baseline is for model 'someone/else'"):
+        check_baseline_compatible(_summary(), other_model)
+    other_data = copy.deepcopy(_summary())
+    other_data["config"]["dataset"]["limit"] = 100
+    with pytest.raises(BaselineMismatch, match="limit: 100 -> 5000"):
+        check_baseline_compatible(_summary(), other_data)
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(other_data))
+    verdict = gate(_summary(), str(path), load_config())
+    assert verdict.failed and "baseline refused" in verdict.text
+    assert gate(_summary(), str(tmp_path / "missing.json"), load_config()).failed
+
+
+def test_table_and_plots(tmp_path):
+    summary = _summary(model_size_mb=None, model_size_mb_null_reason="disabled in config")
+    table = markdown_table(summary)
+    assert "| int8 | 1 | 2 | 4 | 16000 | n/a |" in table and "vision:2/2 language_model:3/3" in table
+    assert "n/a model_size_mb: disabled in config" in table
+    written = write_plots(summary, tmp_path)
+    assert "cider.png" in written and "tradeoff_cider_vs_energy_j_per_image.png" in written
+    assert all((tmp_path / name).stat().st_size > 1000 for name in written)

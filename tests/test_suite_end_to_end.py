@@ -1,0 +1,149 @@
+"""The benchmark suite as a user runs it: pytest over benchmarks/, resumed, filtered, broken on purpose.
+
+Each test runs the real plugin in a pytester sandbox on a tiny random Qwen2.5-VL (CPU, seconds).
+"""
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def suite(pytester, write_config):
+    """Runs `pytest benchmarks` with a tiny config; returns (run, results_dir)."""
+    shutil.copytree(ROOT / "benchmarks", pytester.path / "benchmarks")
+    results = pytester.path / "results"
+
+    def run(extra=None, *args):
+        config = write_config({"results_dir": str(results), **(extra or {})})
+        return pytester.runpytest_subprocess("benchmarks", "--vlm-config", str(config), "-p", "no:cacheprovider", "-rs", *args)
+    return run, results
+
+
+def _csvs(results):
+    return sorted(p.name for p in results.glob("*_batch_*.csv"))
+
+
+def test_run_resume_and_recompute_one_chunk(suite):
+    run, results = suite
+    three = {"variants": ["fp16", "int8", "int8_vit"]}
+    first = run(three)
+    first.assert_outcomes(passed=6)
+    assert _csvs(results) == [f"{v}_batch_{i}.csv" for v in ("fp16", "int8", "int8_vit") for i in (0, 1)]
+    summary = json.loads(sorted(results.glob("summary_*.json"))[-1].read_text())
+    assert set(summary["variants"]) == {"fp16", "int8", "int8_vit"}
+    assert summary["variants"]["int8_vit"]["census"]["language_model"]["int8"] == 0
+    assert summary["cider_scoring"]["common_images"] == 4
+    assert (results / "plots" / "cider.png").is_file() and (results / "references.json").is_file()
+    assert list(results.glob("experiment_config_*.yaml"))
+    first.stdout.fnmatch_lines(["*vlmbench summary*", "| variant | CIDEr*"])
+
+    again = run(three)
+    again.assert_outcomes(skipped=6)
+    again.stdout.fnmatch_lines(["*int8_vit_batch_1.csv is complete for this experiment*"])
+
+    before = (results / "fp16_batch_0.csv").stat().st_mtime_ns
+    (results / "int8_batch_1.csv").unlink()
+    third = run(three)
+    third.assert_outcomes(passed=1, skipped=5)
+    assert (results / "int8_batch_1.csv").is_file()
+    assert (results / "fp16_batch_0.csv").stat().st_mtime_ns == before
+
+
+def test_k_selects_one_variant(suite):
+    run, results = suite
+    result = run({"variants": ["fp16", "int8_vit"]}, "-k", "int8_vit", "-v")
+    result.assert_outcomes(passed=2, deselected=2)
+    result.stdout.fnmatch_lines(["*test_caption[[]int8_vit-batch0[]] PASSED*"])
+    assert _csvs(results) == ["int8_vit_batch_0.csv", "int8_vit_batch_1.csv"]
+
+
+def test_different_experiment_in_the_same_folder_is_refused(suite):
+    run, results = suite
+    run().assert_outcomes(passed=2)
+    before = {p.name: p.read_bytes() for p in results.glob("*.csv")}
+    result = run({"seed": 7})
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*was made by a different experiment*differing fields: seed: 42 -> 7*--vlm-results*"])
+    assert {p.name: p.read_bytes() for p in results.glob("*.csv")} == before
+
+
+def test_damaged_csv_is_set_aside_and_recomputed(suite):
+    run, results = suite
+    run().assert_outcomes(passed=2)
+    path = results / "fp16_batch_1.csv"
+    path.write_text(path.read_text()[:-30])
+    result = run()
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*fp16_batch_1.csv was damaged*recomputed*"])
+    assert len(list(results.glob("fp16_batch_1.csv.damaged-*"))) == 1
+    assert len((path.read_text().strip().splitlines())) == 3
+
+
+def test_a_corrupt_image_is_recorded_and_the_run_goes_on(suite, tmp_path):
+    from vlmbench.sample import write_sample
+    coco = tmp_path / "coco"
+    write_sample(coco, 4, seed=1)
+    (coco / "val2017" / "000000000002.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    run, results = suite
+    run({"dataset": {"synthetic_images": None, "coco_dir": str(coco)}}).assert_outcomes(passed=2)
+    import csv
+    with open(results / "fp16_batch_0.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["status"] for r in rows] == ["ok", "failed"]
+    assert rows[1]["error"] == "OSError: Truncated File Read" and rows[1]["caption"] == ""
+    summary = json.loads(sorted(results.glob("summary_*.json"))[-1].read_text())
+    assert summary["variants"]["fp16"]["images_failed"] == 1
+    assert summary["variants"]["fp16"]["cider_excluded_reasons"]["failed in this variant"] == 1
+
+
+def test_missing_images_stop_before_any_model_loads(suite, tmp_path):
+    from vlmbench.sample import write_sample
+    coco = tmp_path / "coco"
+    write_sample(coco, 4, seed=1)
+    (coco / "val2017" / "000000000003.jpg").unlink()
+    run, results = suite
+    result = run({"dataset": {"synthetic_images": None, "coco_dir": str(coco)}})
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*1 of 4 images cannot be had (000000000003.jpg)*allow_missing_images*"])
+    assert not list(results.glob("variant_*.json"))
+    allowed = run({"dataset": {"synthetic_images": None, "coco_dir": str(coco), "allow_missing_images": True}})
+    allowed.assert_outcomes(passed=2)
+
+
+def test_bad_config_stops_before_any_model_loads(suite):
+    run, results = suite
+    result = run({"variants": ["fp16", "int4"]})
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown variant 'int4'*Known variants: fp16, int8, int8_vit*"])
+    assert not results.exists() or not list(results.iterdir())
+
+
+def test_rescoring_after_removing_a_variants_chunk_keeps_one_image_set(suite):
+    run, results = suite
+    run({"variants": ["fp16", "int8_vit"]}).assert_outcomes(passed=4)
+    (results / "int8_vit_batch_0.csv").unlink()
+    from vlmbench.cli import main
+    assert main([str(results), "--tokenizer", "nltk-treebank"]) == 0
+    summary = json.loads(sorted(results.glob("summary_*.json"))[-1].read_text())
+    assert summary["cider_scoring"]["common_images"] == 2
+    for variant in ("fp16", "int8_vit"):
+        assert summary["variants"][variant]["cider_images"] == 2
+    assert summary["variants"]["int8_vit"]["missing_chunks"] == [0]
+    assert summary["variants"]["fp16"]["cider_excluded_reasons"]["failed or missing in another variant"] == 2
+
+
+def test_baseline_gate_fails_the_session(suite, tmp_path):
+    run, results = suite
+    run().assert_outcomes(passed=2)
+    baseline = json.loads(sorted(results.glob("summary_*.json"))[-1].read_text())
+    baseline["variants"]["fp16"]["throughput_img_s"] *= 1000
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(baseline))
+    result = run({"thresholds": {"default": {"throughput_drop_pct": 50}}}, "--vlm-baseline", str(path))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*regression gate FAILED*", "*fp16: throughput_img_s =*threshold throughput_drop_pct = 50.0*"])

@@ -29,6 +29,7 @@ DTYPES = ("fp16", "bf16", "fp32")
 MODEL_WEIGHTS = ("pretrained", "random")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
 NON_RESULT_FIELDS = ("experiment_name", "variants", "results_dir", "thresholds", "inference.prefetch_batches",
+                     "dataset.hub_endpoint", "dataset.image_url_prefix",
                      "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images")
 
 
@@ -54,6 +55,7 @@ class DatasetConfig:
     split_file: Optional[str] = _help("parquet file inside the Hub dataset",
                                       "data/validation-00000-of-00001-e3c37e369512a3aa.parquet")
     revision: Optional[str] = _help("Hub revision (commit hash) to pin; null = main, resolved hash recorded", None)
+    hub_endpoint: Optional[str] = _help("Hub URL (a mirror); null = huggingface_hub's default / HF_ENDPOINT", None)
     limit: int = _help("number of images to caption (rows taken in the source's order)", 5000)
     parquet_path: Optional[str] = _help("a local parquet in the phiyodr/coco2017 schema instead of the Hub", None)
     coco_dir: Optional[str] = _help("a local COCO folder: val2017/*.jpg + annotations/captions_val2017.json", None)
@@ -318,7 +320,8 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[di
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys at the top level.")
-    data.pop("fingerprint", None)  # snapshots carry it; it is derived, never read
+    data.pop("fingerprint", None)  # snapshots carry it and what the run resolved; both are derived, never read
+    data.pop("resolved", None)
     for key, value in (overrides or {}).items():
         set_dotted(data, key, value)
     return build(ExperimentConfig, data)
@@ -342,7 +345,10 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value)
 
 
-def config_to_yaml(cfg: ExperimentConfig) -> str:
+def config_to_yaml(cfg: ExperimentConfig, resolved: Optional[dict] = None) -> str:
+    """The snapshot: the config, its fingerprint, and what the run resolved (Hub commit, image ids)."""
     data = cfg.to_dict()
     data["fingerprint"] = cfg.fingerprint
+    if resolved:
+        data["resolved"] = resolved
     return yaml.safe_dump(data, sort_keys=False)

@@ -30,14 +30,14 @@ def download_parquet(ds: DatasetConfig) -> Path:
     repo_id = repo_id_of(ds.hf_parquet_prefix)
     try:
         path = Path(hf_hub_download(repo_id=repo_id, filename=ds.split_file, repo_type="dataset",
-                                    revision=ds.revision))
-    except LocalEntryNotFoundError as exc:
+                                    revision=ds.revision, endpoint=ds.hub_endpoint))
+    except (LocalEntryNotFoundError, OSError) as exc:
+        if isinstance(exc, HfHubHTTPError):
+            raise ConfigError(f"downloading {repo_id}/{ds.split_file} (revision {ds.revision or 'main'}) failed: "
+                              f"{exc}. Check dataset.split_file and dataset.revision.") from exc
         raise ConfigError(f"the parquet {repo_id}/{ds.split_file} is not in the Hugging Face cache and the Hub "
                           f"cannot be reached ({exc.__class__.__name__}). Run once online, or set "
                           "dataset.parquet_path / dataset.coco_dir to local data.") from exc
-    except HfHubHTTPError as exc:
-        raise ConfigError(f"downloading {repo_id}/{ds.split_file} (revision {ds.revision or 'main'}) failed: {exc}. "
-                          "Check dataset.split_file and dataset.revision.") from exc
     _RESOLVED[(repo_id, ds.split_file, ds.revision)] = resolved_revision(path)
     return path
 

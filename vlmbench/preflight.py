@@ -33,17 +33,34 @@ def classify(rows: list[ImageRow], cache) -> dict[str, list[ImageRow]]:
 
 
 def run_preflight(cfg: ExperimentConfig, rows: list[ImageRow], cache=None) -> list[str]:
-    """Returns notes for the run; raises ConfigError if images are missing and that is not allowed."""
+    """Downloads what is missing from the image cache (in parallel), then checks every image is there.
+
+    Returns notes for the run; raises ConfigError when images are missing and that is not allowed.
+    """
     from vlmbench.fetch import image_cache_for
-    groups = classify(rows, cache or image_cache_for(cfg))
+    cache = cache or image_cache_for(cfg)
+    groups = classify(rows, cache)
     notes = [f"preflight: {len(rows)} images in pending chunks: {len(groups['available'])} available, "
              f"{len(groups['to_download'])} to download, {len(groups['missing'])} missing"]
-    missing = groups["missing"]
-    if missing and not cfg.dataset.allow_missing_images:
-        names = ", ".join(r.file_name for r in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ConfigError(
-            f"{len(missing)} of {len(rows)} images cannot be had ({names}): "
-            f"{'offline and not in the image cache' if offline() else 'files not found'}. Fix the image source "
-            "(dataset.image_dir / dataset.coco_dir), go online, or set dataset.allow_missing_images: true to record "
-            "them as failed images.")
+    errors = {r.source: ("offline and not in the image cache" if is_url(r.source) else "file not found")
+              for r in groups["missing"]}
+    if groups["to_download"]:
+        fetched = cache.prefetch([r.source for r in groups["to_download"]], cfg.dataset.download_workers)
+        failed = {url: err for url, err in fetched.items() if err}
+        errors.update(failed)
+        notes.append(f"preflight: downloaded {len(fetched) - len(failed)} images into {cache.root}, "
+                     f"{len(failed)} failed")
+    if errors and not cfg.dataset.allow_missing_images:
+        raise ConfigError(_missing_message(rows, errors))
+    if errors:
+        notes.append(f"preflight: {len(errors)} images unavailable; recorded as failed (allow_missing_images)")
     return notes
+
+
+def _missing_message(rows: list[ImageRow], errors: dict[str, str]) -> str:
+    missing = [r for r in rows if r.source in errors]
+    names = ", ".join(r.file_name for r in missing[:5]) + (" ..." if len(missing) > 5 else "")
+    first = errors[missing[0].source]
+    return (f"{len(missing)} of {len(rows)} images cannot be had ({names}); first reason: {first}. Fix the image "
+            "source (dataset.image_dir / dataset.coco_dir), go online, or set dataset.allow_missing_images: true "
+            "to record them as failed images.")

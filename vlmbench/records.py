@@ -66,9 +66,9 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_config_snapshot(results_dir: Path, cfg: ExperimentConfig, stamp: str) -> Path:
+def write_config_snapshot(results_dir: Path, cfg: ExperimentConfig, stamp: str, resolved: Optional[dict] = None) -> Path:
     path = Path(results_dir) / f"experiment_config_{stamp}.yaml"
-    atomic_write_text(path, config_to_yaml(cfg))
+    atomic_write_text(path, config_to_yaml(cfg, resolved))
     return path
 
 

@@ -6,6 +6,7 @@ how a chunk becomes a CSV) so that they can be read and tested without pytest's 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -76,10 +77,21 @@ class BenchSession:
 
     # ------------------------------------------------------------ before any model loads
     def start(self) -> None:
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        write_config_snapshot(self.results_dir, self.cfg, self.stamp)
         from vlmbench.report import write_references
-        write_references(self.results_dir, self.rows)
+        rows = self.rows  # resolves the data source (a Hub download) before the snapshot records it
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        write_config_snapshot(self.results_dir, self.cfg, self.stamp, self.resolved())
+        write_references(self.results_dir, rows)
+
+    def resolved(self) -> dict:
+        """What this run resolved beyond its config: the Hub commit read and the image ids chosen."""
+        from vlmbench.hub import recorded_revision
+        ids = [r.image_id for r in self.rows]
+        resolved = {"images": len(ids), "image_ids_sha256": hashlib.sha256(json.dumps(ids).encode()).hexdigest(),
+                    "first_image_ids": ids[:10]}
+        if not any(getattr(self.cfg.dataset, k) is not None for k in ("parquet_path", "coco_dir", "synthetic_images")):
+            resolved["hub_revision"] = recorded_revision(self.cfg.dataset)
+        return resolved
 
     def chunk_is_done(self, variant: str, chunk_id: int) -> bool:
         """True for a complete CSV of this experiment; quarantines a damaged one; refuses a foreign one."""

@@ -81,3 +81,9 @@ def test_snapshot_round_trip(tmp_path):
     path.write_text(config_to_yaml(cfg))
     again = load_config(path)
     assert again == cfg and again.fingerprint == cfg.fingerprint
+
+
+def test_every_shipped_config_is_valid():
+    from tests.conftest import ROOT
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        assert load_config(path).num_chunks >= 1, path

@@ -7,7 +7,7 @@ from vlmbench.measure import (EnergyWindow, Nvml, Reading, average_power, energy
 
 class FakeNvml:
     """A counter in millijoules that advances by a fixed step per reading, like NVML's."""
-    reason = None
+    reason = energy_reason = None
 
     def __init__(self, readings):
         self.readings = list(readings)

@@ -53,8 +53,9 @@ class Reading:
 class Nvml:
     """NVML handle for the device torch uses, or the reason there is none."""
 
-    def __init__(self, device: str):
+    def __init__(self, device: str, energy: bool = True):
         self.handle, self.reason, self._nvml = None, None, None
+        self.energy_enabled = energy
         if device != "cuda":
             self.reason = "no CUDA device (run on CPU)"
             return
@@ -66,8 +67,12 @@ class Nvml:
         except Exception as exc:  # NVML missing, driver too old, UUID lookup failed
             self.reason = f"NVML unavailable: {type(exc).__name__}: {exc}"
 
+    @property
+    def energy_reason(self) -> Optional[str]:
+        return self.reason if self.energy_enabled else "disabled in config (measure.energy: false)"
+
     def energy_mj(self) -> Optional[int]:
-        if self.handle is None:
+        if self.handle is None or not self.energy_enabled:
             return None
         try:
             return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
@@ -136,7 +141,7 @@ class EnergyWindow:
     def __exit__(self, *exc):
         end_mj = self.nvml.energy_mj()
         self.seconds = time.perf_counter() - self.start_s
-        self.joules = energy_between(self.start_mj, end_mj, self.nvml.reason)
+        self.joules = energy_between(self.start_mj, end_mj, self.nvml.energy_reason)
         return False
 
 

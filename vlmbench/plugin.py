@@ -138,8 +138,8 @@ def pytest_sessionfinish(session, exitstatus):
     config = session.config
     if not config.stash.get(USES_KEY, False) or SESSION_KEY not in config.stash:
         return
-    if not config.stash[SESSION_KEY].ready:
-        return  # collection stopped (bad config, foreign CSV): nothing new to report
+    if not config.stash[SESSION_KEY].ready or config.option.collectonly:
+        return  # collection stopped (bad config, foreign CSV) or only collected: nothing new to report
     if getattr(config, "workerinput", None) is not None:
         return  # an xdist worker: the controller reports once
     from vlmbench.report import finish_run

@@ -65,7 +65,7 @@ class BenchSession:
     @property
     def nvml(self) -> Nvml:
         if self._nvml is None:
-            self._nvml = Nvml(self.device)
+            self._nvml = Nvml(self.device, energy=self.cfg.measure.energy)
         return self._nvml
 
     @property

@@ -50,7 +50,7 @@ def test_quarantine_keeps_the_file(tmp_path):
 def test_foreign_message_names_the_differing_fields(tmp_path):
     old = load_config(overrides={"seed": 1})
     new = load_config()
-    write_config_snapshot(tmp_path, old, "20260101T000000")
+    write_config_snapshot(tmp_path, old, "20260101T000000", resolved={"images": 1})
     path = chunk_csv_path(tmp_path, "fp16", 0)
     write_chunk_csv(path, _rows([1], fingerprint=old.fingerprint))
     message = foreign_message(tmp_path, path, inspect_chunk(path, [1], new.fingerprint), new)

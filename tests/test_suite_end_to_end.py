@@ -31,8 +31,11 @@ def _csvs(results):
 def test_run_resume_and_recompute_one_chunk(suite):
     run, results = suite
     three = {"variants": ["fp16", "int8", "int8_vit"]}
-    first = run(three)
+    first = run(three, "-v")
     first.assert_outcomes(passed=6)
+    # each variant's cases run together, so one model is loaded at a time
+    first.stdout.fnmatch_lines([f"*test_caption[[]{v}-batch{i}[]] PASSED*" for v in ("fp16", "int8", "int8_vit")
+                                for i in (0, 1)])
     assert _csvs(results) == [f"{v}_batch_{i}.csv" for v in ("fp16", "int8", "int8_vit") for i in (0, 1)]
     summary = json.loads(sorted(results.glob("summary_*.json"))[-1].read_text())
     assert set(summary["variants"]) == {"fp16", "int8", "int8_vit"}
@@ -54,12 +57,16 @@ def test_run_resume_and_recompute_one_chunk(suite):
     assert (results / "fp16_batch_0.csv").stat().st_mtime_ns == before
 
 
-def test_k_selects_one_variant(suite):
+def test_k_selects_one_variant_and_pytest_benchmark_records_it(suite, tmp_path):
     run, results = suite
-    result = run({"variants": ["fp16", "int8_vit"]}, "-k", "int8_vit", "-v")
+    report = tmp_path / "bench.json"
+    result = run({"variants": ["fp16", "int8_vit"]}, "-k", "int8_vit", "-v", f"--benchmark-json={report}")
     result.assert_outcomes(passed=2, deselected=2)
     result.stdout.fnmatch_lines(["*test_caption[[]int8_vit-batch0[]] PASSED*"])
     assert _csvs(results) == ["int8_vit_batch_0.csv", "int8_vit_batch_1.csv"]
+    benchmarks = json.loads(report.read_text())["benchmarks"]
+    assert [b["param"] for b in benchmarks] == ["int8_vit-batch0", "int8_vit-batch1"]
+    assert benchmarks[0]["extra_info"]["chunk_images_ok"] == 2 and benchmarks[0]["stats"]["rounds"] == 1
 
 
 def test_different_experiment_in_the_same_folder_is_refused(suite):

@@ -33,6 +33,9 @@ NON_RESULT_FIELDS = ("experiment_name", "variants", "results_dir", "thresholds",
                      "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images")
 
 
+SNAPSHOT_ONLY_KEYS = ("fingerprint", "resolved")  # written into snapshots, derived, never read back
+
+
 class ConfigError(ValueError):
     """A config problem, with a message meant for the person who wrote the YAML."""
 
@@ -320,10 +323,14 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[di
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys at the top level.")
-    data.pop("fingerprint", None)  # snapshots carry it and what the run resolved; both are derived, never read
-    data.pop("resolved", None)
     for key, value in (overrides or {}).items():
         set_dotted(data, key, value)
+    return from_plain(data)
+
+
+def from_plain(data: dict) -> ExperimentConfig:
+    """An ExperimentConfig from YAML data; a snapshot's derived keys (fingerprint, resolved) are ignored."""
+    data = {k: v for k, v in data.items() if k not in SNAPSHOT_ONLY_KEYS}
     return build(ExperimentConfig, data)
 
 

@@ -151,20 +151,19 @@ def energy_between(start_mj: Optional[int], end_mj: Optional[int], reason: Optio
     return Reading((end_mj - start_mj) / 1000.0)
 
 
-def per_image(total: Reading, images: int) -> Reading:
+def divide(total: Reading, by: float, why_empty: str) -> Reading:
+    """total / by, keeping a missing total's reason; `why_empty` when there is nothing to divide by."""
     if total.value is None:
         return total
-    if images <= 0:
-        return Reading.missing("no image captioned in the window")
-    return Reading(total.value / images)
+    return Reading(total.value / by) if by > 0 else Reading.missing(why_empty)
+
+
+def per_image(total: Reading, images: int) -> Reading:
+    return divide(total, images, "no image captioned in the window")
 
 
 def average_power(joules: Reading, seconds: float) -> Reading:
-    if joules.value is None:
-        return joules
-    if seconds <= 0:
-        return Reading.missing("empty time window")
-    return Reading(joules.value / seconds)
+    return divide(joules, seconds, "empty time window")
 
 
 # ---------------------------------------------------------------- memory

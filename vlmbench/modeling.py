@@ -141,7 +141,8 @@ def random_weights_dir(cfg: ExperimentConfig, processor, device: str = "cpu") ->
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    release_model(model)
+    del model
+    free_device_memory()
     return target
 
 
@@ -170,9 +171,8 @@ def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, dev
     return model.eval()
 
 
-def release_model(model) -> None:
-    """Frees device memory once the caller holds no reference to the model any more."""
-    del model
+def free_device_memory() -> None:
+    """Returns the memory of objects nobody references any more (a released model) to the device."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

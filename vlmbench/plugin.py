@@ -119,14 +119,14 @@ def vlm_session(request):
 def vlm_variant(request, vlm_session):
     """The loaded variant (model + captioner); released at teardown, before the next variant loads."""
     from vlmbench.census import CensusMismatch
-    from vlmbench.modeling import release_model
+    from vlmbench.modeling import free_device_memory
     try:
         loaded = vlm_session.load_variant(request.param)
     except CensusMismatch as exc:
         pytest.fail(str(exc), pytrace=False)
     yield loaded
-    loaded.model = loaded.captioner = None
-    release_model(None)
+    loaded.model = loaded.captioner = None  # drop the only references, then give the memory back
+    free_device_memory()
 
 
 @pytest.fixture

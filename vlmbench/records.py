@@ -98,8 +98,12 @@ def inspect_chunk(path: Path, expected_ids: list[int], fingerprint: str) -> Chun
     missing_cols = [c for c in CSV_COLUMNS if c not in rows[0]]
     if missing_cols:
         return ChunkState("damaged", f"missing columns {missing_cols}")
+    if any(None in r.values() or None in r for r in rows):
+        return ChunkState("damaged", "a row is incomplete (truncated file?)")
     found = {r["config_fingerprint"] for r in rows}
-    if len(found) == 1 and fingerprint not in found:
+    if len(found) > 1:
+        return ChunkState("damaged", f"rows from several experiments ({', '.join(sorted(map(str, found)))})")
+    if fingerprint not in found:
         return ChunkState("foreign", f"made with config fingerprint {found.pop()}", fingerprint=rows[0]["config_fingerprint"])
     try:
         ids = [int(r["image_id"]) for r in rows]
@@ -107,8 +111,8 @@ def inspect_chunk(path: Path, expected_ids: list[int], fingerprint: str) -> Chun
         return ChunkState("damaged", "a row has no valid image_id (truncated file?)")
     if sorted(ids) != sorted(expected_ids):
         return ChunkState("damaged", f"holds {len(ids)} rows, expected the chunk's {len(expected_ids)} images")
-    if any(r["status"] not in ("ok", "failed") or None in r.values() for r in rows):
-        return ChunkState("damaged", "a row is incomplete (truncated file?)")
+    if any(r["status"] not in ("ok", "failed") for r in rows):
+        return ChunkState("damaged", "a row has an unknown status (truncated file?)")
     return ChunkState("complete")
 
 
@@ -121,13 +125,13 @@ def quarantine(path: Path) -> Path:
 
 def find_snapshot(results_dir: Path, fingerprint: str) -> Optional[dict]:
     """The result fields of the newest config snapshot in `results_dir` with that fingerprint."""
-    from vlmbench.config import build, ExperimentConfig as Cfg
+    from vlmbench.config import ConfigError, from_plain
     for path in sorted(Path(results_dir).glob("experiment_config_*.yaml"), reverse=True):
         data = yaml.safe_load(path.read_text()) or {}
-        if data.pop("fingerprint", None) == fingerprint:
+        if data.get("fingerprint") == fingerprint:
             try:
-                return build(Cfg, data).result_fields()
-            except Exception:  # a snapshot from an older vlmbench; no field diff then
+                return from_plain(data).result_fields()
+            except ConfigError:  # a snapshot from an older vlmbench: no field diff then
                 return None
     return None
 

@@ -8,10 +8,9 @@ image at a time, on a fixed subset of the chunk.
 """
 from __future__ import annotations
 
-import statistics
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -160,10 +159,3 @@ def failed_row(item: LoadedImage) -> dict:
             "error": item.error, "caption": "", "generated_tokens": 0, "micro_batch_index": -1,
             "micro_batch_size": 0, "micro_batch_s": None}
 
-
-def summarize_latency(values: Iterable[float]) -> dict:
-    values = sorted(values)
-    if not values:
-        return {}
-    return {"mean": statistics.fmean(values), "p50": statistics.median(values),
-            "p90": values[min(len(values) - 1, int(round(0.9 * (len(values) - 1))))]}

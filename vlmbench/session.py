@@ -10,9 +10,8 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Optional
-
 from vlmbench.census import check_census, take_census
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.data import ImageRow, load_rows, make_chunks
@@ -36,44 +35,31 @@ class BenchSession:
     results_dir: Path
     stamp: str = field(default_factory=timestamp)
     started_at: float = field(default_factory=time.time)
-    _rows: Optional[list[ImageRow]] = None
-    _processor: object = None
-    _device: Optional[str] = None
-    _nvml: Optional[Nvml] = None
-    _idle_power: Optional[Reading] = None
     notes: list[str] = field(default_factory=list)
     ready: bool = False  # set once collection checked every chunk
 
-    # ------------------------------------------------------------ lazily built state
-    @property
+    # ------------------------------------------------------------ lazily built state (first use only)
+    @cached_property
     def rows(self) -> list[ImageRow]:
-        if self._rows is None:
-            self._rows = load_rows(self.cfg)
-        return self._rows
+        return load_rows(self.cfg)
 
-    @property
+    @cached_property
     def chunks(self) -> list[list[ImageRow]]:
         return make_chunks(self.rows, self.cfg.inference.batch_size)
 
-    @property
+    @cached_property
     def device(self) -> str:
-        if self._device is None:
-            from vlmbench.modeling import resolve_device
-            self._device = resolve_device(self.cfg)
-        return self._device
+        from vlmbench.modeling import resolve_device
+        return resolve_device(self.cfg)
 
-    @property
+    @cached_property
     def nvml(self) -> Nvml:
-        if self._nvml is None:
-            self._nvml = Nvml(self.device, energy=self.cfg.measure.energy)
-        return self._nvml
+        return Nvml(self.device, energy=self.cfg.measure.energy)
 
-    @property
+    @cached_property
     def processor(self):
-        if self._processor is None:
-            from vlmbench.modeling import build_processor
-            self._processor = build_processor(self.cfg)
-        return self._processor
+        from vlmbench.modeling import build_processor
+        return build_processor(self.cfg)
 
     # ------------------------------------------------------------ before any model loads
     def start(self) -> None:
@@ -104,12 +90,10 @@ class BenchSession:
             self.notes.append(f"{path.name} was damaged ({state.reason}); moved to {moved.name} and recomputed")
         return state.status == "complete"
 
-    @property
+    @cached_property
     def idle_power(self) -> Reading:
-        """The GPU's power before this process ran anything on it (measured once, at first use)."""
-        if self._idle_power is None:
-            self._idle_power = idle_power(self.nvml)
-        return self._idle_power
+        """The GPU's power before this process ran anything on it (read at first use)."""
+        return idle_power(self.nvml)
 
     # ------------------------------------------------------------ variants
     def load_variant(self, name: str) -> LoadedVariant:

@@ -2,7 +2,6 @@
 import pytest
 
 from vlmbench.census import CensusMismatch, check_census, take_census
-from vlmbench.config import load_config
 from vlmbench.modeling import build_processor, load_variant_model, weights_dir
 from vlmbench.variants import get_variant
 

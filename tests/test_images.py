@@ -1,5 +1,4 @@
 """Real-world image trouble: each file is either read correctly or reported with a reason."""
-import io
 
 import pytest
 from PIL import Image

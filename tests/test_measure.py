@@ -43,7 +43,6 @@ def test_cpu_has_reasons_not_zeros():
 
 
 def test_size_on_disk_is_a_real_save(tmp_path):
-    from transformers import Qwen2_5_VLForConditionalGeneration
     from tests.conftest import TINY
     from vlmbench.config import ExperimentConfig, build
     from vlmbench.modeling import build_processor, load_variant_model, weights_dir

@@ -1,5 +1,4 @@
 """The real Qwen2.5-VL processor (files in ../shared) with real COCO images, batched and left-padded."""
-import pytest
 
 from vlmbench.config import load_config
 from vlmbench.data import ImageRow

@@ -111,7 +111,7 @@ def _preflight(session, cases) -> None:
 @pytest.fixture(scope="session")
 def vlm_session(request):
     session = _session(request.config)
-    session.idle_power  # read before any model or random-weight build touches the GPU
+    session.read_idle_power()  # before any model or random-weight build touches the GPU
     return session
 
 

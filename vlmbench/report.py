@@ -83,7 +83,8 @@ def write_plots(summary: dict, plot_dir: Path) -> list[str]:
         if not points:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.bar(list(points), list(points.values()), color="#4C72B0")
+        bars = ax.bar(list(points), list(points.values()), color="#4C72B0")
+        ax.bar_label(bars, fmt="%.4g")
         ax.set_ylabel(label)
         ax.set_title(f"{label} by variant ({'higher' if higher_better else 'lower'} is better)")
         written.append(_save(fig, plot_dir / f"{metric}.png"))

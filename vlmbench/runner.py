@@ -85,7 +85,7 @@ class Captioner:
         output = self.model.generate(**on_device, generation_config=self.generation_config)
         new_tokens = output[:, on_device["input_ids"].shape[1]:].cpu()
         texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
-        return [(text.strip(), count_generated(seq, self.generation_config)) for text, seq in zip(texts, new_tokens)]
+        return [(text.strip(), count_generated(seq, self.generation_config)) for text, seq in zip(texts, new_tokens, strict=True)]
 
     def warm_up(self, rows: list[ImageRow], batches: int, micro_batch_size: Optional[int] = None) -> None:
         """Untimed generate calls so that first-call costs stay out of every number."""
@@ -114,7 +114,7 @@ class Captioner:
         if batch.inputs is None:
             return rows
         captions, seconds = timed(self.device, self.generate, batch.inputs)
-        for item, (caption, n_tokens) in zip(batch.ok, captions):
+        for item, (caption, n_tokens) in zip(batch.ok, captions, strict=True):
             rows.append({"image_id": item.row.image_id, "file_name": item.row.file_name, "status": "ok",
                          "error": "", "caption": caption, "generated_tokens": n_tokens,
                          "micro_batch_index": batch.index, "micro_batch_size": len(batch.ok),

@@ -95,6 +95,9 @@ class BenchSession:
         """The GPU's power before this process ran anything on it (read at first use)."""
         return idle_power(self.nvml)
 
+    def read_idle_power(self) -> Reading:
+        return self.idle_power
+
     # ------------------------------------------------------------ variants
     def load_variant(self, name: str) -> LoadedVariant:
         from vlmbench.modeling import load_variant_model, weights_dir

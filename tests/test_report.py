@@ -80,3 +80,21 @@ def test_table_and_plots(tmp_path):
     written = write_plots(summary, tmp_path)
     assert "cider.png" in written and "tradeoff_cider_vs_energy_j_per_image.png" in written
     assert all((tmp_path / name).stat().st_size > 1000 for name in written)
+
+
+def test_deltas_say_why_they_are_missing():
+    from vlmbench.summary import delta
+    assert delta(3.0, 4.0, "fp16") == {"abs": -1.0, "rel_pct": -25.0}
+    assert delta(None, 4.0, "fp16")["null_reason"] == "missing in this variant or in fp16"
+    zero = delta(0.5, 0.0, "fp16")
+    assert zero["abs"] == 0.5 and zero["rel_pct"] is None and zero["null_reason"] == "fp16's value is 0"
+
+
+def test_report_command_explains_an_unusable_folder(tmp_path, capsys):
+    from vlmbench.cli import main
+    assert main([str(tmp_path)]) == 2
+    assert "holds no experiment_config_*.yaml" in capsys.readouterr().err
+    from vlmbench.records import write_config_snapshot
+    write_config_snapshot(tmp_path, load_config(), "20260101T000000")
+    assert main([str(tmp_path)]) == 2
+    assert "references.json is missing" in capsys.readouterr().err

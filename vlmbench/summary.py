@@ -152,19 +152,20 @@ def add_cider(entries: dict, rows_by_variant: dict, references: dict, tokenizer:
     return info
 
 
+def delta(value: Optional[float], base: Optional[float], baseline: str) -> dict:
+    """Absolute and relative (%) change against the baseline variant, null with the reason where undefined."""
+    if value is None or base is None:
+        return {"abs": None, "rel_pct": None, "null_reason": f"missing in this variant or in {baseline}"}
+    if base == 0:
+        return {"abs": value - base, "rel_pct": None, "null_reason": f"{baseline}'s value is 0"}
+    return {"abs": value - base, "rel_pct": (value - base) / base * 100}
+
+
 def add_deltas(entries: dict, baseline: str = "fp16") -> None:
     base = entries.get(baseline)
     for name, entry in entries.items():
-        if base is None or name == baseline:
-            continue
-        deltas = {}
-        for metric in METRICS:
-            a, b = entry.get(metric), base.get(metric)
-            if a is None or b is None:
-                deltas[metric] = {"abs": None, "rel_pct": None}
-            else:
-                deltas[metric] = {"abs": a - b, "rel_pct": (a - b) / b * 100 if b else None}
-        entry[f"delta_vs_{baseline}"] = deltas
+        if base is not None and name != baseline:
+            entry[f"delta_vs_{baseline}"] = {m: delta(entry.get(m), base.get(m), baseline) for m in METRICS}
 
 
 def environment() -> dict:

@@ -237,10 +237,6 @@ def _validate_sources(ds: DatasetConfig) -> None:
 
 
 # ---------------------------------------------------------------- building from plain data
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
-
-
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Union:

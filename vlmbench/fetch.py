@@ -104,20 +104,13 @@ class ImageCache:
         return results
 
 
-_DEFAULT: dict[str, ImageCache] = {}
+_CACHES: dict[str, ImageCache] = {}
 
 
-def image_cache_for(cfg) -> ImageCache:
-    root = Path(cfg.dataset.image_cache_dir) if cfg.dataset.image_cache_dir else cache_dir("images")
-    key = str(root)
-    if key not in _DEFAULT:
-        _DEFAULT[key] = ImageCache(root)
-    return _DEFAULT[key]
-
-
-def default_image_cache() -> ImageCache:
-    key = str(cache_dir("images"))
-    if key not in _DEFAULT:
-        _DEFAULT[key] = ImageCache(Path(key))
-    return _DEFAULT[key]
-
+def image_cache_for(cfg=None) -> ImageCache:
+    """The shared cache of the configured folder (dataset.image_cache_dir, else $VLMBENCH_CACHE/images)."""
+    configured = cfg.dataset.image_cache_dir if cfg is not None else None
+    key = str(Path(configured) if configured else cache_dir("images"))
+    if key not in _CACHES:
+        _CACHES[key] = ImageCache(Path(key))
+    return _CACHES[key]

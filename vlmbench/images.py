@@ -31,8 +31,8 @@ def is_url(source: str) -> bool:
 def read_source_bytes(source: str, cache=None) -> bytes:
     """The raw bytes of a local file or of a URL (through the image cache)."""
     if is_url(source):
-        from vlmbench.fetch import default_image_cache
-        return (cache or default_image_cache()).get(source)
+        from vlmbench.fetch import image_cache_for
+        return (cache or image_cache_for()).get(source)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {source}")

@@ -153,13 +153,26 @@ def test_gives_up_with_the_reason(server, tmp_path):
 
 
 def test_corrupt_cache_entry_is_fetched_again(server, coco_sample, tmp_path):
+    from vlmbench.data import ImageRow
+    from vlmbench.images import load_image
     _, url = server
     Host.files["/img.jpg"] = (coco_sample / "val2017" / "000000000139.jpg").read_bytes()
     cache = ImageCache(tmp_path, backoff_s=0.01)
-    target = f"{url}/img.jpg"
-    cache.get(target)
-    path = cache.path_for(target)
-    path.write_bytes(path.read_bytes()[:100])  # a torn earlier download
-    assert cache.get(target) == Host.files["/img.jpg"]
+    row = ImageRow(139, "img.jpg", f"{url}/img.jpg", ())
+    assert load_image(row, 56, cache).error is None
+    path = cache.path_for(row.source)
+    path.write_bytes(path.read_bytes()[:100])  # a torn earlier copy
+    loaded = load_image(row, 56, cache)
+    assert loaded.error is None and loaded.image.size == (56, 56)
+    assert path.read_bytes() == Host.files["/img.jpg"]
     assert Host.hits["/img.jpg"] == 2
     assert not [p for p in Path(tmp_path).rglob("*.tmp")]
+
+
+def test_a_download_that_does_not_decode_never_enters_the_cache(server, tmp_path):
+    _, url = server
+    Host.files["/html.jpg"] = b"<html>rate limited</html>"
+    cache = ImageCache(tmp_path, backoff_s=0.01)
+    with pytest.raises(DownloadError, match="not a decodable image"):
+        cache.get(f"{url}/html.jpg")
+    assert not cache.has(f"{url}/html.jpg")

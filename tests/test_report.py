@@ -77,6 +77,12 @@ def test_table_and_plots(tmp_path):
     table = markdown_table(summary)
     assert "| int8 | 1 | 2 | 4 | 16000 | n/a |" in table and "vision:2/2 language_model:3/3" in table
     assert "n/a model_size_mb: disabled in config" in table
+    summary.update(experiment_name="exp", cider_scoring={"common_images": 10, "tokenizer": "ptb-java"})
+    for entry in summary["variants"].values():
+        entry["device_name"] = "NVIDIA H100"
+    assert markdown_table(summary).splitlines()[0] == (
+        "exp on NVIDIA H100: CIDEr-D on the 10 images every variant captioned (ptb-java tokenizer); "
+        "latency = one image alone; throughput at micro-batch 8, loading included")
     written = write_plots(summary, tmp_path)
     assert "cider.png" in written and "tradeoff_cider_vs_energy_j_per_image.png" in written
     assert all((tmp_path / name).stat().st_size > 1000 for name in written)

@@ -25,11 +25,15 @@ class ImageRow:
     captions: tuple[str, ...]
 
 
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
 def load_rows(cfg: ExperimentConfig) -> list[ImageRow]:
     """All rows the experiment uses: `limit` rows of the configured source, in a fixed order."""
     rows = _all_rows(cfg)
     if cfg.dataset.present_images_only:
-        rows = [r for r in rows if r.source.startswith(("http://", "https://")) or Path(r.source).is_file()]
+        rows = [r for r in rows if is_url(r.source) or Path(r.source).is_file()]
     if cfg.dataset.shuffle:
         random.Random(cfg.seed).shuffle(rows)
     if cfg.dataset.limit > len(rows):

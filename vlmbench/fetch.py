@@ -3,7 +3,8 @@
 Why it exists: the seed experiment names its images by `coco_url`. Downloading them must survive a
 flaky network (timeouts on every request; retries with exponential backoff on connection errors,
 429 and 5xx, honouring Retry-After), never leave a half-written file (temporary file, then rename),
-and never trust a cached file blindly (a cached file that does not decode is fetched again).
+and never trust a cached file blindly (only decodable downloads are stored, and a cached file that
+fails to decode when read is fetched again: `vlmbench.images.load_image`).
 requests + urllib3's Retry do the HTTP work.
 """
 from __future__ import annotations
@@ -65,14 +66,19 @@ class ImageCache:
         return self.path_for(url).is_file()
 
     def get(self, url: str) -> bytes:
+        """Cached bytes, or a verified download stored in the cache. Cached bytes are not decoded here:
+        the reader decodes them anyway and calls `refetch` when they turn out corrupt."""
         path = self.path_for(url)
         if path.is_file():
-            data = path.read_bytes()
-            if is_decodable(data):
-                return data
-            path.unlink(missing_ok=True)  # corrupt cache entry: fetch again
+            return path.read_bytes()
+        return self.refetch(url)
+
+    def refetch(self, url: str) -> bytes:
+        """Downloads again (replacing any cached copy); only a decodable image enters the cache."""
         data = self.download(url)
-        atomic_write_bytes(path, data)
+        if not is_decodable(data):
+            raise DownloadError(f"downloaded file is not a decodable image: {url}")
+        atomic_write_bytes(self.path_for(url), data)
         return data
 
     def download(self, url: str) -> bytes:

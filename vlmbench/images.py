@@ -14,7 +14,7 @@ from typing import Optional
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vlmbench.data import ImageRow
+from vlmbench.data import ImageRow, is_url
 
 
 @dataclass
@@ -24,15 +24,7 @@ class LoadedImage:
     error: Optional[str] = None
 
 
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-def read_source_bytes(source: str, cache=None) -> bytes:
-    """The raw bytes of a local file or of a URL (through the image cache)."""
-    if is_url(source):
-        from vlmbench.fetch import image_cache_for
-        return (cache or image_cache_for()).get(source)
+def read_local(source: str) -> bytes:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {source}")
@@ -50,8 +42,24 @@ def decode_image(data: bytes, size: int) -> Image.Image:
     return rgb.resize((size, size), Image.Resampling.BICUBIC)
 
 
+DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
+
+
+def read_and_decode(source: str, size: int, cache=None) -> Image.Image:
+    """A local file, or a URL through the image cache; a cached copy that does not decode is fetched again."""
+    if not is_url(source):
+        return decode_image(read_local(source), size)
+    from vlmbench.fetch import image_cache_for
+    cache = cache or image_cache_for()
+    data = cache.get(source)
+    try:
+        return decode_image(data, size)
+    except DECODE_ERRORS:
+        return decode_image(cache.refetch(source), size)
+
+
 def load_image(row: ImageRow, size: int, cache=None) -> LoadedImage:
     try:
-        return LoadedImage(row, decode_image(read_source_bytes(row.source, cache), size))
-    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        return LoadedImage(row, read_and_decode(row.source, size, cache))
+    except DECODE_ERRORS as exc:
         return LoadedImage(row, None, f"{type(exc).__name__}: {exc}")

@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 from vlmbench.config import ConfigError, ExperimentConfig
-from vlmbench.data import ImageRow
-from vlmbench.images import is_url
+from vlmbench.data import ImageRow, is_url
 
 
 def offline() -> bool:

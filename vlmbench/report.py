@@ -50,10 +50,20 @@ def _census_cell(census: Optional[dict]) -> str:
     return " ".join(f"{c}:{e['int8']}/{e['linear']}" for c, e in census.items() if c != "other")
 
 
+def table_caption(summary: dict) -> str:
+    """What the table's numbers were measured on, so that the table can be read on its own."""
+    scoring = summary.get("cider_scoring") or {}
+    devices = sorted({v.get("device_name") or "?" for v in summary["variants"].values()})
+    micro = (summary.get("config") or {}).get("inference", {}).get("micro_batch_size")
+    return (f"{summary.get('experiment_name', '?')} on {', '.join(devices)}: CIDEr-D on the "
+            f"{scoring.get('common_images', '?')} images every variant captioned ({scoring.get('tokenizer') or 'not scored'}"
+            f" tokenizer); latency = one image alone; throughput at micro-batch {micro}, loading included")
+
+
 def markdown_table(summary: dict) -> str:
     head = ("| variant | CIDEr | latency p50 (s) | throughput (img/s) | peak VRAM (MiB) | size (MB) | energy (J/img) "
             "| power (W) | images ok/failed | int8 Linear layers |")
-    lines = [head, "|" + "---|" * 10]
+    lines = [table_caption(summary), "", head, "|" + "---|" * 10]
     for name, v in summary["variants"].items():
         lines.append(f"| {name} | {_fmt(v.get('cider'))} | {_fmt(v.get('latency_s_p50'))} | "
                      f"{_fmt(v.get('throughput_img_s'))} | {_fmt(v.get('peak_vram_mib'), 5)} | "

@@ -102,7 +102,7 @@ def test_a_corrupt_image_is_recorded_and_the_run_goes_on(suite, tmp_path):
     with open(results / "fp16_batch_0.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["status"] for r in rows] == ["ok", "failed"]
-    assert rows[1]["error"] == "OSError: Truncated File Read" and rows[1]["caption"] == ""
+    assert rows[1]["error"] == "undecodable: OSError: Truncated File Read" and rows[1]["caption"] == ""
     summary = json.loads(sorted(results.glob("summary_*.json"))[-1].read_text())
     assert summary["variants"]["fp16"]["images_failed"] == 1
     assert summary["variants"]["fp16"]["cider_excluded_reasons"]["failed in this variant"] == 1

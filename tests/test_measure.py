@@ -56,3 +56,91 @@ def test_size_on_disk_is_a_real_save(tmp_path):
         assert measured.value == pytest.approx(folder_bytes(tmp_path / name) / 1e6)
     # int8 stores int8 weights plus scales: smaller than fp16 once Linear layers dominate
     assert size_on_disk_mb(model, enabled=False).reason.startswith("disabled in config")
+
+
+# ---------------------------------------------------------------- NVML calls that fail
+class NVMLError(Exception):
+    pass
+
+
+class NVMLError_NotSupported(NVMLError):
+    def __str__(self):
+        return "Not Supported"
+
+
+def fake_pynvml(fails=("nvmlDeviceGetPowerUsage",)):
+    """A stand-in for pynvml on a GPU whose energy counter works but some queries answer NotSupported."""
+    import types
+    counter = iter(range(1_000_000, 10_000_000, 250_000))
+
+    def calls(name, value):
+        def call(*args):
+            if name in fails:
+                raise NVMLError_NotSupported()
+            return value() if callable(value) else value
+        return call
+    module = types.SimpleNamespace(NVMLError=NVMLError, nvmlInit=lambda: None,
+                                   nvmlDeviceGetHandleByUUID=lambda uuid: "handle-0")
+    for name, value in {"nvmlDeviceGetTotalEnergyConsumption": lambda: next(counter),
+                        "nvmlDeviceGetPowerUsage": 70_000, "nvmlDeviceGetName": b"Fake GPU",
+                        "nvmlSystemGetDriverVersion": "550.1", "nvmlDeviceGetComputeRunningProcesses": []}.items():
+        setattr(module, name, calls(name, value))
+    return module
+
+
+@pytest.fixture
+def nvml_with(monkeypatch):
+    import sys
+    import vlmbench.measure as measure
+
+    def make(fails):
+        monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(fails))
+        monkeypatch.setattr(measure, "_torch_device_uuid", lambda: "GPU-fake")
+        return Nvml("cuda")
+    return make
+
+
+def test_power_not_supported_leaves_energy_and_makes_idle_power_null(nvml_with):
+    nvml = nvml_with(fails=("nvmlDeviceGetPowerUsage",))
+    idle = idle_power(nvml, samples=2, interval_s=0)
+    assert idle.value is None and "nvmlDeviceGetPowerUsage failed: NVMLError_NotSupported: Not Supported" in idle.reason
+    with EnergyWindow(nvml) as window:
+        pass
+    assert window.joules.value == pytest.approx(250.0)
+    assert nvml.device_info() == {"gpu_name": "Fake GPU", "driver": "550.1"}
+
+
+def test_every_failing_nvml_query_is_null_with_its_reason(nvml_with):
+    nvml = nvml_with(fails=("nvmlDeviceGetPowerUsage", "nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetName",
+                            "nvmlSystemGetDriverVersion", "nvmlDeviceGetComputeRunningProcesses"))
+    with EnergyWindow(nvml) as window:
+        pass
+    assert window.joules.value is None and "nvmlDeviceGetTotalEnergyConsumption failed" in window.joules.reason
+    assert "nvmlDeviceGetComputeRunningProcesses failed" in nvml.process_used_mib().reason
+    info = nvml.device_info()
+    assert info["gpu_name"] is None and "NotSupported" in info["gpu_name_null_reason"]
+    assert info["driver"] is None and "nvmlSystemGetDriverVersion failed" in info["driver_null_reason"]
+
+
+def test_a_counter_that_goes_backwards_is_not_a_negative_energy():
+    assert "went backwards" in energy_between(5_000, 1_000, None).reason
+
+
+def test_a_chunk_case_runs_on_a_gpu_that_cannot_report_power(nvml_with, tmp_path):
+    """The session path a case takes (idle power, variant record, chunk CSV) survives NotSupported."""
+    import json
+    from tests.conftest import TINY
+    from vlmbench.config import ExperimentConfig, build
+    from vlmbench.records import read_chunk_csv
+    from vlmbench.session import BenchSession
+    session = BenchSession(build(ExperimentConfig, {**TINY, "results_dir": str(tmp_path)}), tmp_path)
+    session.__dict__["nvml"] = nvml_with(fails=("nvmlDeviceGetPowerUsage", "nvmlDeviceGetName"))
+    session.start()
+    assert session.read_idle_power().value is None
+    loaded = session.load_variant("fp16")
+    session.run_chunk(loaded, 0)
+    record = json.loads((tmp_path / "variant_fp16.json").read_text())
+    assert record["idle_power_w"] is None and "NotSupported" in record["idle_power_w_null_reason"]
+    assert record["gpu_name"] is None and "nvmlDeviceGetName failed" in record["gpu_name_null_reason"]
+    rows = read_chunk_csv(tmp_path / "fp16_batch_0.csv")
+    assert [r["status"] for r in rows] == ["ok", "ok"] and float(rows[0]["chunk_energy_j"]) == pytest.approx(250.0)

@@ -51,11 +51,17 @@ class Reading:
 
 # ---------------------------------------------------------------- NVML
 class Nvml:
-    """NVML handle for the device torch uses, or the reason there is none."""
+    """NVML handle for the device torch uses, or the reason there is none.
+
+    Every NVML query goes through `query`: a failing call (NVMLError_NotSupported on a GPU that
+    reports energy but no power, a binding too old to know the function, a driver hiccup) makes
+    that one metric None with the reason, and never raises into a benchmark case.
+    """
 
     def __init__(self, device: str, energy: bool = True):
         self.handle, self.reason, self._nvml = None, None, None
         self.energy_enabled = energy
+        self.energy_failure: Optional[str] = None
         if device != "cuda":
             self.reason = "no CUDA device (run on CPU)"
             return
@@ -67,41 +73,59 @@ class Nvml:
         except Exception as exc:  # NVML missing, driver too old, UUID lookup failed
             self.reason = f"NVML unavailable: {type(exc).__name__}: {exc}"
 
-    @property
-    def energy_reason(self) -> Optional[str]:
-        return self.reason if self.energy_enabled else "disabled in config (measure.energy: false)"
-
-    def energy_mj(self) -> Optional[int]:
-        if self.handle is None or not self.energy_enabled:
-            return None
-        try:
-            return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
-        except Exception as exc:
-            self.reason = f"NVML energy counter unsupported: {exc}"
-            return None
-
-    def power_w(self) -> Optional[float]:
-        if self.handle is None:
-            return None
-        return self._nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0
-
-    def process_used_mib(self) -> Reading:
+    def query(self, function: str, *args) -> Reading:
+        """`pynvml.<function>(handle, *args)` as a Reading; any failure is None with the reason."""
         if self.handle is None:
             return Reading.missing(self.reason)
         try:
-            procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
-        except Exception as exc:
-            return Reading.missing(f"NVML process list unavailable: {exc}")
-        mine = [p.usedGpuMemory for p in procs if p.pid == os.getpid() and p.usedGpuMemory is not None]
+            return Reading(getattr(self._nvml, function)(self.handle, *args))
+        except Exception as exc:  # pynvml.NVMLError_* (NotSupported, NoPermission, ...), AttributeError
+            return Reading.missing(f"NVML {function} failed: {type(exc).__name__}: {exc}")
+
+    @property
+    def energy_reason(self) -> Optional[str]:
+        if not self.energy_enabled:
+            return "disabled in config (measure.energy: false)"
+        return self.energy_failure or self.reason
+
+    def energy_mj(self) -> Optional[int]:
+        """NVML's total-energy counter (millijoules since the driver loaded), or None (see energy_reason)."""
+        if not self.energy_enabled:
+            return None
+        reading = self.query("nvmlDeviceGetTotalEnergyConsumption")
+        if reading.value is None:
+            self.energy_failure = reading.reason
+            return None
+        return int(reading.value)
+
+    def power_w(self) -> Reading:
+        """Board power draw in watts (NVML reports milliwatts)."""
+        reading = self.query("nvmlDeviceGetPowerUsage")
+        return reading if reading.value is None else Reading(reading.value / 1000.0)
+
+    def process_used_mib(self) -> Reading:
+        reading = self.query("nvmlDeviceGetComputeRunningProcesses")
+        if reading.value is None:
+            return reading
+        mine = [p.usedGpuMemory for p in reading.value if p.pid == os.getpid() and p.usedGpuMemory is not None]
         if not mine:
             return Reading.missing("NVML lists no memory for this process (containerised PID namespace?)")
         return Reading(sum(mine) / MIB)
 
     def device_info(self) -> dict:
+        """GPU name and driver version; each None with `<key>_null_reason` when NVML cannot say."""
         if self.handle is None:
             return {"gpu_name": None, "driver": None, "gpu_null_reason": self.reason}
-        return {"gpu_name": _str(self._nvml.nvmlDeviceGetName(self.handle)),
-                "driver": _str(self._nvml.nvmlSystemGetDriverVersion())}
+        info = {"gpu_name": self.query("nvmlDeviceGetName"), "driver": self._driver_version()}
+        out = {key: None if r.value is None else _str(r.value) for key, r in info.items()}
+        out.update({f"{key}_null_reason": r.reason for key, r in info.items() if r.value is None})
+        return out
+
+    def _driver_version(self) -> Reading:
+        try:
+            return Reading(self._nvml.nvmlSystemGetDriverVersion())
+        except Exception as exc:
+            return Reading.missing(f"NVML nvmlSystemGetDriverVersion failed: {type(exc).__name__}: {exc}")
 
 
 def _str(value) -> str:
@@ -114,11 +138,15 @@ def _torch_device_uuid() -> str:
 
 
 def idle_power(nvml: Nvml, samples: int = 5, interval_s: float = 0.2) -> Reading:
+    """Mean board power (W) over `samples` readings `interval_s` apart; None with the first failure's reason."""
     if nvml.handle is None:
         return Reading.missing(nvml.reason)
     values = []
     for _ in range(samples):
-        values.append(nvml.power_w())
+        reading = nvml.power_w()
+        if reading.value is None:
+            return reading
+        values.append(reading.value)
         time.sleep(interval_s)
     return Reading(sum(values) / len(values))
 
@@ -146,8 +174,11 @@ class EnergyWindow:
 
 
 def energy_between(start_mj: Optional[int], end_mj: Optional[int], reason: Optional[str]) -> Reading:
+    """Joules between two counter readings; None with the reason when either is missing or it went back."""
     if start_mj is None or end_mj is None:
         return Reading.missing(reason or "energy counter unavailable")
+    if end_mj < start_mj:
+        return Reading.missing(f"NVML energy counter went backwards ({start_mj} -> {end_mj} mJ): driver reset?")
     return Reading((end_mj - start_mj) / 1000.0)
 
 

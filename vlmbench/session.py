@@ -134,8 +134,16 @@ class BenchSession:
         metrics = {**metrics, "nvml_used_mib": self.nvml.process_used_mib()}
         notes = {f"chunk_{k}": v.reason for k, v in metrics.items() if v.value is None}
         return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "device": self.device,
-                "device_name": self.nvml.device_info()["gpu_name"] or "cpu", "dtype": self.cfg.precision.language_model,
+                "device_name": self._device_name(), "dtype": self.cfg.precision.language_model,
                 "measure_notes": json.dumps(notes, sort_keys=True), "config_fingerprint": self.cfg.fingerprint}
+
+    def _device_name(self) -> str:
+        """NVML's GPU name, torch's when NVML cannot say, 'cpu' without a GPU."""
+        if self.device != "cuda":
+            return "cpu"
+        import torch
+        return self.nvml.device_info()["gpu_name"] or torch.cuda.get_device_name()
+
 
 def _in_chunk_order(result_rows: list[dict], chunk_rows: list[ImageRow]) -> list[dict]:
     by_id = {r["image_id"]: r for r in result_rows}

@@ -46,16 +46,17 @@ class Captioner:
         self.prompt_text = processor.apply_chat_template(
             [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": cfg.inference.prompt}]}],
             add_generation_prompt=True, tokenize=False)
+        self.end_tokens = end_tokens(model, processor.tokenizer)
         self.generation_config = self._generation_config()
         self.latency_warmed_up = False
 
     def _generation_config(self):
+        """Greedy decoding that stops at every end token in `self.end_tokens` (a list is allowed)."""
         from transformers import GenerationConfig
-        tok = self.processor.tokenizer
         inf = self.cfg.inference
         return GenerationConfig(max_new_tokens=inf.max_new_tokens, min_new_tokens=inf.min_new_tokens or 0,
                                 do_sample=False, num_beams=1, repetition_penalty=1.0,
-                                eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
+                                eos_token_id=list(self.end_tokens), pad_token_id=self.processor.tokenizer.pad_token_id)
 
     # ------------------------------------------------------------ preprocessing (worker threads)
     def prepare(self, index: int, rows: list[ImageRow]) -> MicroBatch:
@@ -84,8 +85,9 @@ class Captioner:
         on_device = {k: v.to(self.model.device) if hasattr(v, "to") else v for k, v in inputs.items()}
         output = self.model.generate(**on_device, generation_config=self.generation_config)
         new_tokens = output[:, on_device["input_ids"].shape[1]:].cpu()
-        texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
-        return [(text.strip(), count_generated(seq, self.generation_config)) for text, seq in zip(texts, new_tokens, strict=True)]
+        captions = [until_end(seq, self.generation_config) for seq in new_tokens]
+        texts = self.processor.batch_decode(captions, skip_special_tokens=True)
+        return [(text.strip(), len(tokens)) for text, tokens in zip(texts, captions, strict=True)]
 
     def warm_up(self, rows: list[ImageRow], batches: int, micro_batch_size: Optional[int] = None) -> None:
         """Untimed generate calls so that first-call costs stay out of every number."""
@@ -145,13 +147,46 @@ def micro_batches(rows: list[ImageRow], size: int) -> list[list[ImageRow]]:
     return [rows[i: i + size] for i in range(0, len(rows), size)]
 
 
+# Qwen2.5-VL's own end tokens: its generation_config.json lists both as eos_token_id
+# ([151645, 151643] in the real tokenizer): <|im_end|> closes a chat turn, <|endoftext|> a document.
+KNOWN_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+def _as_list(ids) -> list[int]:
+    if ids is None:
+        return []
+    return [int(i) for i in ids] if isinstance(ids, (list, tuple)) else [int(ids)]
+
+
+def end_tokens(model, tokenizer) -> dict[int, str]:
+    """Every token id that ends a caption, id -> token text, in the order found.
+
+    Merged from the checkpoint's `model.generation_config.eos_token_id` (an id or a list), the
+    tokenizer's `eos_token_id`, and those of KNOWN_END_TOKENS that the tokenizer holds as added tokens.
+    """
+    declared = _as_list(getattr(getattr(model, "generation_config", None), "eos_token_id", None))
+    added = tokenizer.get_added_vocab()
+    ids = declared + _as_list(tokenizer.eos_token_id) + [added[t] for t in KNOWN_END_TOKENS if t in added]
+    return {i: tokenizer.convert_ids_to_tokens(i) for i in dict.fromkeys(ids)}
+
+
+def stop_ids(generation_config) -> set[int]:
+    """The end tokens of a GenerationConfig plus its padding token (what follows a finished sequence)."""
+    return set(_as_list(generation_config.eos_token_id)) | set(_as_list(generation_config.pad_token_id))
+
+
+def until_end(sequence: torch.Tensor, generation_config) -> list[int]:
+    """The generated token ids before the first end or padding token: the caption's tokens."""
+    tokens, stops = sequence.tolist(), stop_ids(generation_config)
+    for position, token in enumerate(tokens):
+        if token in stops:
+            return tokens[:position]
+    return tokens
+
+
 def count_generated(sequence: torch.Tensor, generation_config) -> int:
     """Tokens generated before the first end or padding token."""
-    stops = {generation_config.pad_token_id, generation_config.eos_token_id}
-    for position, token in enumerate(sequence.tolist()):
-        if token in stops:
-            return position
-    return len(sequence)
+    return len(until_end(sequence, generation_config))
 
 
 def failed_row(item: LoadedImage) -> dict:

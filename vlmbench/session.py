@@ -108,13 +108,15 @@ class BenchSession:
         model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device)
         census = take_census(model)
         check_census(census, variant)
+        captioner = Captioner(model, self.processor, self.cfg, self.device)
         record = {"variant": name, "description": variant.description, "census": census, "load_s": load_s,
+                  "end_token_ids": list(captioner.end_tokens), "end_tokens": list(captioner.end_tokens.values()),
                   "weights_mib": allocated_mib(self.device), "model_size_mb": size_on_disk_mb(
                       model, self.cfg.measure.model_size), "idle_power_w": self.idle_power,
                   "device": self.device, "dtype": self.cfg.precision.language_model,
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
         write_json(variant_record_path(self.results_dir, name), _plain(record))
-        return LoadedVariant(name, model, Captioner(model, self.processor, self.cfg, self.device))
+        return LoadedVariant(name, model, captioner)
 
     # ------------------------------------------------------------ one chunk case
     def run_chunk(self, loaded: LoadedVariant, chunk_id: int) -> list[dict]:

@@ -55,3 +55,21 @@ def test_foreign_message_names_the_differing_fields(tmp_path):
     write_chunk_csv(path, _rows([1], fingerprint=old.fingerprint))
     message = foreign_message(tmp_path, path, inspect_chunk(path, [1], new.fingerprint), new)
     assert "seed: 1 -> 42" in message and "--vlm-results" in message and old.fingerprint in message
+
+
+def test_complete_chunk_counts_its_failed_rows_by_kind(tmp_path):
+    path = chunk_csv_path(tmp_path, "fp16", 0)
+    rows = _rows([1, 2, 3, 4])
+    errors = {2: "unavailable: FileNotFoundError: image file not found: 2.jpg",
+              3: "undecodable: OSError: Truncated File Read",
+              4: "DownloadError: download failed: http://h/4.jpg: HTTP 503"}  # written before the kind prefix
+    for row in rows:
+        if row["image_id"] in errors:
+            row.update(status="failed", error=errors[row["image_id"]], caption="")
+    write_chunk_csv(path, rows)
+    state = inspect_chunk(path, [1, 2, 3, 4], "fp1")
+    assert state.status == "complete" and state.failed == {"unavailable": 2, "undecodable": 1}
+    assert state.unavailable_ids == [2, 4]
+    assert state.failed_summary() == "3 failed rows (unavailable: 2, undecodable: 1)"
+    write_chunk_csv(path, _rows([1]))
+    assert inspect_chunk(path, [1], "fp1").failed_summary() == ""

@@ -154,3 +154,42 @@ def test_baseline_gate_fails_the_session(suite, tmp_path):
     result = run({"thresholds": {"default": {"throughput_drop_pct": 50}}}, "--vlm-baseline", str(path))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*regression gate FAILED*", "*fp16: throughput_img_s =*threshold throughput_drop_pct = 50.0*"])
+
+
+def _statuses(path):
+    import csv
+    with open(path) as handle:
+        return [(r["status"], r["error"].split(":", 1)[0]) for r in csv.DictReader(handle)]
+
+
+def test_rows_of_unavailable_images_are_retried_once_the_images_are_back(suite, tmp_path):
+    from vlmbench.sample import write_sample
+    coco = tmp_path / "coco"
+    write_sample(coco, 4, seed=1)
+    missing = coco / "val2017" / "000000000003.jpg"
+    kept = missing.read_bytes()
+    missing.unlink()
+    (coco / "val2017" / "000000000002.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    run, results = suite
+    dataset = {"synthetic_images": None, "coco_dir": str(coco), "allow_missing_images": True}
+    run({"dataset": dataset}).assert_outcomes(passed=2)
+    assert _statuses(results / "fp16_batch_1.csv") == [("failed", "unavailable"), ("ok", "")]
+
+    still_missing = run({"dataset": dataset})
+    still_missing.assert_outcomes(skipped=2)
+    still_missing.stdout.fnmatch_lines([
+        "*fp16_batch_0.csv is complete for this experiment, with 1 failed row (undecodable: 1) (delete*",
+        "*fp16_batch_1.csv is complete for this experiment, with 1 failed row (unavailable: 1); "
+        "1 unavailable: their images are still unavailable*"])
+
+    missing.write_bytes(kept)
+    keep = run({"dataset": {**dataset, "retry_unavailable_images": False}})
+    keep.assert_outcomes(skipped=2)
+    keep.stdout.fnmatch_lines(["*fp16_batch_1.csv*kept: dataset.retry_unavailable_images is false*"])
+
+    retried = run({"dataset": dataset}, "-v")
+    retried.assert_outcomes(passed=1, skipped=1)  # the corrupt image's chunk is kept as it is
+    retried.stdout.fnmatch_lines(["*fp16_batch_1.csv: 1 of its 1 rows that failed because the image was unavailable "
+                                  "can now be had; the chunk is recomputed*", "*fp16-batch1*PASSED*"])
+    assert _statuses(results / "fp16_batch_1.csv") == [("ok", ""), ("ok", "")]
+    assert _statuses(results / "fp16_batch_0.csv") == [("ok", ""), ("failed", "undecodable")]

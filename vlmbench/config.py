@@ -30,7 +30,8 @@ MODEL_WEIGHTS = ("pretrained", "random")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
 NON_RESULT_FIELDS = ("experiment_name", "variants", "results_dir", "thresholds", "inference.prefetch_batches",
                      "dataset.hub_endpoint", "dataset.image_url_prefix",
-                     "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images")
+                     "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images",
+                     "dataset.retry_unavailable_images")
 
 
 SNAPSHOT_ONLY_KEYS = ("fingerprint", "resolved")  # written into snapshots, derived, never read back
@@ -69,6 +70,9 @@ class DatasetConfig:
                                            None)
     download_workers: int = _help("parallel image downloads", 8)
     allow_missing_images: bool = _help("go on when images are missing offline, recording them as failed", False)
+    retry_unavailable_images: bool = _help("on a rerun, recompute a finished chunk whose rows failed because an "
+                                           "image was unavailable once those images can be had; false keeps them",
+                                           True)
     present_images_only: bool = _help("drop rows whose local image file is absent (a partial COCO folder)", False)
     shuffle: bool = _help("shuffle rows with `seed` before taking `limit` (default keeps source order)", False)
 

@@ -8,8 +8,9 @@ installed, but does nothing unless a test asks for its fixtures.
 - `vlm_variant` (session scope, one parameter per variant): the loaded model, built once and
   released before the next variant loads.
 - `vlm_chunk`: one case per chunk, id `batch<N>`, so ids read `test_caption[int8_vit-batch3]`.
-- A chunk whose CSV is complete is skipped before any model loads; a CSV from another experiment
-  stops the run; a damaged one is moved aside and recomputed.
+- A chunk whose CSV is complete is skipped before any model loads (the reason counts its failed
+  rows); one whose unavailable images are back is run again; a CSV from another experiment stops
+  the run; a damaged one is moved aside and recomputed.
 - At session end: CIDEr, the summary JSON, plots, a markdown table and the regression gate.
 """
 from __future__ import annotations
@@ -84,9 +85,9 @@ def pytest_collection_modifyitems(config, items):
         session.start()
         for item in cases:
             variant, chunk_id = item.callspec.params["vlm_variant"], item.callspec.params["vlm_chunk"]
-            if session.chunk_is_done(variant, chunk_id):
-                item.add_marker(pytest.mark.skip(
-                    reason=f"{variant}_batch_{chunk_id}.csv is complete for this experiment (delete it to recompute)"))
+            reason = session.skip_reason(variant, chunk_id)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
         _preflight(session, cases)
     except ConfigError as exc:
         raise pytest.UsageError(f"vlmbench: {exc}") from None

@@ -56,6 +56,17 @@ def run_preflight(cfg: ExperimentConfig, rows: list[ImageRow], cache=None) -> li
     return notes
 
 
+def now_available(cfg: ExperimentConfig, rows: list[ImageRow], cache=None) -> list[ImageRow]:
+    """The rows whose image can be had now: an existing local file, a cached URL, or a URL that
+    downloads now (into the image cache, where the run will find it)."""
+    from vlmbench.fetch import image_cache_for
+    cache = cache or image_cache_for(cfg)
+    groups = classify(rows, cache)
+    urls = [r.source for r in groups["to_download"]]
+    fetched = cache.prefetch(urls, cfg.dataset.download_workers) if urls else {}
+    return groups["available"] + [r for r in groups["to_download"] if fetched[r.source] is None]
+
+
 def _missing_message(rows: list[ImageRow], errors: dict[str, str]) -> str:
     missing = [r for r in rows if r.source in errors]
     names = ", ".join(r.file_name for r in missing[:5]) + (" ..." if len(missing) > 5 else "")

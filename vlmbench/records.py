@@ -17,7 +17,7 @@ import io
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -79,6 +79,16 @@ class ChunkState:
     status: str  # "complete" | "missing" | "damaged" | "foreign"
     reason: str = ""
     fingerprint: Optional[str] = None
+    failed: dict[str, int] = field(default_factory=dict)  # failed rows of a complete chunk, per failure kind
+    unavailable_ids: list[int] = field(default_factory=list)  # image ids whose rows failed as 'unavailable'
+
+    def failed_summary(self) -> str:
+        """'2 failed rows (unavailable: 1, undecodable: 1)', or '' when every row is ok."""
+        total = sum(self.failed.values())
+        if not total:
+            return ""
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(self.failed.items()))
+        return f"{total} failed row{'s' if total > 1 else ''} ({kinds})"
 
 
 def read_chunk_csv(path: Path) -> list[dict]:
@@ -113,7 +123,17 @@ def inspect_chunk(path: Path, expected_ids: list[int], fingerprint: str) -> Chun
         return ChunkState("damaged", f"holds {len(ids)} rows, expected the chunk's {len(expected_ids)} images")
     if any(r["status"] not in ("ok", "failed") for r in rows):
         return ChunkState("damaged", "a row has an unknown status (truncated file?)")
-    return ChunkState("complete")
+    return complete_state(rows)
+
+
+def complete_state(rows: list[dict]) -> ChunkState:
+    """A complete chunk with its failed rows counted by kind (`vlmbench.images.failure_kind`)."""
+    from vlmbench.images import UNAVAILABLE, failure_kind
+    kinds = {int(r["image_id"]): failure_kind(r["error"]) or "unknown" for r in rows if r["status"] == "failed"}
+    failed: dict[str, int] = {}
+    for kind in kinds.values():
+        failed[kind] = failed.get(kind, 0) + 1
+    return ChunkState("complete", failed=failed, unavailable_ids=[i for i, k in kinds.items() if k == UNAVAILABLE])
 
 
 def quarantine(path: Path) -> Path:

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Optional
+
 from vlmbench.census import check_census, take_census
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.data import ImageRow, load_rows, make_chunks
@@ -37,6 +39,7 @@ class BenchSession:
     started_at: float = field(default_factory=time.time)
     notes: list[str] = field(default_factory=list)
     ready: bool = False  # set once collection checked every chunk
+    _availability: dict[int, bool] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------ lazily built state (first use only)
     @cached_property
@@ -79,8 +82,13 @@ class BenchSession:
             resolved["hub_revision"] = recorded_revision(self.cfg.dataset)
         return resolved
 
-    def chunk_is_done(self, variant: str, chunk_id: int) -> bool:
-        """True for a complete CSV of this experiment; quarantines a damaged one; refuses a foreign one."""
+    def skip_reason(self, variant: str, chunk_id: int) -> Optional[str]:
+        """Why the chunk's case is skipped (a complete CSV of this experiment), or None to run it.
+
+        A damaged CSV is quarantined (None); a foreign one raises ConfigError. A complete one whose
+        rows failed because an image was unavailable is run again when those images can now be had
+        (dataset.retry_unavailable_images); its old CSV stays until the new one replaces it.
+        """
         path = chunk_csv_path(self.results_dir, variant, chunk_id)
         state = inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint)
         if state.status == "foreign":
@@ -88,7 +96,41 @@ class BenchSession:
         if state.status == "damaged":
             moved = quarantine(path)
             self.notes.append(f"{path.name} was damaged ({state.reason}); moved to {moved.name} and recomputed")
-        return state.status == "complete"
+        if state.status != "complete" or self._retries_unavailable(path.name, state):
+            return None
+        return f"{path.name} is complete for this experiment{self._failed_rows_note(state)} (delete it to recompute)"
+
+    def _retries_unavailable(self, csv_name: str, state) -> bool:
+        if not state.unavailable_ids or not self.cfg.dataset.retry_unavailable_images:
+            return False
+        back = [i for i in state.unavailable_ids if self._image_available(i)]
+        if back:
+            self.notes.append(f"{csv_name}: {len(back)} of its {len(state.unavailable_ids)} rows that failed because "
+                              "the image was unavailable can now be had; the chunk is recomputed (set "
+                              "dataset.retry_unavailable_images: false to keep finished chunks as they are)")
+        return bool(back)
+
+    def _image_available(self, image_id: int) -> bool:
+        """Whether an image that once failed as unavailable can be had now (checked once per session)."""
+        if image_id not in self._availability:
+            from vlmbench.preflight import now_available
+            row = self.row_by_id[image_id]
+            self._availability[image_id] = bool(now_available(self.cfg, [row]))
+        return self._availability[image_id]
+
+    def _failed_rows_note(self, state) -> str:
+        summary = state.failed_summary()
+        if not summary:
+            return ""
+        if not state.unavailable_ids:
+            return f", with {summary}"
+        why = ("their images are still unavailable" if self.cfg.dataset.retry_unavailable_images
+               else "kept: dataset.retry_unavailable_images is false")
+        return f", with {summary}; {len(state.unavailable_ids)} unavailable: {why}"
+
+    @cached_property
+    def row_by_id(self) -> dict[int, ImageRow]:
+        return {r.image_id: r for r in self.rows}
 
     @cached_property
     def idle_power(self) -> Reading:

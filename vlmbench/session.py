@@ -16,7 +16,7 @@ from vlmbench.census import check_census, take_census
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.data import ImageRow, load_rows, make_chunks
 from vlmbench.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
-from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, quarantine, timestamp,
+from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
                               variant_record_path, write_chunk_csv, write_config_snapshot, write_json)
 from vlmbench.variants import get_variant
 
@@ -135,7 +135,8 @@ class BenchSession:
         notes = {f"chunk_{k}": v.reason for k, v in metrics.items() if v.value is None}
         return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "device": self.device,
                 "device_name": self.nvml.device_info()["gpu_name"] or "cpu", "dtype": self.cfg.precision.language_model,
-                "measure_notes": json.dumps(notes, sort_keys=True), "config_fingerprint": self.cfg.fingerprint}
+                "measure_notes": json.dumps(notes, sort_keys=True), **library_versions(),
+                "config_fingerprint": self.cfg.fingerprint}
 
 def _in_chunk_order(result_rows: list[dict], chunk_rows: list[ImageRow]) -> list[dict]:
     by_id = {r["image_id"]: r for r in result_rows}

@@ -63,8 +63,10 @@ class BenchSession:
 
     # ------------------------------------------------------------ before any model loads
     def start(self) -> None:
+        from vlmbench.modeling import with_model_identity
         from vlmbench.report import write_references
         rows = self.rows  # resolves the data source (a Hub download) before the snapshot records it
+        self.cfg = with_model_identity(self.cfg)  # enters the fingerprint before chunk checks
         self.results_dir.mkdir(parents=True, exist_ok=True)
         write_config_snapshot(self.results_dir, self.cfg, self.stamp, self.resolved())
         write_references(self.results_dir, rows)
@@ -77,6 +79,8 @@ class BenchSession:
                     "first_image_ids": ids[:10]}
         if not any(getattr(self.cfg.dataset, k) is not None for k in ("parquet_path", "coco_dir", "synthetic_images")):
             resolved["hub_revision"] = recorded_revision(self.cfg.dataset)
+        if (self.cfg.model.identity or "").startswith("hub:"):
+            resolved["model_revision"] = self.cfg.model.identity.removeprefix("hub:")
         return resolved
 
     def chunk_is_done(self, variant: str, chunk_id: int) -> bool:
@@ -100,12 +104,13 @@ class BenchSession:
 
     # ------------------------------------------------------------ variants
     def load_variant(self, name: str) -> LoadedVariant:
-        from vlmbench.modeling import load_variant_model, weights_dir
+        from vlmbench.modeling import hub_commit, load_variant_model, weights_dir
         from vlmbench.runner import Captioner
 
         variant = get_variant(name)
         source = weights_dir(self.cfg, self.processor, self.device)
-        model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device)
+        model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device,
+                              hub_commit(self.cfg) if self.cfg.model.weights == "pretrained" else None)
         census = take_census(model)
         check_census(census, variant)
         record = {"variant": name, "description": variant.description, "census": census, "load_s": load_s,

@@ -71,3 +71,19 @@ def test_allowed_differences_must_name_result_fields():
         load_config(overrides={"thresholds": {"allow_differences": ["inference.micro_batch"]}})
     with pytest.raises(ConfigError, match="'results_dir', which is not a result field"):
         load_config(overrides={"thresholds": {"allow_differences": ["results_dir"]}})
+
+
+def test_vlmbench_report_allows_a_named_difference(tmp_path, capsys):
+    from vlmbench.cli import main
+    base_dir, run_dir = tmp_path / "base", tmp_path / "run"
+    base_cfg = tiny_config(base_dir, 12, inference={"micro_batch_size": 1})
+    write_results(base_cfg, base_dir)
+    report(base_dir, base_cfg, 0.0, None, "nltk-treebank")
+    baseline = str(sorted(base_dir.glob("summary_*.json"))[-1])
+    write_results(tiny_config(run_dir, 12), run_dir)
+    assert main([str(run_dir), "--baseline", baseline, "--tokenizer", "nltk-treebank"]) == 1
+    assert "inference.micro_batch_size: 1 -> 2" in capsys.readouterr().out
+    assert main([str(run_dir), "--baseline", baseline, "--tokenizer", "nltk-treebank",
+                 "--allow-difference", "inference.micro_batch_size"]) == 0
+    assert main([str(run_dir), "--baseline", baseline, "--allow-difference", "inference.micro_batch"]) == 2
+    assert "Did you mean 'inference.micro_batch_size'" in capsys.readouterr().err

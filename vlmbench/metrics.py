@@ -36,7 +36,7 @@ PTB_TIMEOUT_S = 900  # 25,014 COCO captions take a few seconds; a hung JVM must 
 # image's references reweigh every other image. Measured on COCO val2017 (a human caption against
 # 4 other references, nltk tokenizer, 200 random image sets per size; all 5000 images: 0.886), mean
 # (sd) of the score: 1.07 (0.49) on 2 images, 1.04 (0.31) on 5, 1.05 (0.21) on 10, 1.01 (0.15) on
-# 20, 1.00 (0.11) on 50, 0.99 (0.07) on 100. Below 10 images the spread is a third of the score or
+# 20, 1.00 (0.11) on 50, 0.99 (0.07) on 100. Below 10 images the spread is about a third of the score or
 # more, larger than the gaps between quantized variants one wants to see; from 10 on it is a fifth
 # and shrinks. Scores on small sets stay biased (+10-20%) and are never comparable with published ones.
 MIN_CIDER_IMAGES = 10

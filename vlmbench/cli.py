@@ -5,10 +5,16 @@ someone asks a question; the results folder holds everything needed to score aga
 variant records, references.json, config snapshots).
 
     vlmbench-report results/ [--baseline results/summary_X.json] [--config results/experiment_config_X.yaml]
+                             [--allow-difference inference.micro_batch_size ...]
+
+Whatever goes wrong while tokenizing or scoring, the summary, table and plots are written (CIDEr
+null with the reason, or the Java-free tokenizer with the reason recorded); a config problem exits 2
+with the message, a failed regression gate exits 1.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -23,16 +29,27 @@ def newest_snapshot(results_dir: Path) -> Path:
     return snapshots[-1]
 
 
+def allow_differences(cfg, fields: list[str]):
+    """`cfg` whose gate also allows `fields` to differ from the baseline (validated like the config key)."""
+    if not fields:
+        return cfg
+    allowed = tuple(dict.fromkeys([*cfg.thresholds.allow_differences, *fields]))
+    return cfg.replace(thresholds=dataclasses.replace(cfg.thresholds, allow_differences=allowed))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vlmbench-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", type=Path)
     parser.add_argument("--config", type=Path, help="experiment YAML (default: newest snapshot in the folder)")
     parser.add_argument("--baseline", help="summary JSON to gate against")
     parser.add_argument("--tokenizer", choices=("auto", "ptb-java", "nltk-treebank"), default="auto")
+    parser.add_argument("--allow-difference", action="append", default=[], metavar="FIELD",
+                        help="a result field in which the baseline may differ (adds to thresholds.allow_differences; "
+                             "repeatable), e.g. inference.micro_batch_size")
     args = parser.parse_args(argv)
     try:
         snapshot = args.config or newest_snapshot(args.results_dir)
-        cfg = load_config(snapshot)
+        cfg = allow_differences(load_config(snapshot), args.allow_difference)
         if not (args.results_dir / "references.json").is_file():
             raise ConfigError(f"{args.results_dir}/references.json is missing; rerun pytest benchmarks once to write it.")
         _, verdict = report(args.results_dir, cfg, snapshot.stat().st_mtime, args.baseline, args.tokenizer)

@@ -34,6 +34,11 @@ NON_RESULT_FIELDS = ("experiment_name", "variants", "results_dir", "thresholds",
                      "dataset.retry_unavailable_images")
 
 
+# Fields added after results existed whose null means the old behaviour: left out of the fingerprint
+# while null, so results made before they existed keep their fingerprint.
+OPTIONAL_RESULT_FIELDS = ("model.revision", "model.identity")
+
+
 SNAPSHOT_ONLY_KEYS = ("fingerprint", "resolved")  # written into snapshots, derived, never read back
 
 
@@ -97,6 +102,12 @@ class ModelConfig:
     tiny: bool = _help("shrink the architecture to a tiny Qwen2.5-VL (tests, offline smoke run)", False)
     processor: Optional[str] = _help("folder of processor files; 'builtin' = tiny byte-level processor in code; "
                                      "null = same place as the model", None)
+    revision: Optional[str] = _help("Hub revision (commit hash, branch or tag) of model_id to load; null = main; "
+                                    "the commit read is recorded and is part of the fingerprint", None)
+    identity: Optional[str] = _help("derived, leave unset: set at run start to the resolved Hub commit ('hub:<sha>') "
+                                    "or a digest of a local folder's config and weight files ('local:<sha>'); part "
+                                    "of the fingerprint. Null for random weights (config + seed identify them)",
+                                    None)
     attn_implementation: str = _help("attention kernel for transformers: sdpa or eager", "sdpa")
     device: str = _help("auto (cuda if available), cuda or cpu", "auto")
 
@@ -123,6 +134,8 @@ class Thresholds:
 class GateConfig:
     default: Thresholds = _help("thresholds for every variant", factory=Thresholds)
     per_variant: dict = _help("variant name -> thresholds overriding the default", factory=dict)
+    allow_differences: tuple = _help("result fields (dotted, e.g. inference.micro_batch_size) in which the baseline "
+                                     "may differ from this run; any other difference refuses the baseline", ())
 
 
 @dataclass(frozen=True)
@@ -150,12 +163,12 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["variants"] = list(self.variants)
+        data["thresholds"]["allow_differences"] = list(self.thresholds.allow_differences)
         return data
 
     def result_fields(self) -> dict:
         """The flattened fields that change results: what the fingerprint hashes."""
-        flat = _flatten(self.to_dict())
-        return {k: v for k, v in flat.items() if not any(k == n or k.startswith(n + ".") for n in NON_RESULT_FIELDS)}
+        return result_fields_of(self.to_dict())
 
     @property
     def fingerprint(self) -> str:
@@ -177,10 +190,26 @@ def _flatten(data: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _is_result_field(key: str) -> bool:
+    return not any(key == n or key.startswith(n + ".") for n in NON_RESULT_FIELDS)
+
+
+def result_fields_of(data: dict) -> dict:
+    """The flattened result fields of a plain config (`to_dict()`, a snapshot, a summary's `config`)."""
+    flat = _flatten(data)
+    return {k: v for k, v in flat.items()
+            if _is_result_field(k) and not (k in OPTIONAL_RESULT_FIELDS and v is None)}
+
+
+def differing_fields(old: dict, new: dict) -> dict[str, str]:
+    """Each results-relevant field that differs -> a line 'key: old -> new'."""
+    keys = sorted(set(old) | set(new))
+    return {k: f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)}
+
+
 def diff_result_fields(old: dict, new: dict) -> list[str]:
     """Human-readable lines naming each results-relevant field that differs."""
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return list(differing_fields(old, new).values())
 
 
 # ---------------------------------------------------------------- validation of values
@@ -214,6 +243,18 @@ def _validate(cfg: ExperimentConfig) -> None:
     _validate_sources(cfg.dataset)
     for name in cfg.thresholds.per_variant:
         _validate_variants((name,), known_variant_names(), key="thresholds.per_variant")
+    _validate_allowed_differences(cfg)
+
+
+def _validate_allowed_differences(cfg: ExperimentConfig) -> None:
+    names = [k for k in _flatten(dataclasses.asdict(cfg)) if _is_result_field(k)]
+    for name in cfg.thresholds.allow_differences:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"config key 'thresholds.allow_differences' names {name!r}, which is not a result "
+                              f"field.{hint} Allowed: dotted result fields such as inference.micro_batch_size, "
+                              "inference.prompt, model_id.")
 
 
 def _validate_variants(names, known, key: str = "variants") -> None:

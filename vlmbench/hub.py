@@ -1,8 +1,10 @@
-"""The Hub parquet: downloaded once into the Hugging Face cache, at a pinned revision.
+"""Hub files at a pinned revision: the dataset's parquet, and the commit of the model read.
 
 Why it exists: `hf://datasets/<owner>/<name>/` + `split_file` is the seed's data address. The file
 is fetched with huggingface_hub (which caches it and works with HF_HUB_OFFLINE=1 afterwards); the
-commit it resolved to is returned so that the run records exactly which file it read.
+commit it resolved to is returned so that the run records exactly which file it read. The model's
+commit is resolved the same way (through its small config.json) before any weights load, so that
+it can be part of the fingerprint and the weights can be loaded at exactly that commit.
 """
 from __future__ import annotations
 
@@ -50,3 +52,23 @@ def resolved_revision(path: Path) -> str:
 
 def recorded_revision(ds: DatasetConfig):
     return _RESOLVED.get((repo_id_of(ds.hf_parquet_prefix), ds.split_file, ds.revision))
+
+
+def resolve_model_commit(model_id: str, revision) -> str:
+    """The commit hash `revision` (null: main) of the Hub model `model_id` points to; cache-only offline.
+
+    Raises ConfigError, naming the fix, when the Hub cannot be reached and the model is not cached.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = Path(hf_hub_download(repo_id=model_id, filename="config.json", revision=revision))
+    except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+        if isinstance(exc, HfHubHTTPError):
+            raise ConfigError(f"resolving model {model_id!r} at revision {revision or 'main'} failed: {exc}. Check "
+                              "model_id and model.revision.") from exc
+        raise ConfigError(f"model {model_id!r} (revision {revision or 'main'}) is not in the Hugging Face cache and "
+                          f"the Hub cannot be reached ({type(exc).__name__}). Run once online, or set model_id to a "
+                          "local folder.") from exc
+    return resolved_revision(path)

@@ -8,12 +8,14 @@ with random weights, saved once to a cache folder and then loaded through the ve
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import hashlib
 import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -77,7 +79,9 @@ def build_processor(cfg: ExperimentConfig):
         processor = build_builtin_processor()
     else:
         from transformers import AutoProcessor
-        processor = AutoProcessor.from_pretrained(source or cfg.model.config_dir or cfg.model_id)
+        folder = source or cfg.model.config_dir or cfg.model_id
+        revision = hub_commit(cfg) if folder == cfg.model_id else None  # the model's own files: same commit
+        processor = AutoProcessor.from_pretrained(folder, revision=revision)
     processor.tokenizer.padding_side = "left"
     return processor
 
@@ -153,6 +157,56 @@ def weights_dir(cfg: ExperimentConfig, processor, device: str) -> str:
     return cfg.model_id
 
 
+# ---------------------------------------------------------------- which model is measured
+# files whose bytes decide what a local model folder computes (config and weights, not the processor)
+MODEL_FILE_PATTERNS = ("config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json", "*.bin",
+                       "*.bin.index.json")
+
+
+def local_model_identity(folder: Path) -> str:
+    """'local:<16 hex>' from the name, size and mtime_ns of each config and weight file, and the JSON files' bytes.
+
+    Cheap (no weight bytes are read): replacing or rewriting a weight file changes its mtime_ns, so the
+    identity changes; so does copying the folder without keeping times (the chunks are then recomputed,
+    which costs time but never mixes two models).
+    """
+    files = sorted({p for pattern in MODEL_FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()})
+    if not any(p.suffix in (".safetensors", ".bin") for p in files):
+        raise ConfigError(f"model_id {str(folder)!r} is a folder without weight files (*.safetensors or *.bin); "
+                          "point model_id at a saved model, or set model.weights: random.")
+    entries = []
+    for path in files:
+        stat = path.stat()
+        content = hashlib.sha256(path.read_bytes()).hexdigest() if path.suffix == ".json" else None
+        entries.append([path.name, stat.st_size, stat.st_mtime_ns, content])
+    return "local:" + hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def model_identity(cfg: ExperimentConfig) -> Optional[str]:
+    """The identity of the model `cfg` measures, for model.identity.
+
+    Random weights: None (the config and the seed identify them). A local folder: its
+    `local_model_identity`. A Hub id: 'hub:<commit>' that model.revision (null: main) resolves to.
+    """
+    if cfg.model.weights == "random":
+        return None
+    if Path(cfg.model_id).is_dir():
+        return local_model_identity(Path(cfg.model_id))
+    from vlmbench.hub import resolve_model_commit
+    return f"hub:{resolve_model_commit(cfg.model_id, cfg.model.revision)}"
+
+
+def with_model_identity(cfg: ExperimentConfig) -> ExperimentConfig:
+    """`cfg` with model.identity computed now (it enters the fingerprint)."""
+    return cfg.replace(model=dataclasses.replace(cfg.model, identity=model_identity(cfg)))
+
+
+def hub_commit(cfg: ExperimentConfig) -> Optional[str]:
+    """The Hub commit the model is loaded at: the resolved one once known, else model.revision."""
+    identity = cfg.model.identity or ""
+    return identity.removeprefix("hub:") if identity.startswith("hub:") else cfg.model.revision
+
+
 # ---------------------------------------------------------------- variants
 def quantization_config(variant: Variant):
     if not variant.quantized:
@@ -161,12 +215,14 @@ def quantization_config(variant: Variant):
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=variant.skip_modules())
 
 
-def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, device: str):
-    """Loads `variant` from `source` (Hub id or folder) onto `device`, in eval mode."""
+def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, device: str,
+                       revision: Optional[str] = None):
+    """Loads `variant` from `source` (Hub id or folder; a Hub id at `revision`) onto `device`, in eval mode."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        source, dtype=TORCH_DTYPES[cfg.precision.language_model], quantization_config=quantization_config(variant),
+        source, revision=revision, dtype=TORCH_DTYPES[cfg.precision.language_model],
+        quantization_config=quantization_config(variant),
         device_map={"": 0 if device == "cuda" else "cpu"}, attn_implementation=cfg.model.attn_implementation)
     return model.eval()
 

@@ -30,8 +30,13 @@ IMAGE_COLUMNS = ["image_id", "file_name", "variant", "chunk_id", "status", "erro
                  "micro_batch_index", "micro_batch_size", "micro_batch_s", "latency_s"]
 CHUNK_COLUMNS = ["chunk_wall_s", "chunk_images_ok", "chunk_throughput_img_s", "chunk_energy_j",
                  "chunk_energy_j_per_image", "chunk_avg_power_w", "chunk_peak_alloc_mib", "chunk_peak_reserved_mib",
-                 "chunk_nvml_used_mib", "device", "device_name", "dtype", "measure_notes", "config_fingerprint"]
+                 "chunk_nvml_used_mib", "device", "device_name", "dtype", "measure_notes", "torch_version",
+                 "transformers_version", "bitsandbytes_version", "config_fingerprint"]
 CSV_COLUMNS = IMAGE_COLUMNS + CHUNK_COLUMNS
+# libraries whose version is recorded on every chunk (a summary over mixed versions says so)
+VERSIONED_LIBRARIES = ("torch", "transformers", "bitsandbytes")
+# columns that CSVs written before they existed lack: read as "not recorded", never "damaged"
+OPTIONAL_COLUMNS = tuple(f"{lib}_version" for lib in VERSIONED_LIBRARIES)
 
 
 def chunk_csv_path(results_dir: Path, variant: str, chunk_id: int) -> Path:
@@ -40,6 +45,18 @@ def chunk_csv_path(results_dir: Path, variant: str, chunk_id: int) -> Path:
 
 def variant_record_path(results_dir: Path, variant: str) -> Path:
     return Path(results_dir) / f"variant_{variant}.json"
+
+
+def library_versions() -> dict[str, str]:
+    """`<library>_version` -> the installed distribution's version ('not installed'), without importing it."""
+    from importlib import metadata
+    versions = {}
+    for library in VERSIONED_LIBRARIES:
+        try:
+            versions[f"{library}_version"] = metadata.version(library)
+        except metadata.PackageNotFoundError:
+            versions[f"{library}_version"] = "not installed"
+    return versions
 
 
 def timestamp() -> str:
@@ -105,7 +122,7 @@ def inspect_chunk(path: Path, expected_ids: list[int], fingerprint: str) -> Chun
         return ChunkState("damaged", f"unreadable: {exc}")
     if not rows:
         return ChunkState("damaged", "no data rows")
-    missing_cols = [c for c in CSV_COLUMNS if c not in rows[0]]
+    missing_cols = [c for c in CSV_COLUMNS if c not in rows[0] and c not in OPTIONAL_COLUMNS]
     if missing_cols:
         return ChunkState("damaged", f"missing columns {missing_cols}")
     if any(None in r.values() or None in r for r in rows):

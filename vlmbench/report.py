@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
-from vlmbench.config import ExperimentConfig, Thresholds
+from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, result_fields_of
+from vlmbench.metrics import MIN_CIDER_IMAGES
 from vlmbench.paths import atomic_write_text
 from vlmbench.records import timestamp, write_json
 from vlmbench.summary import build_summary
@@ -26,8 +27,6 @@ TRADE_OFFS = ("latency_s_p50", "peak_vram_mib", "model_size_mb", "energy_j_per_i
 GATES = {"cider_drop_abs": ("cider", -1, "abs"), "cider_drop_pct": ("cider", -1, "pct"),
          "latency_increase_pct": ("latency_s_mean", +1, "pct"), "throughput_drop_pct": ("throughput_img_s", -1, "pct"),
          "peak_vram_increase_pct": ("peak_vram_mib", +1, "pct"), "energy_increase_pct": ("energy_j_per_image", +1, "pct")}
-DATASET_IDENTITY = ("hf_parquet_prefix", "split_file", "parquet_path", "coco_dir", "synthetic_images", "limit",
-                    "shuffle")
 
 
 @dataclass
@@ -35,6 +34,8 @@ class Verdict:
     text: str
     failed: bool = False
     breaches: list[str] = field(default_factory=list)
+    undecided: list[str] = field(default_factory=list)  # thresholds set but not applicable, with the reason
+    allowed_differences: list[str] = field(default_factory=list)  # result fields that differ, explicitly allowed
 
 
 # ---------------------------------------------------------------- table
@@ -55,9 +56,10 @@ def table_caption(summary: dict) -> str:
     scoring = summary.get("cider_scoring") or {}
     devices = sorted({v.get("device_name") or "?" for v in summary["variants"].values()})
     micro = (summary.get("config") or {}).get("inference", {}).get("micro_batch_size")
+    scored = scoring.get("tokenizer") and f"{scoring['tokenizer']} tokenizer"
     return (f"{summary.get('experiment_name', '?')} on {', '.join(devices)}: CIDEr-D on the "
-            f"{scoring.get('common_images', '?')} images every variant captioned ({scoring.get('tokenizer') or 'not scored'}"
-            f" tokenizer); latency = one image alone; throughput at micro-batch {micro}, loading included")
+            f"{scoring.get('common_images', '?')} images every variant captioned ({scored or 'not scored'}"
+            f"); latency = one image alone; throughput at micro-batch {micro}, loading included")
 
 
 def markdown_table(summary: dict) -> str:
@@ -75,7 +77,19 @@ def markdown_table(summary: dict) -> str:
     if missing:
         lines.append("")
         lines += [f"n/a {m}" for m in missing]
-    return "\n".join(lines)
+    return "\n".join(lines + table_warnings(summary))
+
+
+def table_warnings(summary: dict) -> list[str]:
+    """Lines under the table for what a reader must know: a tokenizer fallback, a mixed environment."""
+    notes = []
+    fallback = (summary.get("cider_scoring") or {}).get("tokenizer_fallback_reason")
+    if fallback:
+        notes.append(f"note: {fallback}")
+    mixed = summary.get("mixed_environment")
+    if mixed:
+        notes.append(f"WARNING mixed environment: {mixed['warning']}")
+    return [""] + notes if notes else []
 
 
 # ---------------------------------------------------------------- plots
@@ -126,44 +140,83 @@ def _save(fig, path: Path) -> str:
 
 # ---------------------------------------------------------------- regression gate
 class BaselineMismatch(ValueError):
-    """The baseline summary is from another model or dataset."""
+    """The baseline summary was made with other result fields (model, data, micro-batch, prompt, ...)."""
 
 
-def check_baseline_compatible(summary: dict, baseline: dict) -> None:
-    if summary.get("model_id") != baseline.get("model_id"):
+def check_baseline_compatible(summary: dict, baseline: dict, allowed=()) -> list[str]:
+    """Refuses a baseline whose result fields differ from this run's, except the `allowed` ones.
+
+    Compares the fingerprinted fields of both summaries' configs (`config.result_fields_of`), as resume
+    does for chunk CSVs. Returns the lines of the differences that were allowed; raises
+    BaselineMismatch naming the others.
+    """
+    if summary.get("model_id") != baseline.get("model_id") and "model_id" not in allowed:
         raise BaselineMismatch(f"baseline is for model {baseline.get('model_id')!r}, this run is for "
                                f"{summary.get('model_id')!r}; pass a baseline summary of the same model.")
-    ours, theirs = summary["config"]["dataset"], baseline.get("config", {}).get("dataset", {})
-    diff = [f"{k}: {theirs.get(k)!r} -> {ours.get(k)!r}" for k in DATASET_IDENTITY if ours.get(k) != theirs.get(k)]
-    if diff:
-        raise BaselineMismatch("baseline was made on a different dataset (" + "; ".join(diff) + "); CIDEr and "
-                               "per-image costs are not comparable. Pass a baseline of the same dataset and limit.")
+    diff = differing_fields(result_fields_of(baseline.get("config") or {}), result_fields_of(summary["config"]))
+    refused = [line for key, line in diff.items() if key not in allowed]
+    if refused:
+        keys = ", ".join(k for k in diff if k not in allowed)
+        raise BaselineMismatch(
+            "baseline was made with different result fields (" + "; ".join(refused) + "); its numbers are not "
+            "comparable with this run's. Pass a baseline made with the same settings, or allow these differences "
+            f"explicitly: thresholds.allow_differences: [{keys}] in the config (or --vlm-set "
+            f"'thresholds.allow_differences=[{keys}]').")
+    return [line for key, line in diff.items() if key in allowed]
 
 
 def _thresholds_for(cfg: ExperimentConfig, variant: str) -> Thresholds:
     return cfg.thresholds.per_variant.get(variant, cfg.thresholds.default)
 
 
-def breaches(summary: dict, baseline: dict, cfg: ExperimentConfig) -> list[str]:
-    """One line per breached threshold: metric, value, baseline value, threshold."""
-    found = []
+def _gated_pairs(summary: dict, baseline: dict, cfg: ExperimentConfig):
+    """(variant, threshold name, limit, this run's entry, the baseline's entry) for every threshold set."""
     for name, entry in summary["variants"].items():
         base = baseline.get("variants", {}).get(name)
         if base is None:
             continue
         limits = _thresholds_for(cfg, name)
         for f in fields(Thresholds):
-            limit = getattr(limits, f.name)
-            metric, direction, kind = GATES[f.name]
-            now, before = entry.get(metric), base.get(metric)
-            if limit is None or now is None or before is None:
-                continue
-            change = (now - before) * direction
-            amount = change if kind == "abs" else (change / before * 100 if before else 0.0)
-            if amount > limit:
-                found.append(f"{name}: {metric} = {now:.4g} vs baseline {before:.4g} ({'+' if direction > 0 else '-'}"
-                             f"{amount:.3g}{'%' if kind == 'pct' else ''}), threshold {f.name} = {limit}")
+            if getattr(limits, f.name) is not None:
+                yield name, f.name, getattr(limits, f.name), entry, base
+
+
+def breaches(summary: dict, baseline: dict, cfg: ExperimentConfig) -> list[str]:
+    """One line per breached threshold: metric, value, baseline value, threshold."""
+    found = []
+    for name, threshold, limit, entry, base in _gated_pairs(summary, baseline, cfg):
+        metric, direction, kind = GATES[threshold]
+        now, before = entry.get(metric), base.get(metric)
+        if undecided_reason(metric, entry, base) is not None:
+            continue
+        change = (now - before) * direction
+        amount = change if kind == "abs" else (change / before * 100 if before else 0.0)
+        if amount > limit:
+            found.append(f"{name}: {metric} = {now:.4g} vs baseline {before:.4g} ({'+' if direction > 0 else '-'}"
+                         f"{amount:.3g}{'%' if kind == 'pct' else ''}), threshold {threshold} = {limit}")
     return found
+
+
+def undecided_reason(metric: str, entry: dict, base: dict):
+    """Why `metric` cannot be compared with the baseline (None when it can)."""
+    if entry.get(metric) is None:
+        return f"null in this run ({entry.get(f'{metric}_null_reason') or 'no reason recorded'})"
+    if base.get(metric) is None:
+        return f"null in the baseline ({base.get(f'{metric}_null_reason') or 'no reason recorded'})"
+    if metric == "cider" and (base.get("cider_images") or MIN_CIDER_IMAGES) < MIN_CIDER_IMAGES:
+        return (f"the baseline's CIDEr-D was computed on {base['cider_images']} image(s), fewer than the "
+                f"{MIN_CIDER_IMAGES} needed for a meaningful score")
+    return None
+
+
+def undecided(summary: dict, baseline: dict, cfg: ExperimentConfig) -> list[str]:
+    """One line per threshold that is set but could not be applied, with the reason."""
+    lines = []
+    for name, threshold, _, entry, base in _gated_pairs(summary, baseline, cfg):
+        why = undecided_reason(GATES[threshold][0], entry, base)
+        if why is not None:
+            lines.append(f"{name}: {threshold} not decided: {GATES[threshold][0]} {why}")
+    return lines
 
 
 def gate(summary: dict, baseline_path: Optional[str], cfg: ExperimentConfig) -> Verdict:
@@ -174,13 +227,15 @@ def gate(summary: dict, baseline_path: Optional[str], cfg: ExperimentConfig) -> 
     except (OSError, json.JSONDecodeError) as exc:
         return Verdict(f"baseline {baseline_path!r} unreadable: {exc}. Pass a summary_*.json file.", failed=True)
     try:
-        check_baseline_compatible(summary, baseline)
+        allowed = check_baseline_compatible(summary, baseline, cfg.thresholds.allow_differences)
     except BaselineMismatch as exc:
         return Verdict(f"baseline refused: {exc}", failed=True)
-    found = breaches(summary, baseline, cfg)
-    if found:
-        return Verdict("regression gate FAILED:\n" + "\n".join(f"  - {b}" for b in found), True, found)
-    return Verdict(f"regression gate passed against {baseline_path}")
+    found, open_ = breaches(summary, baseline, cfg), undecided(summary, baseline, cfg)
+    text = (("regression gate FAILED:\n" + "\n".join(f"  - {b}" for b in found)) if found
+            else f"regression gate passed against {baseline_path}")
+    text += "".join(f"\n  (allowed difference) {line}" for line in allowed)
+    text += "".join(f"\n  (no decision) {line}" for line in open_)
+    return Verdict(text, bool(found), found, open_, allowed)
 
 
 # ---------------------------------------------------------------- the end of a run
@@ -197,15 +252,28 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
            tokenizer: str = "auto") -> tuple[dict, Verdict]:
     """Builds and writes summary JSON and plots; returns the summary and the gate's verdict."""
     summary = build_summary(results_dir, cfg, load_references(results_dir), started_at, tokenizer)
-    summary["plots"] = write_plots(summary, results_dir / "plots") if summary["variants"] else []
+    summary["plots"] = _plots_or_reason(summary, results_dir / "plots")
     verdict = gate(summary, baseline, cfg)
-    summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches}
+    summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches,
+                                  "undecided": verdict.undecided,
+                                  "allowed_differences": verdict.allowed_differences}
     path = results_dir / f"summary_{timestamp()}.json"
     write_json(path, summary)
     table = markdown_table(summary) if summary["variants"] else "no variant has finished chunks yet"
     atomic_write_text(results_dir / "summary_latest.md", table + "\n")
     verdict.text = f"{table}\n\nsummary: {path}\n{verdict.text}"
     return summary, verdict
+
+
+def _plots_or_reason(summary: dict, plot_dir: Path) -> list[str]:
+    """The plots written; a plotting fault is recorded in the summary instead of losing it."""
+    if not summary["variants"]:
+        return []
+    try:
+        return write_plots(summary, plot_dir)
+    except Exception as exc:  # noqa: BLE001 - a broken matplotlib must not cost the summary
+        summary["plots_null_reason"] = f"plotting failed: {type(exc).__name__}: {exc}"
+        return []
 
 
 def finish_run(session, baseline: Optional[str]) -> Verdict:

@@ -18,7 +18,7 @@ from vlmbench.census import check_census, take_census
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.data import ImageRow, load_rows, make_chunks
 from vlmbench.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
-from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, quarantine, timestamp,
+from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
                               variant_record_path, write_chunk_csv, write_config_snapshot, write_json)
 from vlmbench.variants import get_variant
 
@@ -66,8 +66,10 @@ class BenchSession:
 
     # ------------------------------------------------------------ before any model loads
     def start(self) -> None:
+        from vlmbench.modeling import with_model_identity
         from vlmbench.report import write_references
         rows = self.rows  # resolves the data source (a Hub download) before the snapshot records it
+        self.cfg = with_model_identity(self.cfg)  # enters the fingerprint before chunk checks
         self.results_dir.mkdir(parents=True, exist_ok=True)
         write_config_snapshot(self.results_dir, self.cfg, self.stamp, self.resolved())
         write_references(self.results_dir, rows)
@@ -80,6 +82,8 @@ class BenchSession:
                     "first_image_ids": ids[:10]}
         if not any(getattr(self.cfg.dataset, k) is not None for k in ("parquet_path", "coco_dir", "synthetic_images")):
             resolved["hub_revision"] = recorded_revision(self.cfg.dataset)
+        if (self.cfg.model.identity or "").startswith("hub:"):
+            resolved["model_revision"] = self.cfg.model.identity.removeprefix("hub:")
         return resolved
 
     def skip_reason(self, variant: str, chunk_id: int) -> Optional[str]:
@@ -142,12 +146,13 @@ class BenchSession:
 
     # ------------------------------------------------------------ variants
     def load_variant(self, name: str) -> LoadedVariant:
-        from vlmbench.modeling import load_variant_model, weights_dir
+        from vlmbench.modeling import hub_commit, load_variant_model, weights_dir
         from vlmbench.runner import Captioner
 
         variant = get_variant(name)
         source = weights_dir(self.cfg, self.processor, self.device)
-        model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device)
+        model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device,
+                              hub_commit(self.cfg) if self.cfg.model.weights == "pretrained" else None)
         census = take_census(model)
         check_census(census, variant)
         captioner = Captioner(model, self.processor, self.cfg, self.device)
@@ -179,7 +184,8 @@ class BenchSession:
         notes = {f"chunk_{k}": v.reason for k, v in metrics.items() if v.value is None}
         return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "device": self.device,
                 "device_name": self._device_name(), "dtype": self.cfg.precision.language_model,
-                "measure_notes": json.dumps(notes, sort_keys=True), "config_fingerprint": self.cfg.fingerprint}
+                "measure_notes": json.dumps(notes, sort_keys=True), **library_versions(),
+                "config_fingerprint": self.cfg.fingerprint}
 
     def _device_name(self) -> str:
         """NVML's GPU name, torch's when NVML cannot say, 'cpu' without a GPU."""

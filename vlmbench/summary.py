@@ -16,7 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-from vlmbench.metrics import cider, common_image_set
+from vlmbench.metrics import (MIN_CIDER_IMAGES, cider_from_tokens, common_image_set, too_few_images_reason,
+                              tokenize_for_scoring)
 from vlmbench.records import chunk_csv_path, read_chunk_csv, variant_record_path
 
 SCHEMA = "vlmbench.summary/1"
@@ -128,28 +129,79 @@ def variant_entry(rows: list[dict], missing_chunks: list[int], num_chunks: int, 
 
 
 def add_cider(entries: dict, rows_by_variant: dict, references: dict, tokenizer: str) -> dict:
-    """Scores every variant on the images all of them captioned; returns the scoring's own record."""
+    """Scores every variant on the images all of them captioned; returns the scoring's own record.
+
+    Never raises for a scoring fault: a tokenizer that fails falls back (reason in
+    `tokenizer_fallback_reason`) and anything else makes each variant's CIDEr null with the reason.
+    """
     ok = {v: {int(r["image_id"]) for r in rows if r["status"] == "ok"} for v, rows in rows_by_variant.items()}
     common = common_image_set(ok)
-    info = {"common_images": len(common), "tokenizer": None}
+    info = {"common_images": len(common), "min_images": MIN_CIDER_IMAGES, "tokenizer": None}
     for variant, rows in rows_by_variant.items():
-        entry = entries[variant]
-        entry["cider_images"] = len(common)
-        entry["cider_excluded_images"] = len({int(r["image_id"]) for r in rows}) - len(common)
-        entry["cider_excluded_reasons"] = {
-            "failed in this variant": len({int(r["image_id"]) for r in rows if r["status"] != "ok"}),
-            "failed or missing in another variant": len(ok[variant] - common)}
-        if not common:
-            entry["cider"], entry["cider_null_reason"] = None, "no image was captioned by every variant"
-            continue
-        predictions = {int(r["image_id"]): r["caption"] for r in rows if int(r["image_id"]) in common}
-        try:
-            result = cider(references, predictions, tokenizer)
-        except ImportError as exc:  # e.g. a GPU box without pycocoevalcap: score later with vlmbench-report
-            entry["cider"], entry["cider_null_reason"] = None, f"scorer unavailable here ({exc}); run vlmbench-report"
-            continue
-        entry["cider"], info["tokenizer"] = result.score, result.tokenizer
+        entries[variant].update(_exclusions(rows, ok[variant], common))
+    why = "no image was captioned by every variant" if not common else too_few_images_reason(len(common))
+    if why is None:
+        predictions = {v: {int(r["image_id"]): r["caption"] for r in rows if int(r["image_id"]) in common}
+                       for v, rows in rows_by_variant.items()}
+        why = _score(entries, predictions, references, tokenizer, info)
+    if why is not None:
+        info["cider_null_reason"] = why
+        for entry in entries.values():
+            entry["cider"], entry["cider_null_reason"] = None, why
     return info
+
+
+def _exclusions(rows: list[dict], ok_ids: set[int], common: set[int]) -> dict:
+    """How many of a variant's images are outside the scored set, and why."""
+    return {"cider_images": len(common), "cider_excluded_images": len({int(r["image_id"]) for r in rows}) - len(common),
+            "cider_excluded_reasons": {
+                "failed in this variant": len({int(r["image_id"]) for r in rows if r["status"] != "ok"}),
+                "failed or missing in another variant": len(ok_ids - common)}}
+
+
+def _score(entries: dict, predictions: dict, references: dict, tokenizer: str, info: dict) -> Optional[str]:
+    """Fills each entry's `cider`; returns the reason when nothing could be scored."""
+    try:
+        refs, preds, done = tokenize_for_scoring(references, predictions, tokenizer)
+    except ImportError as exc:  # e.g. a GPU box without pycocoevalcap/nltk: score later with vlmbench-report
+        return f"scorer unavailable here ({exc}); run vlmbench-report where it is installed"
+    except Exception as exc:  # noqa: BLE001 - whatever breaks, the summary is still written
+        return f"tokenizing failed ({type(exc).__name__}: {exc}); rerun vlmbench-report --tokenizer nltk-treebank"
+    info["tokenizer"] = done.tokenizer
+    if done.fallback_reason:
+        info["tokenizer_fallback_reason"] = done.fallback_reason
+    for variant, variant_preds in preds.items():
+        try:
+            entries[variant]["cider"] = cider_from_tokens(refs, variant_preds)[0]
+        except Exception as exc:  # noqa: BLE001 - e.g. an image without references
+            entries[variant]["cider"] = None
+            entries[variant]["cider_null_reason"] = f"scoring failed: {type(exc).__name__}: {exc}"
+    return None
+
+
+# per-chunk columns that describe where a chunk was made; more than one value in a summary is a warning
+ENVIRONMENT_COLUMNS = ("device_name", "torch_version", "transformers_version", "bitsandbytes_version")
+
+
+def mixed_environment(rows_by_variant: dict) -> Optional[dict]:
+    """None when every chunk was made with the same GPU and library versions, else what differs.
+
+    Returns {"warning": one line, "values": column -> value -> ["<variant>_batch_<id>", ...]}.
+    """
+    seen: dict = {column: {} for column in ENVIRONMENT_COLUMNS}
+    for variant, rows in rows_by_variant.items():
+        for chunk in _chunks(rows):
+            for column in ENVIRONMENT_COLUMNS:
+                value = chunk.get(column) or "not recorded"
+                seen[column].setdefault(value, []).append(f"{variant}_batch_{chunk['chunk_id']}")
+    mixed = {column: values for column, values in seen.items() if len(values) > 1}
+    if not mixed:
+        return None
+    parts = [f"{column} " + " / ".join(f"{value} ({len(chunks)} chunks)" for value, chunks in values.items())
+             for column, values in mixed.items()]
+    return {"warning": "this summary combines chunks made in different environments: " + "; ".join(parts)
+                       + "; efficiency numbers (and possibly captions) are not from one setup",
+            "values": mixed}
 
 
 def delta(value: Optional[float], base: Optional[float], baseline: str) -> dict:
@@ -217,5 +269,6 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
             "config_fingerprint": cfg.fingerprint, "started_at": iso(started_at), "finished_at": iso(time.time()),
             "environment": {**environment(), **gpu_info(results_dir, cfg.variants)}, "cider_scoring": scoring, "headline_vram": HEADLINE_VRAM,
+            "mixed_environment": mixed_environment(rows_by_variant),
             "variants_not_run": [v for v in cfg.variants if v not in entries],
             "variants": entries, "config": cfg.to_dict()}

@@ -1,0 +1,143 @@
+"""The fingerprint knows which model it measured; chunks say which libraries and GPU made them (issue 8.6)."""
+import json
+import os
+
+import pytest
+
+from tests.results_factory import tiny_config, write_results
+from vlmbench.config import ConfigError, load_config
+from vlmbench.modeling import hub_commit, load_variant_model, local_model_identity, model_identity
+from vlmbench.records import CSV_COLUMNS, chunk_csv_path, library_versions, write_chunk_csv
+from vlmbench.report import report
+from vlmbench.session import BenchSession
+from vlmbench.variants import get_variant
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _model_folder(path, weights=b"\x00" * 64):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    (path / "model.safetensors").write_bytes(weights)
+    return path
+
+
+def _local_cfg(tmp_path, folder):
+    return load_config(overrides={"model_id": str(folder), "results_dir": str(tmp_path / "results"),
+                                  "dataset": {"synthetic_images": 4, "limit": 4}, "inference": {"batch_size": 2},
+                                  "variants": ["fp16"]})
+
+
+def test_local_identity_changes_when_weights_are_replaced(tmp_path):
+    folder = _model_folder(tmp_path / "model")
+    first = local_model_identity(folder)
+    assert first.startswith("local:") and local_model_identity(folder) == first
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"\x01" * 64)  # same size, new bytes
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    assert local_model_identity(folder) != first
+    second = local_model_identity(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl", "hidden_size": 8}))
+    assert local_model_identity(folder) != second
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ConfigError, match="without weight files"):
+        local_model_identity(folder)
+
+
+def test_replaced_local_weights_make_old_chunks_foreign(tmp_path):
+    folder = _model_folder(tmp_path / "model")
+    first = BenchSession(_local_cfg(tmp_path, folder), tmp_path / "results", stamp="20260101T000000")
+    first.start()
+    assert first.cfg.model.identity == local_model_identity(folder)
+    snapshot = next((tmp_path / "results").glob("experiment_config_*.yaml")).read_text()
+    assert f"identity: {first.cfg.model.identity}" in snapshot
+    rows = [{"image_id": r.image_id, "file_name": r.file_name, "variant": "fp16", "chunk_id": 0, "status": "ok",
+             "error": "", "caption": "x", "generated_tokens": 1, "config_fingerprint": first.cfg.fingerprint}
+            for r in first.chunks[0]]
+    write_chunk_csv(chunk_csv_path(first.results_dir, "fp16", 0), rows)
+    assert first.chunk_is_done("fp16", 0)
+
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"\x07" * 64)
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    second = BenchSession(_local_cfg(tmp_path, folder), tmp_path / "results", stamp="20260101T000001")
+    second.start()
+    assert second.cfg.fingerprint != first.cfg.fingerprint
+    with pytest.raises(ConfigError, match=f"model.identity: '{first.cfg.model.identity}' -> "
+                                          f"'{second.cfg.model.identity}'"):
+        second.chunk_is_done("fp16", 0)
+
+
+@pytest.fixture
+def offline_hub_cache(tmp_path, monkeypatch):
+    """A Hugging Face cache holding config.json of org/model at COMMIT (main points there), read offline."""
+    from huggingface_hub import constants
+    repo = tmp_path / "hf-cache" / "models--org--model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    (repo / "snapshots" / COMMIT).mkdir(parents=True)
+    (repo / "snapshots" / COMMIT / "config.json").write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return repo
+
+
+@pytest.mark.parametrize("revision", [None, COMMIT])
+def test_hub_model_identity_is_the_resolved_commit(offline_hub_cache, tmp_path, revision):
+    cfg = load_config(overrides={"model_id": "org/model", "model": {"revision": revision},
+                                 "results_dir": str(tmp_path / "results"),
+                                 "dataset": {"synthetic_images": 2, "limit": 2}, "variants": ["fp16"]})
+    assert model_identity(cfg) == f"hub:{COMMIT}"
+    session = BenchSession(cfg, tmp_path / "results")
+    session.start()
+    assert hub_commit(session.cfg) == COMMIT and session.resolved()["model_revision"] == COMMIT
+    snapshot = next((tmp_path / "results").glob("experiment_config_*.yaml")).read_text()
+    assert f"model_revision: {COMMIT}" in snapshot and f"identity: hub:{COMMIT}" in snapshot
+
+
+def test_a_hub_model_that_cannot_be_resolved_stops_with_the_fix(offline_hub_cache):
+    cfg = load_config(overrides={"model_id": "org/other"})
+    with pytest.raises(ConfigError, match="'org/other' .revision main. is not in the Hugging Face cache"):
+        model_identity(cfg)
+
+
+def test_the_resolved_commit_reaches_from_pretrained(monkeypatch):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+    seen = {}
+
+    class Loaded:
+        def eval(self):
+            return self
+
+    def fake_from_pretrained(source, **kwargs):
+        seen.update(kwargs, source=source)
+        return Loaded()
+    monkeypatch.setattr(Qwen2_5_VLForConditionalGeneration, "from_pretrained", fake_from_pretrained)
+    load_variant_model(load_config(), get_variant("fp16"), "org/model", "cpu", COMMIT)
+    assert seen["source"] == "org/model" and seen["revision"] == COMMIT
+
+
+def test_random_weights_keep_their_identity_and_fingerprint(tmp_path):
+    cfg = load_config("configs/smoke.yaml")
+    assert model_identity(cfg) is None
+    assert "model.identity" not in cfg.result_fields() and "model.revision" not in cfg.result_fields()
+    assert cfg.fingerprint == "862f97fcf6e09b5e"  # as before model.revision/identity existed: old results stay valid
+
+
+def test_chunks_record_library_versions_and_a_mixed_summary_says_so(tmp_path):
+    assert {"torch_version", "transformers_version", "bitsandbytes_version"} <= set(CSV_COLUMNS)
+    import torch
+    assert library_versions()["torch_version"] == torch.__version__.split("+")[0] or \
+        library_versions()["torch_version"] == torch.__version__
+    results = tmp_path / "results"
+    cfg = tiny_config(results, 12, chunks=2)
+    write_results(cfg, results, chunk_cells={("int8", 1): {"torch_version": "2.0.0", "device_name": "NVIDIA H100"}})
+    summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
+    mixed = summary["mixed_environment"]
+    assert set(mixed["values"]) == {"torch_version", "device_name"}
+    assert mixed["values"]["torch_version"]["2.0.0"] == ["int8_batch_1"]
+    assert "device_name cpu (3 chunks) / NVIDIA H100 (1 chunks)" in mixed["warning"]
+    assert "WARNING mixed environment:" in (results / "summary_latest.md").read_text()
+    uniform = tmp_path / "uniform"
+    write_results(tiny_config(uniform, 12, chunks=2), uniform)
+    assert report(uniform, tiny_config(uniform, 12, chunks=2), 0.0, None, "nltk-treebank")[0]["mixed_environment"] is None

@@ -1,0 +1,209 @@
+"""Scoring never loses the summary, and CIDEr-D is not reported on too few images (issue 8, items 2 and 3)."""
+import errno
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.results_factory import references, tiny_config, write_results
+from vlmbench.cli import main as report_main
+from vlmbench.metrics import MIN_CIDER_IMAGES, TokenizerError, cider, java_available
+from vlmbench.report import gate, markdown_table, report
+
+needs_java = pytest.mark.skipif(not java_available(), reason="Java is needed for the official PTB tokenizer")
+MACOS_STUB = "The operation couldn't be completed. Unable to locate a Java Runtime."
+
+
+@pytest.fixture
+def broken_java(tmp_path, monkeypatch):
+    """A `java` first on the PATH that prints an error and exits 1, like macOS's stub without a JDK."""
+    bin_dir = tmp_path / "stub-bin"
+    bin_dir.mkdir()
+    java = bin_dir / "java"
+    java.write_text(f"#!/bin/sh\necho \"{MACOS_STUB}\" >&2\nexit 1\n")
+    java.chmod(java.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return java
+
+
+@pytest.fixture
+def read_only_pycocoevalcap(tmp_path, monkeypatch):
+    """pycocoevalcap (tokenizer and CIDEr) imported from a copy whose folder refuses new files.
+
+    Tests run as root here, where file modes do not stop writes: creating a temporary file inside
+    the copy is refused the way a read-only file system refuses it (EROFS), and the modes are set too.
+    """
+    import pycocoevalcap.tokenizer.ptbtokenizer as original
+    source = Path(original.__file__).resolve().parents[1]
+    site = tmp_path / "ro-site"
+    for part in ("tokenizer", "cider"):
+        shutil.copytree(source / part, site / "pycocoevalcap" / part, ignore=shutil.ignore_patterns("__pycache__"))
+    (site / "pycocoevalcap" / "__init__.py").write_text("")
+    package = site / "pycocoevalcap"
+    for path in [package, *package.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+    def refuse_inside(real):
+        def wrapper(*args, **kwargs):
+            folder = kwargs.get("dir")
+            if folder is not None and Path(folder).resolve().is_relative_to(package):
+                raise OSError(errno.EROFS, "Read-only file system", str(folder))
+            return real(*args, **kwargs)
+        return wrapper
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse_inside(tempfile.NamedTemporaryFile))
+    monkeypatch.setattr(tempfile, "mkstemp", refuse_inside(tempfile.mkstemp))
+    for name in [m for m in sys.modules if m == "pycocoevalcap" or m.startswith("pycocoevalcap.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(site))
+    yield package
+    for path in [package, *package.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _refs_and_predictions(n=12):
+    refs = references(n)
+    return {i: r[1:] for i, r in refs.items()}, {i: r[0] for i, r in refs.items()}
+
+
+def _latest_summary(results_dir: Path) -> dict:
+    return json.loads(sorted(results_dir.glob("summary_*.json"))[-1].read_text())
+
+
+# ---------------------------------------------------------------- item 2: scoring never loses the summary
+def test_a_java_that_does_not_run_falls_back_with_the_reason(broken_java):
+    refs, preds = _refs_and_predictions()
+    result = cider(refs, preds)  # auto: java is on the PATH, but it is the stub
+    assert result.tokenizer == "nltk-treebank" and result.score > 1.0
+    assert "exited with status 1" in result.fallback_reason and "Unable to locate a Java Runtime" in result.fallback_reason
+    assert result.score == cider(refs, preds, "nltk-treebank").score
+    with pytest.raises(TokenizerError, match="exited with status 1"):
+        cider(refs, preds, "ptb-java")  # the official tokenizer demanded: no silent substitute
+
+
+def test_vlmbench_report_with_a_broken_java_writes_summary_table_and_plots(broken_java, tmp_path, capsys):
+    results = tmp_path / "results"
+    write_results(tiny_config(results, 12), results)
+    assert report_main([str(results)]) == 0
+    summary = _latest_summary(results)
+    assert summary["cider_scoring"]["tokenizer"] == "nltk-treebank"
+    assert "Unable to locate a Java Runtime" in summary["cider_scoring"]["tokenizer_fallback_reason"]
+    assert summary["variants"]["fp16"]["cider"] > 1.0
+    assert (results / "plots" / "cider.png").is_file()
+    table = (results / "summary_latest.md").read_text()
+    assert "nltk-treebank tokenizer" in table and "note: PTB tokenizer (Java) failed" in table
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@needs_java
+def test_official_tokenizer_works_from_a_read_only_install(read_only_pycocoevalcap):
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    assert Path(sys.modules["pycocoevalcap"].__file__).resolve().is_relative_to(read_only_pycocoevalcap)
+    with pytest.raises(OSError, match="Read-only file system"):  # what pycocoevalcap itself does there
+        PTBTokenizer().tokenize({1: [{"caption": "A dog."}]})
+    refs, preds = _refs_and_predictions()
+    result = cider(refs, preds)
+    assert result.tokenizer == "ptb-java" and result.fallback_reason is None and result.score > 1.0
+
+
+def test_a_scorer_that_raises_leaves_cider_null_and_the_rest_written(tmp_path, monkeypatch):
+    def broken_scorer(refs, preds):
+        raise RuntimeError("scorer exploded")
+    monkeypatch.setattr("vlmbench.summary.cider_from_tokens", broken_scorer)
+    results = tmp_path / "results"
+    cfg = tiny_config(results, 12)
+    write_results(cfg, results)
+    summary, verdict = report(results, cfg, 0.0, None, "nltk-treebank")
+    for entry in summary["variants"].values():
+        assert entry["cider"] is None and entry["cider_null_reason"] == "scoring failed: RuntimeError: scorer exploded"
+        assert entry["throughput_img_s"] == pytest.approx(1.0)
+    assert _latest_summary(results)["variants"]["int8"]["cider"] is None
+    assert "n/a cider: scoring failed: RuntimeError: scorer exploded" in (results / "summary_latest.md").read_text()
+    assert (results / "plots" / "throughput_img_s.png").is_file()
+
+
+def test_a_tokenizer_that_raises_leaves_cider_null_with_the_reason(tmp_path, monkeypatch):
+    def broken_tokenizer(captions):
+        raise LookupError("nltk data missing")
+    monkeypatch.setattr("vlmbench.metrics.tokenize_nltk", broken_tokenizer)
+    results = tmp_path / "results"
+    cfg = tiny_config(results, 12)
+    write_results(cfg, results)
+    summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
+    assert summary["variants"]["fp16"]["cider"] is None
+    assert "tokenizing failed (LookupError: nltk data missing)" in summary["variants"]["fp16"]["cider_null_reason"]
+
+
+def test_broken_plotting_still_writes_the_summary(tmp_path, monkeypatch):
+    def broken_plots(summary, plot_dir):
+        raise RuntimeError("no display")
+    monkeypatch.setattr("vlmbench.report.write_plots", broken_plots)
+    results = tmp_path / "results"
+    cfg = tiny_config(results, 12)
+    write_results(cfg, results)
+    summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
+    assert summary["plots"] == [] and summary["plots_null_reason"] == "plotting failed: RuntimeError: no display"
+    assert _latest_summary(results)["variants"]["fp16"]["cider"] > 1.0
+
+
+# ---------------------------------------------------------------- item 3: too few images for CIDEr-D
+@pytest.mark.parametrize("images", [1, MIN_CIDER_IMAGES - 1])
+def test_cider_on_too_few_common_images_is_null_with_the_reason(tmp_path, images):
+    results = tmp_path / "results"
+    cfg = tiny_config(results, images)
+    write_results(cfg, results)
+    summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
+    assert summary["cider_scoring"]["common_images"] == images
+    for entry in summary["variants"].values():
+        assert entry["cider"] is None
+        assert entry["cider_null_reason"].startswith(f"only {images} image(s) captioned by every variant; CIDEr-D needs "
+                                                     f"at least {MIN_CIDER_IMAGES}")
+    assert f"n/a cider: only {images} image(s)" in (results / "summary_latest.md").read_text()
+
+
+def test_cider_at_the_minimum_is_reported(tmp_path):
+    results = tmp_path / "results"
+    cfg = tiny_config(results, MIN_CIDER_IMAGES)
+    write_results(cfg, results)
+    summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
+    assert summary["variants"]["fp16"]["cider"] > 1.0 and "cider_null_reason" not in summary["variants"]["fp16"]
+
+
+def test_gate_makes_no_cider_decision_on_too_few_images(tmp_path):
+    """A 12-image baseline whose captions scored well against a run that shares one image: no CIDEr verdict."""
+    base_dir, run_dir = tmp_path / "base", tmp_path / "run"
+    thresholds = {"default": {"cider_drop_abs": 0.05, "throughput_drop_pct": 50}}
+    base_cfg = tiny_config(base_dir, 12, thresholds=thresholds)
+    write_results(base_cfg, base_dir)
+    report(base_dir, base_cfg, 0.0, None, "nltk-treebank")
+    baseline = sorted(base_dir.glob("summary_*.json"))[-1]
+    # the same experiment, of which only one image was captioned by every variant
+    failed = {"status": "failed", "error": "OSError: broken", "caption": ""}
+    write_results(base_cfg, run_dir, image_cells={("int8", i): failed for i in range(2, 13)})
+    summary, verdict = report(run_dir, base_cfg, 0.0, str(baseline), "nltk-treebank")
+    assert summary["cider_scoring"]["common_images"] == 1 and summary["variants"]["fp16"]["cider"] is None
+    assert not verdict.failed, verdict.text
+    assert any(line.startswith("fp16: cider_drop_abs not decided: cider null in this run (only 1 image(s)")
+               for line in verdict.undecided), verdict.undecided
+    assert "(no decision) fp16: cider_drop_abs not decided" in verdict.text
+    assert summary["regression_gate"]["undecided"] == verdict.undecided
+
+
+def test_gate_makes_no_cider_decision_against_a_baseline_scored_on_one_image(tmp_path):
+    results = tmp_path / "results"
+    cfg = tiny_config(results, 12, thresholds={"default": {"cider_drop_abs": 0.05}})
+    write_results(cfg, results)
+    summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
+    old = json.loads(json.dumps(summary))
+    for entry in old["variants"].values():
+        entry.update(cider=0.0 if entry is old["variants"]["int8"] else 9.9, cider_images=1)
+    path = tmp_path / "old-baseline.json"
+    path.write_text(json.dumps(old))
+    verdict = gate(summary, str(path), cfg)
+    assert not verdict.failed and len(verdict.undecided) == 2
+    assert "computed on 1 image(s), fewer than the 10 needed" in verdict.undecided[0]
+    assert markdown_table(summary)  # still renders

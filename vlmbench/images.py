@@ -24,7 +24,7 @@ class LoadedImage:
     error: Optional[str] = None
 
 
-def read_local(source: str) -> bytes:
+def read_local(source: str | Path) -> bytes:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {source}")
@@ -59,7 +59,11 @@ def read_and_decode(source: str, size: int, cache=None) -> Image.Image:
 
 
 def load_image(row: ImageRow, size: int, cache=None) -> LoadedImage:
+    """The decoded image, or the reason it cannot be had (a local file_name that escapes its folder
+    fails here with UnsafeFileName, an OSError, before anything is opened)."""
     try:
+        if not is_url(row.source):
+            return LoadedImage(row, decode_image(read_local(row.local_path()), size))
         return LoadedImage(row, read_and_decode(row.source, size, cache))
     except DECODE_ERRORS as exc:
         return LoadedImage(row, None, f"{type(exc).__name__}: {exc}")

@@ -55,6 +55,9 @@ def load_rows(cfg: ExperimentConfig) -> list[ImageRow]:
         rows = [r for r in rows if is_url(r.source) or r.is_present()]
     if cfg.dataset.shuffle:
         random.Random(cfg.seed).shuffle(rows)
+    if not rows:
+        kept = " present on disk (dataset.present_images_only)" if cfg.dataset.present_images_only else ""
+        raise ConfigError(f"the data source has no images{kept}; check the dataset keys of the config.")
     if cfg.dataset.limit > len(rows):
         raise ConfigError(f"config key 'dataset.limit' is {cfg.dataset.limit} but the data source has only "
                           f"{len(rows)} images; lower the limit to at most {len(rows)}.")

@@ -88,7 +88,8 @@ def test_references_of_every_list_shape_are_read():
     (139, 139), (np.int64(139), 139), (139.0, 139), (np.float64(7.0), 7),
     ("139", "is the string '139'; expected an integer image id"),
     ("abc", "is the string 'abc'"), (True, "is the boolean True"), (1.5, "is a float 1.5"),
-    (float("nan"), "missing"), (None, "missing"), (float("inf"), "is a float inf"),
+    (float("nan"), "missing"), (None, "missing"), (pd.NA, "missing"), (np.float32("nan"), "missing"),
+    (float("inf"), "is a float inf"),
 ])
 def test_image_ids(value, expected):
     image_id, problem = image_id_of(value)

@@ -230,7 +230,8 @@ INT_RANGES = (
     ("inference.img_size", 56, 3584, "Qwen2.5-VL's processor needs 56 px (2 x 28) and shrinks anything above "
                                      "max_pixels = 12845056 = 3584 x 3584 (preprocessor_config.json)"),
     ("inference.batch_size", 1, None, ""),
-    ("inference.micro_batch_size", 1, "inference.batch_size", "a micro-batch is a part of one chunk: lower it or raise inference.batch_size"),
+    ("inference.micro_batch_size", 1, "inference.batch_size",
+     "a micro-batch is a part of one chunk: lower it or raise inference.batch_size"),
     ("inference.prefetch_batches", 0, 64, "each prefetched micro-batch holds its decoded images in memory"),
     ("measure.latency_images", 0, None, ""),
     ("measure.warmup_batches", 0, None, ""),

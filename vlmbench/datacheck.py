@@ -25,6 +25,7 @@ import numbers
 from typing import Any, Optional
 
 import numpy as np
+import pandas as pd
 
 from vlmbench.config import ConfigError
 
@@ -63,7 +64,13 @@ def type_name(value: Any) -> str:
 
 
 def is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """None, NaN, pandas' NA or NaT (a null parquet cell arrives as any of these)."""
+    if value is None or isinstance(value, (str, bytes, list, tuple, dict, np.ndarray)):
+        return value is None
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def image_id_of(value: Any) -> tuple[Optional[int], Optional[str]]:

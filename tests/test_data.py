@@ -12,7 +12,7 @@ def test_chunks_are_deterministic_and_cover_all_rows():
     chunks = make_chunks(rows, 4)
     assert chunks == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert make_chunks(rows, 4) == chunks
-    cfg = load_config(overrides={"dataset.limit": 10, "inference.batch_size": 4})
+    cfg = load_config(overrides={"dataset.limit": 10, "inference.batch_size": 4, "inference.micro_batch_size": 2})
     assert cfg.num_chunks == 3
     assert load_config().num_chunks == 5  # the seed: 5000 images in chunks of 1000
 

@@ -14,14 +14,18 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+
+from vlmbench.strictyaml import MAX_CONFIG_BYTES, strict_load
 
 DEFAULT_CONFIG_NAME = "default.yaml"
 QUANTIZERS = ("bitsandbytes_linear8bitlt",)
@@ -213,9 +217,19 @@ def diff_result_fields(old: dict, new: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------- validation of values
+def shown(value: Any, limit: int = 160) -> str:
+    """A bounded repr for messages: nested values are cut at depth 3 and after 5 items, long strings after
+    80 characters, the whole after `limit` characters, so a huge or aliased value cannot blow up a message."""
+    brief = reprlib.Repr()
+    brief.maxlevel, brief.maxlist, brief.maxtuple, brief.maxdict = 3, 5, 5, 5
+    brief.maxstring, brief.maxother, brief.maxlong = 80, 80, 40
+    text = brief.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check(condition: bool, key: str, value: Any, allowed: str) -> None:
     if not condition:
-        raise ConfigError(f"config key '{key}' has value {value!r}; allowed: {allowed}.")
+        raise ConfigError(f"config key '{key}' has value {shown(value)}; allowed: {allowed}.")
 
 
 def _validate(cfg: ExperimentConfig) -> None:
@@ -228,17 +242,8 @@ def _validate(cfg: ExperimentConfig) -> None:
     _check(cfg.model.device in ("auto", "cuda", "cpu"), "model.device", cfg.model.device, "auto, cuda, cpu")
     _check(cfg.model.attn_implementation in ("sdpa", "eager"), "model.attn_implementation",
            cfg.model.attn_implementation, "sdpa, eager")
-    for key, value in (("dataset.limit", cfg.dataset.limit), ("inference.batch_size", cfg.inference.batch_size),
-                       ("inference.micro_batch_size", cfg.inference.micro_batch_size),
-                       ("inference.max_new_tokens", cfg.inference.max_new_tokens),
-                       ("inference.img_size", cfg.inference.img_size),
-                       ("dataset.download_workers", cfg.dataset.download_workers)):
-        _check(value >= 1, key, value, "an integer >= 1")
-    _check(cfg.inference.img_size >= 56, "inference.img_size", cfg.inference.img_size, "at least 56 pixels")
-    if cfg.inference.min_new_tokens is not None:
-        _check(0 <= cfg.inference.min_new_tokens <= cfg.inference.max_new_tokens, "inference.min_new_tokens",
-               cfg.inference.min_new_tokens, f"null or 0..max_new_tokens ({cfg.inference.max_new_tokens})")
-    _check(cfg.measure.latency_images >= 0, "measure.latency_images", cfg.measure.latency_images, "an integer >= 0")
+    _validate_ranges(cfg)
+    _validate_texts(cfg)
     _validate_variants(cfg.variants, known_variant_names())
     _validate_sources(cfg.dataset)
     for name in cfg.thresholds.per_variant:
@@ -257,6 +262,63 @@ def _validate_allowed_differences(cfg: ExperimentConfig) -> None:
                               "inference.prompt, model_id.")
 
 
+# Integer keys: (dotted key, lowest, highest or None, why the bound), checked by _validate_ranges. A bound
+# given as a string names another key. Upper bounds exist where a value directly takes memory, disk or
+# threads outside the model.
+INT_RANGES = (
+    ("seed", 0, 2**32 - 1, "numpy.random.seed's range (transformers.set_seed seeds numpy, torch and random)"),
+    ("dataset.limit", 1, None, ""),
+    ("dataset.synthetic_images", 1, 100_000, "about 1 GB of drawn 256x256 JPEGs at the top"),
+    ("dataset.download_workers", 1, 32, "the HTTP connection pool holds 32 connections"),
+    ("inference.max_new_tokens", 1, None, ""),
+    ("inference.min_new_tokens", 0, "inference.max_new_tokens", ""),
+    ("inference.img_size", 56, 3584, "Qwen2.5-VL's processor needs 56 px (2 x 28) and shrinks anything above "
+                                     "max_pixels = 12845056 = 3584 x 3584 (preprocessor_config.json)"),
+    ("inference.batch_size", 1, None, ""),
+    ("inference.micro_batch_size", 1, "inference.batch_size",
+     "a micro-batch is a part of one chunk: lower it or raise inference.batch_size"),
+    ("inference.prefetch_batches", 0, 64, "each prefetched micro-batch holds its decoded images in memory"),
+    ("measure.latency_images", 0, None, ""),
+    ("measure.warmup_batches", 0, None, ""),
+)
+
+
+def _lookup(cfg: ExperimentConfig, dotted: str) -> Any:
+    value = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _validate_ranges(cfg: ExperimentConfig) -> None:
+    """Every integer key within INT_RANGES (null is allowed where the field is optional)."""
+    for key, low, high, why in INT_RANGES:
+        value = _lookup(cfg, key)
+        if value is None:
+            continue
+        top = _lookup(cfg, high) if isinstance(high, str) else high
+        allowed = (f"an integer from {low} to {top}" + (f" ({high})" if isinstance(high, str) else "")
+                   if top is not None else f"an integer >= {low}") + (f"; {why}" if why else "")
+        _check(low <= value and (top is None or value <= top), key, value, allowed)
+    _validate_thresholds(cfg.thresholds)
+
+
+def _validate_thresholds(gate: GateConfig) -> None:
+    """Every threshold null or a finite number >= 0 (NaN would never be breached, a negative one always)."""
+    sections = {"thresholds.default": gate.default,
+                **{f"thresholds.per_variant.{name}": th for name, th in gate.per_variant.items()}}
+    for prefix, thresholds in sections.items():
+        for f in dataclasses.fields(thresholds):
+            value = getattr(thresholds, f.name)
+            if value is not None:
+                _check(math.isfinite(value) and value >= 0, f"{prefix}.{f.name}", value, "null or a finite number >= 0")
+
+
+def _validate_texts(cfg: ExperimentConfig) -> None:
+    _check(bool(cfg.model_id.strip()), "model_id", cfg.model_id, "a Hub id or a local folder (not blank)")
+    _check(bool(cfg.inference.prompt.strip()), "inference.prompt", cfg.inference.prompt, "a non-blank instruction")
+
+
 def _validate_variants(names, known, key: str = "variants") -> None:
     if not names:
         raise ConfigError(f"config key '{key}' is empty; allowed: one or more of {', '.join(known)}.")
@@ -264,8 +326,13 @@ def _validate_variants(names, known, key: str = "variants") -> None:
         if name not in known:
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"config key '{key}' names unknown variant {name!r}.{hint} Known variants: "
+            raise ConfigError(f"config key '{key}' names unknown variant {shown(name)}.{hint} Known variants: "
                               f"{', '.join(known)}.")
+    repeated = sorted({name for name in names if list(names).count(name) > 1})
+    if repeated:
+        raise ConfigError(f"config key '{key}' lists {', '.join(map(repr, repeated))} more than once "
+                          f"({shown(list(names))}); allowed: each variant once (each would compute every chunk "
+                          "again).")
 
 
 def _validate_sources(ds: DatasetConfig) -> None:
@@ -277,7 +344,7 @@ def _validate_sources(ds: DatasetConfig) -> None:
         raise ConfigError("no data source: set dataset.hf_parquet_prefix and dataset.split_file, or one of "
                           "dataset.parquet_path, dataset.coco_dir, dataset.synthetic_images.")
     if ds.hf_parquet_prefix and not local and not ds.hf_parquet_prefix.startswith("hf://datasets/"):
-        raise ConfigError(f"config key 'dataset.hf_parquet_prefix' has value {ds.hf_parquet_prefix!r}; allowed: a "
+        raise ConfigError(f"config key 'dataset.hf_parquet_prefix' has value {shown(ds.hf_parquet_prefix)}; allowed: a "
                           "prefix of the form hf://datasets/<owner>/<name>/.")
 
 
@@ -291,7 +358,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return _coerce(value, args[0], key)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}' must be a mapping of sub-keys, got {value!r}.")
+            raise ConfigError(f"config key '{key}' must be a mapping of sub-keys, got {shown(value)}.")
         return build(tp, value, prefix=key + ".")
     if tp is bool:
         _check(isinstance(value, bool), key, value, "true or false")
@@ -328,7 +395,8 @@ def build(cls, data: dict, prefix: str = ""):
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown config key '{prefix}{key}'.{hint} Allowed keys here: {', '.join(names)}.")
+            raise ConfigError(f"unknown config key {shown(prefix + str(key))}.{hint} Allowed keys here: "
+                              f"{', '.join(names)}.")
         kwargs[key] = _coerce(value, hints[key], prefix + key)
     return cls(**kwargs)
 
@@ -358,8 +426,11 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[di
     path = Path(path) if path else default_config_path()
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing YAML file to --vlm-config.")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {str(path)!r} is {path.stat().st_size} bytes; a config holds at most "
+                          f"{MAX_CONFIG_BYTES}. Pass the experiment's YAML to --vlm-config.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = strict_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -390,7 +461,10 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--vlm-set expects KEY=VALUE (for example inference.micro_batch_size=8), got {text!r}.")
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), strict_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--vlm-set {shown(key.strip())}: the value is not valid YAML: {exc}") from exc
 
 
 def config_to_yaml(cfg: ExperimentConfig, resolved: Optional[dict] = None) -> str:
@@ -399,4 +473,11 @@ def config_to_yaml(cfg: ExperimentConfig, resolved: Optional[dict] = None) -> st
     data["fingerprint"] = cfg.fingerprint
     if resolved:
         data["resolved"] = resolved
-    return yaml.safe_dump(data, sort_keys=False)
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Snapshots never hold aliases (StrictLoader refuses them), even where two values are one object."""
+
+    def ignore_aliases(self, data):
+        return True

@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from vlmbench.paths import atomic_write_bytes, cache_dir
+from vlmbench.safenames import confined_path, safe_cache_name
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 
@@ -58,9 +59,11 @@ class ImageCache:
         self.http = make_http_session(retries, backoff_s)
 
     def path_for(self, url: str) -> Path:
-        name = Path(urlparse(url).path).name or "image"
+        """root/<2 hex>/<16 hex of the URL's SHA-256>-<the URL's last path part, made safe>: whatever the
+        URL holds ('..', slashes, NUL, 1000 characters), the file lies inside the cache folder."""
         digest = hashlib.sha256(url.encode()).hexdigest()
-        return self.root / digest[:2] / f"{digest[:16]}-{name}"
+        name = safe_cache_name(urlparse(url).path.rsplit("/", 1)[-1])
+        return confined_path(self.root, f"{digest[:2]}/{digest[:16]}-{name}")
 
     def has(self, url: str) -> bool:
         return self.path_for(url).is_file()

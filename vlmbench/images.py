@@ -108,7 +108,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 # ---------------------------------------------------------------- reading and decoding
-def read_local(source: str) -> bytes:
+def read_local(source: str | Path) -> bytes:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {source}")
@@ -149,9 +149,12 @@ def decode_or_refetch(source: str, data: bytes, size: int, cache=None) -> Image.
 
 
 def load_image(row: ImageRow, size: int, cache=None) -> LoadedImage:
-    """The decoded image, or None with `error` = '<kind>: <exception>: <message>' (kinds above)."""
+    """The decoded image, or None with `error` = '<kind>: <exception>: <message>' (kinds above).
+
+    A local file_name that escapes its folder fails as unavailable with UnsafeFileName (an OSError),
+    before anything is opened."""
     try:
-        data = read_bytes(row.source, cache)
+        data = read_local(row.local_path()) if not is_url(row.source) else read_bytes(row.source, cache)
     except OSError as exc:
         return _failed(row, UNAVAILABLE, exc)
     try:

@@ -8,10 +8,10 @@ the run with a message naming them, unless `dataset.allow_missing_images` record
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.data import ImageRow, is_url
+from vlmbench.safenames import UnsafeFileName
 
 
 def offline() -> bool:
@@ -23,7 +23,7 @@ def classify(rows: list[ImageRow], cache) -> dict[str, list[ImageRow]]:
     groups = {"available": [], "to_download": [], "missing": []}
     for row in rows:
         if not is_url(row.source):
-            groups["available" if Path(row.source).is_file() else "missing"].append(row)
+            groups["available" if row.is_present() else "missing"].append(row)
         elif cache.has(row.source):
             groups["available"].append(row)
         else:
@@ -41,8 +41,7 @@ def run_preflight(cfg: ExperimentConfig, rows: list[ImageRow], cache=None) -> li
     groups = classify(rows, cache)
     notes = [f"preflight: {len(rows)} images in pending chunks: {len(groups['available'])} available, "
              f"{len(groups['to_download'])} to download, {len(groups['missing'])} missing"]
-    errors = {r.source: ("offline and not in the image cache" if is_url(r.source) else "file not found")
-              for r in groups["missing"]}
+    errors = {r.source: missing_reason(r) for r in groups["missing"]}
     if groups["to_download"]:
         fetched = cache.prefetch([r.source for r in groups["to_download"]], cfg.dataset.download_workers)
         failed = {url: err for url, err in fetched.items() if err}
@@ -65,6 +64,17 @@ def now_available(cfg: ExperimentConfig, rows: list[ImageRow], cache=None) -> li
     urls = [r.source for r in groups["to_download"]]
     fetched = cache.prefetch(urls, cfg.dataset.download_workers) if urls else {}
     return groups["available"] + [r for r in groups["to_download"] if fetched[r.source] is None]
+
+
+def missing_reason(row: ImageRow) -> str:
+    """Why preflight counts a row as missing: offline, absent, or a file name that escapes its folder."""
+    if is_url(row.source):
+        return "offline and not in the image cache"
+    try:
+        row.local_path()
+    except UnsafeFileName as exc:
+        return str(exc)
+    return "file not found"
 
 
 def _missing_message(rows: list[ImageRow], errors: dict[str, str]) -> str:

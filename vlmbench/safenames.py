@@ -1,0 +1,64 @@
+"""File names that come from the data stay inside the folder they name a file in.
+
+Why it exists: a dataset row's `file_name` is joined to a configured folder (`val2017/`,
+`dataset.image_dir`), and a cache file name is derived from a URL. Both are text written by whoever
+made the data, so either could point elsewhere: `../../escape.jpg`, an absolute path, a Windows
+path with backslashes or a drive letter, a symlink in the folder that leads out of it, a NUL byte,
+an empty name or one that resolves to the folder itself. Every such name is refused here with a
+reason that says so; the reader then fails that one row, and preflight does not count it as
+available. URL-encoded names (`%2e%2e%2f...`) are not decoded on disk: they are literal names inside
+the folder and are checked like any other.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+
+DRIVE = re.compile(r"^[A-Za-z]:")
+CACHE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+CACHE_NAME_MAX_CHARS = 80  # well under the 255-byte name limit of common file systems, digest included
+
+
+class UnsafeFileName(OSError):
+    """A file name from the data that would resolve outside its folder, or names no file at all."""
+
+
+def confined_path(folder: str | Path, name: str) -> Path:
+    """The resolved path of `name` inside `folder` (symlinks followed); raises UnsafeFileName when it
+    would lie anywhere else or name no file (empty, NUL byte, the folder itself)."""
+    reason = _unusable_name(name)
+    if reason:
+        raise UnsafeFileName(f"file name {_shown(name)} {reason}; it must name a file inside {str(folder)!r}")
+    root = Path(folder).resolve()
+    resolved = (root / name.replace("\\", "/")).resolve()
+    if resolved == root:
+        raise UnsafeFileName(f"file name {_shown(name)} names the image folder {str(folder)!r} itself, not a file")
+    if not resolved.is_relative_to(root):
+        raise UnsafeFileName(f"file name {_shown(name)} escapes the image folder {str(folder)!r}: it resolves to "
+                             f"{str(resolved)!r} (through '..', an absolute path or a symlink); only files inside "
+                             "the folder are read")
+    return resolved
+
+
+def _unusable_name(name) -> str:
+    """Why a name cannot be joined to a folder at all, or '' when it can."""
+    if not isinstance(name, str) or not name.strip():
+        return "is empty"
+    if "\x00" in name:
+        return "holds a NUL byte"
+    posix = name.replace("\\", "/")
+    if PurePosixPath(posix).is_absolute() or DRIVE.match(posix):
+        return "is an absolute path and escapes the image folder"
+    return ""
+
+
+def _shown(name, limit: int = 120) -> str:
+    text = repr(name)
+    return text if len(text) <= limit else text[:limit] + "...'"
+
+
+def safe_cache_name(name: str) -> str:
+    """A file-name tail made of [A-Za-z0-9._-] only, without leading dots, at most CACHE_NAME_MAX_CHARS
+    long (the end kept, so the extension survives); 'image' when nothing is left."""
+    cleaned = CACHE_NAME_UNSAFE.sub("_", name)[-CACHE_NAME_MAX_CHARS:].lstrip(".")
+    return cleaned or "image"

@@ -75,11 +75,63 @@ def test_k_selects_one_variant_and_pytest_benchmark_records_it(suite, tmp_path):
 def test_different_experiment_in_the_same_folder_is_refused(suite):
     run, results = suite
     run().assert_outcomes(passed=2)
-    before = {p.name: p.read_bytes() for p in results.glob("*.csv")}
+    before = _folder(results)
     result = run({"seed": 7})
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*was made by a different experiment*differing fields: seed: 42 -> 7*--vlm-results*"])
-    assert {p.name: p.read_bytes() for p in results.glob("*.csv")} == before
+    assert _folder(results) == before  # no snapshot added, references.json untouched, no lock file left
+    from vlmbench.cli import main
+    snapshot = sorted(results.glob("experiment_config_*.yaml"))[-1]
+    assert main([str(results), "--config", str(snapshot), "--tokenizer", "nltk-treebank"]) == 0
+
+
+def _folder(results):
+    """Every file under the folder with its bytes (summaries aside, which a report may rewrite)."""
+    return {str(p.relative_to(results)): p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()}
+
+
+def test_a_held_folder_or_a_file_as_folder_stops_at_once_in_one_line(suite, tmp_path):
+    import subprocess
+    import sys
+    run, results = suite
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom vlmbench.lock import FolderLock\n"
+                               "FolderLock(sys.argv[1], 'f' * 16).acquire()\nprint('held', flush=True)\n"
+                               "time.sleep(120)", str(results)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = _folder(results)
+        result = run()
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"*results folder {results} is in use by another experiment: pid {holder.pid} "
+                                     "on host * since *--vlm-results*"])
+        assert _folder(results) == before
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = run({"results_dir": str(afile)})
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "INTERNALERROR" not in result.stderr.str()
+    result.stderr.fnmatch_lines([f"*results folder {afile} is a file, not a folder*"])
+
+
+def test_a_full_disk_fails_in_one_line_and_keeps_finished_chunks(suite):
+    run, results = suite
+    full_disk = results.parent / "conftest.py"  # ENOSPC when the CSV of fp16 chunk 1 is flushed
+    full_disk.write_text("import errno, os\nreal = os.fsync\n\ndef fsync(fd):\n"
+                         "    if '.fp16_batch_1.csv.' in os.readlink(f'/proc/self/fd/{fd}'):\n"
+                         "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
+                         "    real(fd)\n\nos.fsync = fsync\n")
+    result = run()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([f"*vlmbench: could not write fp16_batch_1.csv in {results}: No space left on device; "
+                                 "finished chunks are kept*"])
+    assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+    assert _csvs(results) == ["fp16_batch_0.csv"] and list(results.glob("summary_*.json"))
+    assert not [p for p in results.rglob("*") if p.name.endswith(".tmp")]
+    full_disk.unlink()
+    run().assert_outcomes(passed=1, skipped=1)
 
 
 def test_damaged_csv_is_set_aside_and_recomputed(suite):

@@ -76,22 +76,74 @@ def pytest_generate_tests(metafunc):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """After -k/-m selection: check existing CSVs and skip finished chunks, before any model loads."""
+    """After -k/-m selection, before any model loads: every check first, then the run's first writes.
+
+    Order: the results folder is usable and locked; each selected chunk's CSV is read (a foreign one
+    refuses the run); the images of the pending chunks can be had; only then does the run write
+    (snapshot, references.json, damaged CSVs moved aside). A refused run leaves the folder as it was.
+    """
+    from vlmbench.lock import FolderBusy, FolderUnusable
+    from vlmbench.paths import WriteFailed
     cases = [item for item in items if hasattr(item, "callspec") and "vlm_chunk" in item.callspec.params]
     if not cases:
         return
     session = _session(config)
     try:
-        session.start()
+        session.identify_model()
+        session.claim_folder(shared=_shares_folder(config))
+        session.check_chunks([_key(item) for item in cases])
         for item in cases:
-            variant, chunk_id = item.callspec.params["vlm_variant"], item.callspec.params["vlm_chunk"]
-            reason = session.skip_reason(variant, chunk_id)
+            reason = session.skip_reason(*_key(item))
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
         _preflight(session, cases)
-    except ConfigError as exc:
+        session.start()
+    except (ConfigError, FolderBusy, FolderUnusable, WriteFailed) as exc:
+        session.release_folder(refused=True)
         raise pytest.UsageError(f"vlmbench: {exc}") from None
     session.ready = True
+
+
+def _key(item) -> tuple[str, int]:
+    return item.callspec.params["vlm_variant"], item.callspec.params["vlm_chunk"]
+
+
+def _shares_folder(config) -> bool:
+    """Whether this process shares the results folder with other processes of the same experiment.
+
+    pytest-xdist workers do (each worker collects and holds the lock in shared mode); shards of one
+    experiment (the scale-out options) should too. A plain run holds the folder exclusively.
+    """
+    return getattr(config, "workerinput", None) is not None
+
+
+def pytest_unconfigure(config):
+    if SESSION_KEY in config.stash:
+        config.stash[SESSION_KEY].release_folder()
+
+
+WRITE_FAILED_ADVICE = ("finished chunks are kept (each file is written whole or not at all); free space and rerun: "
+                       "only unfinished chunks run")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    return (yield from _one_line_on_write_failure(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _one_line_on_write_failure(item))
+
+
+def _one_line_on_write_failure(item):
+    """A file that cannot be written (disk full) fails the case with one line and stops the session."""
+    from vlmbench.paths import WriteFailed
+    try:
+        return (yield)
+    except WriteFailed as exc:
+        item.session.shouldstop = f"vlmbench: {exc}"
+        pytest.fail(f"vlmbench: {exc}; {WRITE_FAILED_ADVICE}", pytrace=False)
 
 
 def pytest_report_collectionfinish(config, start_path, items):

@@ -16,6 +16,8 @@ import csv
 import io
 import json
 import math
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,9 +86,36 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def write_config_snapshot(results_dir: Path, cfg: ExperimentConfig, stamp: str, resolved: Optional[dict] = None) -> Path:
-    path = Path(results_dir) / f"experiment_config_{stamp}.yaml"
+    """`experiment_config_<stamp>.yaml`, or `..._<stamp>_<n>.yaml` when a run of the same second has the name."""
+    path = unique_path(Path(results_dir), "experiment_config_", stamp, ".yaml")
     atomic_write_text(path, config_to_yaml(cfg, resolved))
     return path
+
+
+def unique_path(folder: Path, prefix: str, stamp: str, suffix: str) -> Path:
+    """`<prefix><stamp><suffix>`, else `<prefix><stamp>_<n><suffix>` (n = 2, 3, ...), reserved with O_EXCL.
+
+    Two runs started in the same second (or shards of one run) get different names; the reserved
+    empty file is replaced atomically by the real content. `newest_first` orders these names.
+    """
+    for n in range(1, 10000):
+        path = folder / f"{prefix}{stamp}{'' if n == 1 else f'_{n}'}{suffix}"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free name {prefix}{stamp}_<n>{suffix} in {folder}")
+
+
+def stamp_order(path: Path) -> tuple:
+    """Sort key of a `<prefix><stamp>[_<n>]<suffix>` name: by stamp, then by n (a plain name is n = 1)."""
+    match = re.search(r"(\d{8}T\d{6})(?:_(\d+))?\.[a-z]+$", path.name)
+    return (match.group(1), int(match.group(2) or 1), path.name) if match else ("", 0, path.name)
+
+
+def newest_first(paths) -> list[Path]:
+    return sorted(paths, key=stamp_order, reverse=True)
 
 
 # ---------------------------------------------------------------- reading and checking
@@ -113,34 +142,110 @@ def read_chunk_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+# column -> (type, may be empty). Integers and floats must parse (finite); `generated_tokens` may be
+# empty only on failed rows; the chunk-level measurements are empty where they could not be measured.
+INT_COLUMNS = {"image_id": False, "chunk_id": False, "generated_tokens": True, "micro_batch_index": False,
+               "micro_batch_size": False, "chunk_images_ok": False}
+FLOAT_COLUMNS = {"micro_batch_s": True, "latency_s": True, "chunk_wall_s": False, "chunk_throughput_img_s": True,
+                 "chunk_energy_j": True, "chunk_energy_j_per_image": True, "chunk_avg_power_w": True,
+                 "chunk_peak_alloc_mib": True, "chunk_peak_reserved_mib": True, "chunk_nvml_used_mib": True}
+FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+
+
+def chunk_of_path(path: Path) -> tuple[str, int]:
+    """(variant, chunk id) that a `<variant>_batch_<id>.csv` name promises."""
+    variant, _, chunk = Path(path).name.removesuffix(".csv").rpartition("_batch_")
+    return variant, int(chunk) if chunk.isdigit() else -1
+
+
 def inspect_chunk(path: Path, expected_ids: list[int], fingerprint: str) -> ChunkState:
+    """What the CSV at `path` is for the chunk whose image ids are `expected_ids`.
+
+    Every check of what a later reader relies on runs first (the file ends with a line end, all
+    columns, cell types, `variant` and `chunk_id` as the file name says, the chunk's exact image
+    ids, statuses, measure_notes); any failure makes it "damaged" (moved aside and recomputed).
+    Only a well-formed file whose rows all carry one other well-formed fingerprint is "foreign".
+    """
     if not path.exists():
         return ChunkState("missing")
     try:
-        rows = read_chunk_csv(path)
+        raw = path.read_bytes()
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"), newline="")))
     except (csv.Error, UnicodeDecodeError, OSError) as exc:
         return ChunkState("damaged", f"unreadable: {exc}")
+    problem = _structure_problem(raw, rows) or _row_problem(rows, path, expected_ids)
+    if problem:
+        return ChunkState("damaged", problem)
+    return _fingerprint_state(rows, fingerprint)
+
+
+def _structure_problem(raw: bytes, rows: list[dict]) -> Optional[str]:
     if not rows:
-        return ChunkState("damaged", "no data rows")
+        return "no data rows"
     missing_cols = [c for c in CSV_COLUMNS if c not in rows[0] and c not in OPTIONAL_COLUMNS]
     if missing_cols:
-        return ChunkState("damaged", f"missing columns {missing_cols}")
-    if any(None in r.values() or None in r for r in rows):
-        return ChunkState("damaged", "a row is incomplete (truncated file?)")
+        return f"missing columns {missing_cols}"
+    if any(None in r.values() or None in r for r in rows) or not raw.endswith((b"\n", b"\r")):
+        return "a row is incomplete (truncated file?)"
+    return None
+
+
+def _row_problem(rows: list[dict], path: Path, expected_ids: list[int]) -> Optional[str]:
+    for number, row in enumerate(rows, start=1):
+        problem = _cell_problem(row)
+        if problem:
+            return f"row {number}: {problem}"
+    variant, chunk_id = chunk_of_path(path)
+    if any(r["variant"] != variant or int(r["chunk_id"]) != chunk_id for r in rows):
+        return f"its variant/chunk_id columns do not match the file name (expected {variant}, chunk {chunk_id})"
+    ids = [int(r["image_id"]) for r in rows]
+    if sorted(ids) != sorted(expected_ids):
+        if len(ids) == len(expected_ids):
+            return f"holds images other than the chunk's {len(expected_ids)} images"
+        return f"holds {len(ids)} rows, expected the chunk's {len(expected_ids)} images"
+    return None
+
+
+def _cell_problem(row: dict) -> Optional[str]:
+    if row["status"] not in ("ok", "failed"):
+        return f"unknown status {_excerpt(row['status'])} (truncated file?)"
+    for column, may_be_empty in INT_COLUMNS.items():
+        empty_ok = may_be_empty and (column != "generated_tokens" or row["status"] == "failed")
+        if not _parses(row[column], int, empty_ok):
+            return f"{column} is {_excerpt(row[column])}, not an integer"
+    for column, empty_ok in FLOAT_COLUMNS.items():
+        if not _parses(row[column], float, empty_ok):
+            return f"{column} is {_excerpt(row[column])}, not a number"
+    try:
+        notes_ok = isinstance(json.loads(row["measure_notes"] or "{}"), dict)
+    except json.JSONDecodeError:
+        notes_ok = False
+    return None if notes_ok else f"measure_notes is {_excerpt(row['measure_notes'])}, not a JSON object"
+
+
+def _parses(text: str, kind, empty_ok: bool) -> bool:
+    if text == "":
+        return empty_ok
+    try:
+        return math.isfinite(kind(text))
+    except ValueError:
+        return False
+
+
+def _excerpt(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _fingerprint_state(rows: list[dict], fingerprint: str) -> ChunkState:
     found = {r["config_fingerprint"] for r in rows}
     if len(found) > 1:
-        return ChunkState("damaged", f"rows from several experiments ({', '.join(sorted(map(str, found)))})")
-    if fingerprint not in found:
-        return ChunkState("foreign", f"made with config fingerprint {found.pop()}", fingerprint=rows[0]["config_fingerprint"])
-    try:
-        ids = [int(r["image_id"]) for r in rows]
-    except (TypeError, ValueError):
-        return ChunkState("damaged", "a row has no valid image_id (truncated file?)")
-    if sorted(ids) != sorted(expected_ids):
-        return ChunkState("damaged", f"holds {len(ids)} rows, expected the chunk's {len(expected_ids)} images")
-    if any(r["status"] not in ("ok", "failed") for r in rows):
-        return ChunkState("damaged", "a row has an unknown status (truncated file?)")
-    return complete_state(rows)
+        return ChunkState("damaged", f"rows from several experiments ({', '.join(sorted(map(_excerpt, found)))})")
+    other = found.pop()
+    if other == fingerprint:
+        return complete_state(rows)
+    if not FINGERPRINT.fullmatch(other):
+        return ChunkState("damaged", f"config_fingerprint {_excerpt(other)} is not a fingerprint (torn row?)")
+    return ChunkState("foreign", f"made with config fingerprint {other}", fingerprint=other)
 
 
 def complete_state(rows: list[dict]) -> ChunkState:
@@ -155,7 +260,7 @@ def complete_state(rows: list[dict]) -> ChunkState:
 
 def quarantine(path: Path) -> Path:
     """Moves a damaged CSV aside (kept for inspection) so that the chunk is recomputed."""
-    target = path.with_name(f"{path.name}.damaged-{timestamp()}")
+    target = unique_path(path.parent, f"{path.name}.damaged-", timestamp(), "")
     path.rename(target)
     return target
 
@@ -163,7 +268,7 @@ def quarantine(path: Path) -> Path:
 def find_snapshot(results_dir: Path, fingerprint: str) -> Optional[dict]:
     """The result fields of the newest config snapshot in `results_dir` with that fingerprint."""
     from vlmbench.config import ConfigError, from_plain
-    for path in sorted(Path(results_dir).glob("experiment_config_*.yaml"), reverse=True):
+    for path in newest_first(Path(results_dir).glob("experiment_config_*.yaml")):
         data = yaml.safe_load(path.read_text()) or {}
         if data.get("fingerprint") == fingerprint:
             try:
@@ -171,6 +276,41 @@ def find_snapshot(results_dir: Path, fingerprint: str) -> Optional[dict]:
             except ConfigError:  # a snapshot from an older vlmbench: no field diff then
                 return None
     return None
+
+
+def snapshots_by_fingerprint(results_dir: Path) -> dict[str, Path]:
+    """fingerprint -> the newest config snapshot in the folder that carries it."""
+    found: dict[str, Path] = {}
+    for path in newest_first(Path(results_dir).glob("experiment_config_*.yaml")):
+        try:
+            fingerprint = (yaml.safe_load(path.read_text()) or {}).get("fingerprint")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if isinstance(fingerprint, str):
+            found.setdefault(fingerprint, path)
+    return found
+
+
+def first_row_fingerprint(path: Path) -> str:
+    """The config fingerprint in a CSV's first row ('unreadable' when there is none)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            row = next(csv.DictReader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        row = None
+    return (row or {}).get("config_fingerprint") or "unreadable"
+
+
+def ignored_chunk_csvs(results_dir: Path, cfg: ExperimentConfig) -> dict[str, list[str]]:
+    """Chunk CSVs in the folder that a report of `cfg` does not read, by their fingerprint
+    (another experiment, or this experiment's fingerprint for a variant or chunk outside `cfg`)."""
+    ignored: dict[str, list[str]] = {}
+    for path in sorted(Path(results_dir).glob("*_batch_*.csv")):
+        variant, chunk_id = chunk_of_path(path)
+        fingerprint = first_row_fingerprint(path)
+        if fingerprint != cfg.fingerprint or variant not in cfg.variants or not 0 <= chunk_id < cfg.num_chunks:
+            ignored.setdefault(fingerprint, []).append(path.name)
+    return ignored
 
 
 def foreign_message(results_dir: Path, path: Path, state: ChunkState, cfg: ExperimentConfig) -> str:

@@ -18,6 +18,7 @@ from vlmbench.census import check_census, take_census
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.data import ImageRow, load_rows, make_chunks
 from vlmbench.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
+from vlmbench.paths import cache_dir, sweep_leftovers
 from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
                               variant_record_path, write_chunk_csv, write_config_snapshot, write_json)
 from vlmbench.variants import get_variant
@@ -40,6 +41,9 @@ class BenchSession:
     notes: list[str] = field(default_factory=list)
     ready: bool = False  # set once collection checked every chunk
     _availability: dict[int, bool] = field(default_factory=dict, repr=False)
+    lock: Optional[object] = None  # the FolderLock held from collection to the end of the session
+    chunk_states: dict = field(default_factory=dict)  # (variant, chunk id) -> ChunkState, read before any write
+    snapshot: Optional[Path] = None  # this run's experiment_config_*.yaml
 
     # ------------------------------------------------------------ lazily built state (first use only)
     @cached_property
@@ -65,14 +69,79 @@ class BenchSession:
         return build_processor(self.cfg)
 
     # ------------------------------------------------------------ before any model loads
-    def start(self) -> None:
+    # Order (plugin.pytest_collection_modifyitems): identify_model -> claim_folder -> check_chunks -> preflight -> start.
+    # Everything before start() only reads (and holds the lock), so a refused run leaves the folder
+    # as it found it; start() makes the run's first writes.
+    def identify_model(self) -> None:
+        """Puts the model's identity (resolved Hub commit or local folder digest) into the config, so that
+        it enters the fingerprint before the folder lock and the chunk checks read it."""
         from vlmbench.modeling import with_model_identity
+        self.cfg = with_model_identity(self.cfg)
+
+    def claim_folder(self, shared: bool = False) -> None:
+        """Checks the results folder and takes its lock; FolderUnusable or FolderBusy (one line) otherwise."""
+        from vlmbench.lock import FolderLock
+        if self.lock is None:
+            self.lock = FolderLock(self.results_dir, self.cfg.fingerprint, shared).acquire()
+            self.notes += self.lock.notes
+
+    def release_folder(self, refused: bool = False) -> None:
+        """Leaves the lock (the last holder removes the lock file); a refused run removes a folder it created."""
+        if self.lock is not None:
+            self.lock.release()
+            if refused and self.lock.created_folder:
+                try:
+                    self.results_dir.rmdir()  # only when still empty
+                except OSError:
+                    pass
+            self.lock = None
+
+    def check_chunks(self, keys) -> dict:
+        """(variant, chunk id) -> ChunkState for each selected chunk; ConfigError on a foreign CSV. Writes nothing."""
+        for variant, chunk_id in keys:
+            self.chunk_state(variant, chunk_id)
+        return {key: self.chunk_states[key] for key in keys}
+
+    def chunk_state(self, variant: str, chunk_id: int):
+        key = (variant, chunk_id)
+        if key not in self.chunk_states:
+            path = chunk_csv_path(self.results_dir, variant, chunk_id)
+            state = inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint)
+            if state.status == "foreign":
+                raise ConfigError(foreign_message(self.results_dir, path, state, self.cfg))
+            self.chunk_states[key] = state
+        return self.chunk_states[key]
+
+    def chunk_is_done(self, variant: str, chunk_id: int) -> bool:
+        """True for a complete CSV of this experiment (a damaged one is moved aside by start())."""
+        return self.chunk_state(variant, chunk_id).status == "complete"
+
+    def start(self) -> None:
+        """The run's first writes, once every check passed: leftovers of dead runs removed, damaged CSVs
+        moved aside, the config snapshot and references.json written."""
         from vlmbench.report import write_references
         rows = self.rows  # resolves the data source (a Hub download) before the snapshot records it
-        self.cfg = with_model_identity(self.cfg)  # enters the fingerprint before chunk checks
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        write_config_snapshot(self.results_dir, self.cfg, self.stamp, self.resolved())
+        self.remove_leftovers()
+        for (variant, chunk_id), state in self.chunk_states.items():
+            if state.status == "damaged" and chunk_csv_path(self.results_dir, variant, chunk_id).exists():
+                moved = quarantine(chunk_csv_path(self.results_dir, variant, chunk_id))
+                self.notes.append(f"{variant}_batch_{chunk_id}.csv was damaged ({state.reason}); moved to "
+                                  f"{moved.name} and recomputed")
+        self.snapshot = write_config_snapshot(self.results_dir, self.cfg, self.stamp, self.resolved())
         write_references(self.results_dir, rows)
+
+    def remove_leftovers(self) -> None:
+        """Removes temporary files of killed runs: in the results folder (and plots/), the random-weight and
+        sample caches' staging folders, size-on-disk copies and the image cache's partial downloads."""
+        from vlmbench.fetch import image_cache_for
+        from vlmbench.measure import size_on_disk_folder
+        removed = sweep_leftovers(self.results_dir) + sweep_leftovers(self.results_dir / "plots")
+        for folder in (cache_dir("random-weights"), cache_dir("synthetic"), size_on_disk_folder()):
+            removed += sweep_leftovers(folder)
+        removed += sweep_leftovers(image_cache_for(self.cfg).root, depth=2)
+        if removed:
+            self.notes.append(f"removed {len(removed)} temporary file(s) left by killed runs "
+                              f"(e.g. {removed[0]})")
 
     def resolved(self) -> dict:
         """What this run resolved beyond its config: the Hub commit read and the image ids chosen."""
@@ -89,17 +158,12 @@ class BenchSession:
     def skip_reason(self, variant: str, chunk_id: int) -> Optional[str]:
         """Why the chunk's case is skipped (a complete CSV of this experiment), or None to run it.
 
-        A damaged CSV is quarantined (None); a foreign one raises ConfigError. A complete one whose
+        A damaged CSV gives None (start() moves it aside); a foreign one raises ConfigError. A complete one whose
         rows failed because an image was unavailable is run again when those images can now be had
         (dataset.retry_unavailable_images); its old CSV stays until the new one replaces it.
         """
         path = chunk_csv_path(self.results_dir, variant, chunk_id)
-        state = inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint)
-        if state.status == "foreign":
-            raise ConfigError(foreign_message(self.results_dir, path, state, self.cfg))
-        if state.status == "damaged":
-            moved = quarantine(path)
-            self.notes.append(f"{path.name} was damaged ({state.reason}); moved to {moved.name} and recomputed")
+        state = self.chunk_state(variant, chunk_id)
         if state.status != "complete" or self._retries_unavailable(path.name, state):
             return None
         return f"{path.name} is complete for this experiment{self._failed_rows_note(state)} (delete it to recompute)"

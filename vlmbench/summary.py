@@ -143,7 +143,8 @@ def add_cider(entries: dict, rows_by_variant: dict, references: dict, tokenizer:
     if why is None:
         predictions = {v: {int(r["image_id"]): r["caption"] for r in rows if int(r["image_id"]) in common}
                        for v, rows in rows_by_variant.items()}
-        why = _score(entries, predictions, references, tokenizer, info)
+        why = unreferenced_reason(predictions, references) or _score(entries, predictions, references,
+                                                                     tokenizer, info)
     if why is not None:
         info["cider_null_reason"] = why
         for entry in entries.values():
@@ -157,6 +158,16 @@ def _exclusions(rows: list[dict], ok_ids: set[int], common: set[int]) -> dict:
             "cider_excluded_reasons": {
                 "failed in this variant": len({int(r["image_id"]) for r in rows if r["status"] != "ok"}),
                 "failed or missing in another variant": len(ok_ids - common)}}
+
+
+def unreferenced_reason(predictions: dict, references: dict) -> Optional[str]:
+    """Why CIDEr cannot be computed when references.json lacks scored images (another experiment's file)."""
+    scored = set().union(*(set(p) for p in predictions.values())) if predictions else set()
+    unreferenced = sorted(scored - set(references))
+    if not unreferenced:
+        return None
+    return (f"references.json has no captions for {len(unreferenced)} of the scored images (e.g. {unreferenced[0]}): "
+            "it belongs to another experiment; rerun pytest benchmarks once to rewrite it")
 
 
 def _score(entries: dict, predictions: dict, references: dict, tokenizer: str, info: dict) -> Optional[str]:

@@ -1,0 +1,231 @@
+"""One results folder, one experiment: the lock a run holds on its results folder.
+
+Why it exists: two runs on one folder with different configs would overwrite each other's chunk
+CSVs (the last writer wins), and both would report success. A run therefore holds a lock on its
+results folder from collection until the end of the session; a second run stops at once with one
+line naming the holder (pid, host, since when) and the fix.
+
+Public API::
+
+    with FolderLock(results_dir, fingerprint, shared=False) as lock:   # or lock.acquire() / lock.release()
+        lock.notes        # e.g. that a stale lock of a killed run was taken over
+        lock.first        # True when no other process held the folder when we took it
+
+- `shared=False` (a plain run): exclusive. Refused while anyone else holds the folder.
+- `shared=True` (pytest-xdist workers, `--vlm-shard K/N` shards of ONE experiment): any number of
+  holders with the same config fingerprint share the folder; a holder of another fingerprint, or
+  any exclusive holder, is refused. Which chunk each shard computes is not decided here (claims
+  per chunk are the scale-out code's job); this lock only guarantees one experiment per folder.
+- `FolderBusy` (a `RuntimeError`) is raised when the folder is held; `FolderUnusable` (an
+  `OSError`) when the folder cannot be a results folder (a file, read-only, not creatable).
+
+How (Linux `flock(2)`; the kernel releases a flock when its holder dies, kill -9 included):
+
+- `<results>/.vlmbench.lock` is locked `LOCK_EX` by an exclusive holder, `LOCK_SH` by shared holders.
+  It holds JSON about the holder that took it first: pid, host, start time (UTC), fingerprint, mode.
+- Every state change (take, join, leave) happens under a short `LOCK_EX` on the results folder's
+  own directory descriptor (the guard), so that a holder converting its lock (EX to SH on take, SH
+  to EX on leave, which flock does not do atomically) cannot be overtaken by another process.
+- Stale lock: the lock file exists with holder info, yet `LOCK_EX` is granted: its holder died
+  without releasing it (kill -9, pre-emption, power loss). It is taken over, and `notes` says so.
+- The last holder to leave removes the lock file, so a finished (or refused) run leaves no file.
+
+The `filelock` library was considered: it offers exclusive locks only (no shared mode) and stores
+no holder information, both of which this folder lock needs. Like any flock, this lock is reliable
+on local file systems; on NFS, Linux emulates flock with POSIX byte-range locks (NFSv4: works; old
+NFSv3 mounts with `nolock`: it does not lock at all).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+LOCK_NAME = ".vlmbench.lock"
+
+
+class FolderBusy(RuntimeError):
+    """Another run holds the results folder; the message names it and the fix."""
+
+
+class FolderUnusable(OSError):
+    """The results folder cannot hold results (a file, read-only, not creatable); one-line message."""
+
+
+def holder_info(fingerprint: str, shared: bool) -> dict:
+    """What a holder writes into the lock file: who, where, since when, which experiment, which mode."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "fingerprint": fingerprint, "mode": "shared" if shared else "exclusive"}
+
+
+def describe(info: dict) -> str:
+    return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')} since {info.get('since', '?')} "
+            f"({info.get('mode', '?')}, experiment {info.get('fingerprint', '?')})")
+
+
+def ensure_results_folder(results_dir: Path) -> None:
+    """Creates the folder if needed; FolderUnusable with one line when it is a file or not writable."""
+    results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise FolderUnusable(f"results folder {results_dir} is a file, not a folder; pass --vlm-results DIR naming a "
+                             "folder (or move the file away)")
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FolderUnusable(f"results folder {results_dir} cannot be created: {exc.strerror or exc}; pass "
+                             "--vlm-results DIR naming a writable folder") from None
+    if not os.access(results_dir, os.W_OK | os.X_OK):
+        raise FolderUnusable(f"results folder {results_dir} is read-only (no write permission); pass --vlm-results "
+                             "DIR naming a writable folder, or make it writable")
+
+
+class FolderLock:
+    """The lock on one results folder (see the module docstring); a context manager."""
+
+    def __init__(self, results_dir: Path, fingerprint: str, shared: bool = False):
+        self.results_dir = Path(results_dir)
+        self.path = self.results_dir / LOCK_NAME
+        self.fingerprint, self.shared = fingerprint, shared
+        self.fd: Optional[int] = None
+        self.first = False
+        self.created_folder = False
+        self.notes: list[str] = []
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def __enter__(self) -> "FolderLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    # ------------------------------------------------------------ taking the lock
+    def acquire(self) -> "FolderLock":
+        """Takes (or, in shared mode, joins) the lock; FolderBusy / FolderUnusable otherwise."""
+        if self.held:
+            return self
+        self.created_folder = not self.results_dir.exists()
+        ensure_results_folder(self.results_dir)
+        with self._guard():
+            fd = self._open()
+            try:
+                self._take_or_join(fd)
+            except BaseException:
+                self._close_and_maybe_remove(fd, remove=False)
+                raise
+            self.fd = fd
+        return self
+
+    def _take_or_join(self, fd: int) -> None:
+        if _try_flock(fd, fcntl.LOCK_EX):
+            self._take(fd)
+            return
+        info = _read_info(fd)
+        if self.shared and info.get("mode") == "shared" and info.get("fingerprint") == self.fingerprint \
+                and _try_flock(fd, fcntl.LOCK_SH):
+            return  # another shard of this experiment holds it: share
+        raise FolderBusy(self._busy_message(info))
+
+    def _take(self, fd: int) -> None:
+        """We hold LOCK_EX: nobody else holds the folder. Old holder info means its holder died."""
+        stale = _read_info(fd)
+        if stale:
+            self.notes.append(f"took over a stale lock on {self.results_dir}: {describe(stale)} ended without "
+                              "releasing it (killed?); its finished chunks are kept, unfinished ones run again")
+        _write_info(fd, holder_info(self.fingerprint, self.shared))
+        if self.shared:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # a conversion; safe under the guard
+        self.first = True
+
+    def _busy_message(self, info: dict) -> str:
+        holder = describe(info) if info else "another process (no holder information yet)"
+        why = ("another experiment" if info.get("fingerprint") not in (None, self.fingerprint)
+               else "an exclusive run" if info.get("mode") == "exclusive" or not self.shared else "a run")
+        return (f"results folder {self.results_dir} is in use by {why}: {holder}. Wait for it to finish, "
+                f"or pass --vlm-results DIR to use another folder.")
+
+    # ------------------------------------------------------------ leaving
+    def release(self) -> None:
+        """Leaves the lock; the last holder removes the lock file. Safe to call twice."""
+        if not self.held:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            with self._guard():
+                self._close_and_maybe_remove(fd, remove=_try_flock(fd, fcntl.LOCK_EX))
+        except OSError:  # the folder vanished or became unreadable: closing the descriptor releases the lock
+            os.close(fd)
+
+    def _close_and_maybe_remove(self, fd: int, remove: bool) -> None:
+        if remove:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+        os.close(fd)
+
+    # ------------------------------------------------------------ plumbing
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise FolderUnusable(f"results folder {self.results_dir}: cannot create {LOCK_NAME} "
+                                 f"({exc.strerror or exc}); pass --vlm-results DIR naming a writable folder") from None
+
+    @contextmanager
+    def _guard(self):
+        """A short exclusive flock on the folder's directory descriptor around each state change."""
+        dir_fd = os.open(self.results_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(dir_fd)  # closing releases the flock
+
+
+def _try_flock(fd: int, kind: int) -> bool:
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+
+
+def _read_info(fd: int) -> dict:
+    data = os.pread(fd, 65536, 0)
+    try:
+        info = json.loads(data.decode("utf-8")) if data.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {"pid": "?", "host": "?", "since": "?", "note": "unreadable holder information"}
+    return info if isinstance(info, dict) else {}
+
+
+def _write_info(fd: int, info: dict) -> None:
+    data = (json.dumps(info, sort_keys=True) + "\n").encode("utf-8")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    os.fsync(fd)
+
+
+def read_holder(results_dir: Path) -> dict:
+    """The holder information in a folder's lock file ({} when there is none); for messages and tests."""
+    path = Path(results_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return {}
+    try:
+        return _read_info(fd)
+    finally:
+        os.close(fd)

@@ -19,7 +19,7 @@ COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white
 
 def tiny_config(results_dir: Path, images: int, chunks: int = 1, **sections) -> ExperimentConfig:
     data = {"experiment_name": "made-by-hand", "dataset": {"synthetic_images": images, "limit": images},
-            "inference": {"batch_size": -(-images // chunks), "micro_batch_size": 2},
+            "inference": {"batch_size": -(-images // chunks), "micro_batch_size": min(2, -(-images // chunks))},
             "variants": ["fp16", "int8"], "model": {"weights": "random", "tiny": True, "processor": "builtin"},
             "results_dir": str(results_dir)}
     for key, value in sections.items():

@@ -24,7 +24,7 @@ def _model_folder(path, weights=b"\x00" * 64):
 
 def _local_cfg(tmp_path, folder):
     return load_config(overrides={"model_id": str(folder), "results_dir": str(tmp_path / "results"),
-                                  "dataset": {"synthetic_images": 4, "limit": 4}, "inference": {"batch_size": 2},
+                                  "dataset": {"synthetic_images": 4, "limit": 4}, "inference": {"batch_size": 2, "micro_batch_size": 2},
                                   "variants": ["fp16"]})
 
 
@@ -47,12 +47,16 @@ def test_local_identity_changes_when_weights_are_replaced(tmp_path):
 def test_replaced_local_weights_make_old_chunks_foreign(tmp_path):
     folder = _model_folder(tmp_path / "model")
     first = BenchSession(_local_cfg(tmp_path, folder), tmp_path / "results", stamp="20260101T000000")
+    (tmp_path / "results").mkdir()
+    first.identify_model()
     first.start()
     assert first.cfg.model.identity == local_model_identity(folder)
     snapshot = next((tmp_path / "results").glob("experiment_config_*.yaml")).read_text()
     assert f"identity: {first.cfg.model.identity}" in snapshot
     rows = [{"image_id": r.image_id, "file_name": r.file_name, "variant": "fp16", "chunk_id": 0, "status": "ok",
-             "error": "", "caption": "x", "generated_tokens": 1, "config_fingerprint": first.cfg.fingerprint}
+             "error": "", "caption": "x", "generated_tokens": 1, "micro_batch_index": 0, "micro_batch_size": 2,
+             "chunk_wall_s": 1.0, "chunk_images_ok": 2, "measure_notes": "{}",
+             "config_fingerprint": first.cfg.fingerprint}
             for r in first.chunks[0]]
     write_chunk_csv(chunk_csv_path(first.results_dir, "fp16", 0), rows)
     assert first.chunk_is_done("fp16", 0)
@@ -61,6 +65,7 @@ def test_replaced_local_weights_make_old_chunks_foreign(tmp_path):
     weights.write_bytes(b"\x07" * 64)
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
     second = BenchSession(_local_cfg(tmp_path, folder), tmp_path / "results", stamp="20260101T000001")
+    second.identify_model()
     second.start()
     assert second.cfg.fingerprint != first.cfg.fingerprint
     with pytest.raises(ConfigError, match=f"model.identity: '{first.cfg.model.identity}' -> "
@@ -89,6 +94,8 @@ def test_hub_model_identity_is_the_resolved_commit(offline_hub_cache, tmp_path, 
                                  "dataset": {"synthetic_images": 2, "limit": 2}, "variants": ["fp16"]})
     assert model_identity(cfg) == f"hub:{COMMIT}"
     session = BenchSession(cfg, tmp_path / "results")
+    session.results_dir.mkdir()
+    session.identify_model()
     session.start()
     assert hub_commit(session.cfg) == COMMIT and session.resolved()["model_revision"] == COMMIT
     snapshot = next((tmp_path / "results").glob("experiment_config_*.yaml")).read_text()

@@ -73,7 +73,7 @@ def test_complete_chunk_counts_its_failed_rows_by_kind(tmp_path):
         if row["image_id"] in errors:
             row.update(status="failed", error=errors[row["image_id"]], caption="")
     write_chunk_csv(path, rows)
-    state = inspect_chunk(path, [1, 2, 3, 4], "fp1")
+    state = inspect_chunk(path, [1, 2, 3, 4], FP1)
     assert state.status == "complete" and state.failed == {"unavailable": 2, "undecodable": 1}
     assert state.unavailable_ids == [2, 4]
     assert state.failed_summary() == "3 failed rows (unavailable: 2, undecodable: 1)"

@@ -1,6 +1,7 @@
 """The regression gate, the markdown table and the plots, on summaries built by hand."""
 import copy
 import json
+import re
 
 import pytest
 
@@ -145,7 +146,8 @@ def test_a_full_disk_during_the_report_keeps_the_summary_and_leaves_no_partial_f
     monkeypatch.setattr(os, "fsync", fsync)
     summary, verdict = report(tmp_path, a, 0.0, None, "nltk-treebank")
     assert verdict.failed and "Traceback" not in verdict.text
-    assert f"could not write cider.png in {tmp_path / 'plots'}: No space left on device" in verdict.text
+    assert re.search(rf"could not write \w+\.png in {re.escape(str(tmp_path / 'plots'))}: No space left on device",
+                     verdict.text)
     assert "finished chunks are kept" in verdict.text
     written = json.loads(sorted(tmp_path.glob("summary_*.json"))[-1].read_text())
     assert written["variants"]["fp16"]["images_captioned"] == 2 and written["plots"] == []

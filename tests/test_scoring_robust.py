@@ -139,7 +139,7 @@ def test_a_tokenizer_that_raises_leaves_cider_null_with_the_reason(tmp_path, mon
 
 
 def test_broken_plotting_still_writes_the_summary(tmp_path, monkeypatch):
-    def broken_plots(summary, plot_dir):
+    def broken_plots(summary, plot_dir, unwritten=None):
         raise RuntimeError("no display")
     monkeypatch.setattr("vlmbench.report.write_plots", broken_plots)
     results = tmp_path / "results"

@@ -139,12 +139,12 @@ def add_cider(entries: dict, rows_by_variant: dict, references: dict, tokenizer:
     info = {"common_images": len(common), "min_images": MIN_CIDER_IMAGES, "tokenizer": None}
     for variant, rows in rows_by_variant.items():
         entries[variant].update(_exclusions(rows, ok[variant], common))
-    why = "no image was captioned by every variant" if not common else too_few_images_reason(len(common))
+    predictions = {v: {int(r["image_id"]): r["caption"] for r in rows if int(r["image_id"]) in common}
+                   for v, rows in rows_by_variant.items()}
+    why = ("no image was captioned by every variant" if not common else
+           unreferenced_reason(predictions, references) or too_few_images_reason(len(common)))
     if why is None:
-        predictions = {v: {int(r["image_id"]): r["caption"] for r in rows if int(r["image_id"]) in common}
-                       for v, rows in rows_by_variant.items()}
-        why = unreferenced_reason(predictions, references) or _score(entries, predictions, references,
-                                                                     tokenizer, info)
+        why = _score(entries, predictions, references, tokenizer, info)
     if why is not None:
         info["cider_null_reason"] = why
         for entry in entries.values():

@@ -1,4 +1,4 @@
-"""From a results folder to the summary: per-variant metrics, deltas against fp16, environment.
+"""From a results folder to the summary: per-variant metrics, deltas against the baseline variant, environment.
 
 Why it exists: the summary is rebuilt from files alone (chunk CSVs, variant records, the reference
 captions and the config snapshot), so it can be made at the end of a pytest run or later on another
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.metrics import cider, common_image_set
+from vlmbench.quality import add_quality
 from vlmbench.records import chunk_csv_path, read_chunk_csv, variant_record_path
 
 SCHEMA = "vlmbench.summary/1"
@@ -149,6 +150,7 @@ def add_cider(entries: dict, rows_by_variant: dict, references: dict, tokenizer:
             entry["cider"], entry["cider_null_reason"] = None, f"scorer unavailable here ({exc}); run vlmbench-report"
             continue
         entry["cider"], info["tokenizer"] = result.score, result.tokenizer
+        entry["cider_per_image"] = {str(i): s for i, s in result.per_image.items()}  # for intervals (quality.py)
     return info
 
 
@@ -213,9 +215,10 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
         rows_by_variant[variant] = rows
         entries[variant] = variant_entry(rows, missing, cfg.num_chunks, variant_record(results_dir, variant))
     scoring = add_cider(entries, rows_by_variant, references, tokenizer) if entries else {}
-    add_deltas(entries)
+    add_deltas(entries, cfg.baseline_variant)
+    quality = add_quality(entries, rows_by_variant, cfg, scoring.get("tokenizer")) if entries else {}
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
             "config_fingerprint": cfg.fingerprint, "started_at": iso(started_at), "finished_at": iso(time.time()),
-            "environment": {**environment(), **gpu_info(results_dir, cfg.variants)}, "cider_scoring": scoring, "headline_vram": HEADLINE_VRAM,
+            "environment": {**environment(), **gpu_info(results_dir, cfg.variants)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,
             "variants_not_run": [v for v in cfg.variants if v not in entries],
             "variants": entries, "config": cfg.to_dict()}

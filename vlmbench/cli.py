@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     parser.add_argument("results_dir", type=Path)
     parser.add_argument("--config", type=Path, help="experiment YAML (default: newest snapshot in the folder)")
     parser.add_argument("--baseline", help="summary JSON to gate against")
-    parser.add_argument("--tokenizer", choices=("auto", "ptb-java", "nltk-treebank"), default="auto")
+    parser.add_argument("--tokenizer", choices=("auto", "ptb-java", "ptb-python", "nltk-treebank"), default="auto")
     args = parser.parse_args(argv)
     try:
         snapshot = args.config or newest_snapshot(args.results_dir)

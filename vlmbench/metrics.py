@@ -2,19 +2,20 @@
 
 Why it exists: CIDEr-D's document frequencies come from the set being scored, so two variants are
 comparable only on the same images. This module picks that set, tokenizes with the official PTB
-tokenizer (Java, bundled with pycocoevalcap) or, without Java, a Java-free equivalent (nltk's
-Treebank tokenizer, lower-cased, PTB punctuation dropped), and scores with pycocoevalcap's `Cider`.
+tokenizer (Java, bundled with pycocoevalcap) or, without Java, a Java-free re-implementation of it
+(`vlmbench.ptb`), and scores with pycocoevalcap's `Cider`.
 """
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
 
-# pycocoevalcap's list: what the official tokenizer drops after tokenizing
-PTB_PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--",
-                   "...", ";"}
-# nltk writes brackets as themselves where Java's PTB tokenizer writes -LRB- etc.; drop both spellings
-NLTK_EXTRA_PUNCTUATION = {"(", ")", "{", "}", "[", "]", "-lrb-", "-rrb-", "-lcb-", "-rcb-", '"'}
+from vlmbench.ptb import PTB_PUNCTUATION, tokenize_lines  # noqa: F401  (PTB_PUNCTUATION re-exported)
+
+# The official pipeline lower-cases (PTBTokenizer -lowerCase) before it drops PTB_PUNCTUATION, whose
+# bracket entries are upper case: brackets survive as the tokens -lrb-/-rrb- (and -lsb-, -lcb-, ...).
+PYTHON_TOKENIZER = "ptb-python"
+TOKENIZER_ALIASES = {"nltk-treebank": PYTHON_TOKENIZER}  # the name of the Java-free path before vlmbench.ptb
 
 
 @dataclass
@@ -42,21 +43,26 @@ def tokenize_ptb_java(captions: dict[int, list[str]]) -> dict[int, list[str]]:
     return result
 
 
-def tokenize_nltk_line(text: str) -> str:
-    from nltk.tokenize import TreebankWordTokenizer
-    tokens = TreebankWordTokenizer().tokenize(text.replace("\n", " ").lower())
-    return " ".join(t for t in tokens if t not in PTB_PUNCTUATION and t not in NLTK_EXTRA_PUNCTUATION)
+def tokenize_python(captions: dict[int, list[str]]) -> dict[int, list[str]]:
+    """The Java-free tokenizer (vlmbench.ptb) on captions in pycocoevalcap's order: one call, one file."""
+    lines = [c for v in captions.values() for c in v]
+    tokens = iter(tokenize_lines(lines))
+    return {k: [next(tokens) for _ in v] for k, v in captions.items()}
 
 
-def tokenize_nltk(captions: dict[int, list[str]]) -> dict[int, list[str]]:
-    return {k: [tokenize_nltk_line(c) for c in v] for k, v in captions.items()}
+tokenize_nltk = tokenize_python  # the old name
 
 
 def tokenize(captions: dict[int, list[str]], prefer: str = "auto") -> tuple[dict[int, list[str]], str]:
-    """Tokenized captions and the tokenizer's name ('ptb-java' or 'nltk-treebank')."""
+    """Tokenized captions and the tokenizer's name ('ptb-java' or 'ptb-python').
+
+    `prefer`: 'auto' (Java when `java` is on the PATH), 'ptb-java', 'ptb-python' (or its old name
+    'nltk-treebank').
+    """
+    prefer = TOKENIZER_ALIASES.get(prefer, prefer)
     if prefer == "ptb-java" or (prefer == "auto" and java_available()):
         return tokenize_ptb_java(captions), "ptb-java"
-    return tokenize_nltk(captions), "nltk-treebank"
+    return tokenize_python(captions), PYTHON_TOKENIZER
 
 
 def cider(references: dict[int, list[str]], predictions: dict[int, str], prefer: str = "auto") -> CiderResult:

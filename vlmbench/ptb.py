@@ -55,6 +55,7 @@ _SPECIAL_WORDS = {"cannot": ("can", "not"), "gonna": ("gon", "na"), "gotta": ("g
 _CLITIC = re.compile(r"(?i)^(.+?)(n[%s]t|[%s](?:s|m|d|re|ve|ll))$" % (_APOS, _APOS))
 
 _ALNUM = r"[^\W_]+"
+_WORD = _ALNUM + r"(?:(?:[-/%s]|\.(?=[^\W\d_]))" % _APOS + _ALNUM + r")*"
 # (name, pattern) in priority order for ties; the longest match at a position wins
 _PATTERNS = [(name, re.compile(pattern)) for name, pattern in (
     ("sgml", r"</?[A-Za-z][^<>\s]*>"),
@@ -67,9 +68,10 @@ _PATTERNS = [(name, re.compile(pattern)) for name, pattern in (
     ("symbol_run", r"\*+|_+|#+|@+"),
     ("acronym", r"[A-Za-z](?:\.[A-Za-z])+\.?"),
     ("number", r"[-+]?(?:\d+(?:[.,:/]\d+)*|\.\d+)"),
-    ("apos_word", r"'(?:tis|twas)(?![^\W_])|[%s](?:\d+[sS]?|n[%s])(?![^\W_])" % (_APOS, _APOS)),
+    ("apos_word", r"'(?i:tis|twas)(?![^\W_])|[%s](?:\d+[sS]?|n[%s])(?![^\W_])" % (_APOS, _APOS)),
     ("amp", r"[A-Z]+&[A-Z]+"),
-    ("word", _ALNUM + r"(?:(?:[-/%s]|\.(?=[^\W\d_]))" % _APOS + _ALNUM + r")*"),
+    ("word", _WORD),
+    ("word_dot", _WORD + r"\.(?=[,;:])"),  # "bat.," -> "bat." ","
     ("dashes", r"-{2,}"),
     ("dots", r"\.+"),
     ("marks", r"[!?]+"),
@@ -88,7 +90,13 @@ def normalize(text: str) -> str:
     return "".join(out)
 
 
+_PLAIN_WORD = re.compile(r"[^\W\d_]+(?=\s|$)")  # letters up to a space: no other pattern can match longer
+
+
 def _longest_match(text: str, pos: int) -> tuple[str, str]:
+    plain = _PLAIN_WORD.match(text, pos)
+    if plain:
+        return "word", plain.group()
     best_name, best = "other", text[pos]
     for name, pattern in _PATTERNS:
         match = pattern.match(text, pos)
@@ -101,6 +109,8 @@ def _emit(kind: str, token: str) -> list[str]:
     """The PTB tokens (before lower-casing) of one scanned piece."""
     if kind in ("word", "apos_word") and token.lower() in _SPECIAL_WORDS:
         return list(_SPECIAL_WORDS[token.lower()])
+    if kind == "word_dot":
+        return _emit("word", token[:-1])[:-1] + [_emit("word", token[:-1])[-1] + "."]
     if kind == "word":
         clitic = _CLITIC.match(token)
         return [clitic.group(1), re.sub("[%s]" % _APOS, "'", clitic.group(2))] if clitic else [token]

@@ -128,6 +128,11 @@ def test_drift_cider_against_baseline_captions_with_the_real_scorer():
     assert other["identical_pct"] == 0.0 and other["cider_vs_baseline"] < 0.5
 
 
+def test_drift_against_empty_baseline_captions_is_null_with_reason():
+    out = drift(_rows(["a dog", "a cat"]), _rows(["", " "]), 40, _fake_score)
+    assert out["cider_vs_baseline"] is None and "every baseline caption is empty" in out["cider_vs_baseline_null_reason"]
+
+
 def test_drift_without_shared_images_is_null_with_reason():
     out = drift([_row(1, "a")], [_row(2, "b")], 40, _fake_score)
     assert out["identical_pct"] is None and "no image captioned by both" in out["identical_pct_null_reason"]
@@ -220,3 +225,34 @@ def test_gate_cider_decision_point_or_interval(decision, shift, breached):
     holds, why = cider_drop_holds({"cider_per_image": now}, {"cider_per_image": before}, cfg)
     assert holds == breached
     assert ("CI of the change" in why) == (decision == "interval")
+
+
+def test_interval_plot_is_written(tmp_path):
+    from vlmbench.report import write_interval_plot
+    ci = {"point": 1.0, "low": 0.9, "high": 1.1, "confidence": 0.95, "bootstrap_samples": 200}
+    summary = {"quality": {"baseline": "fp16"}, "variants": {
+        "fp16": {"cider_ci": ci}, "int8": {"cider_ci": ci, "cider_delta_ci": {**ci, "point": -0.1, "low": -0.2,
+                                                                              "high": 0.0}}}}
+    assert write_interval_plot(summary, tmp_path) == ["cider_intervals.png"]
+    assert (tmp_path / "cider_intervals.png").stat().st_size > 1000
+    assert write_interval_plot({"variants": {"fp16": {"cider_ci": None}}}, tmp_path) == []
+
+
+def test_a_degenerate_baseline_is_flagged_in_the_terminal_and_the_table(tmp_path, monkeypatch):
+    import vlmbench.report as report_module
+    cfg = from_plain({"variants": ["fp16", "int8"], "quality": {"bootstrap_samples": 200}})
+    entries = {"fp16": {"images_captioned": 4, "images_failed": 0}, "int8": {"images_captioned": 4, "images_failed": 0}}
+    rows = {"fp16": _rows(["!!!!", "", "a dog", "a cat"]), "int8": _rows(["a dog"] * 4)}
+    summary = {"variants": entries, "config": cfg.to_dict(), "quality": add_quality(entries, rows, cfg, None)}
+    monkeypatch.setattr(report_module, "build_summary", lambda *a, **k: summary)
+    monkeypatch.setattr(report_module, "load_references", lambda results_dir: {})
+    _, verdict = report_module.report(tmp_path, cfg, 0.0, None)
+    assert "WARNING: baseline 'fp16' has 2 degenerate captions of 4 (50.0%" in verdict.text.splitlines()[-2]
+    assert "**WARNING: baseline 'fp16'" in (tmp_path / "summary_latest.md").read_text()
+
+
+def test_a_failing_quality_section_leaves_the_summary(monkeypatch):
+    import vlmbench.quality as quality
+    monkeypatch.setattr(quality, "count_degenerate", lambda *a, **k: 1 / 0)
+    info = quality.add_quality_or_reason({"fp16": {}}, {"fp16": _rows(["a dog"])}, load_config(), None)
+    assert info == {"baseline": "fp16", "quality_null_reason": "ZeroDivisionError: division by zero"}

@@ -62,6 +62,9 @@ def drift(rows: list[dict], baseline_rows: list[dict], max_new_tokens: int,
     if len(ids) < MIN_IMAGES_FOR_CIDER:
         out["cider_vs_baseline"] = None
         out["cider_vs_baseline_null_reason"] = f"CIDEr-D needs at least {MIN_IMAGES_FOR_CIDER} shared images"
+    elif not any(base[i].strip() for i in ids):
+        out["cider_vs_baseline"] = None
+        out["cider_vs_baseline_null_reason"] = "every baseline caption is empty: no reference to score against"
     else:
         try:
             out["cider_vs_baseline"] = score({i: [base[i]] for i in ids}, {i: mine[i] for i in ids})

@@ -84,6 +84,14 @@ def add_quality(entries: dict, rows_by_variant: dict, cfg, tokenizer: Optional[s
                                 "images for both variants"}
 
 
+def add_quality_or_reason(entries: dict, rows_by_variant: dict, cfg, tokenizer: Optional[str]) -> dict:
+    """add_quality, but a failure becomes a reason in the summary instead of costing the summary."""
+    try:
+        return add_quality(entries, rows_by_variant, cfg, tokenizer)
+    except Exception as exc:  # the run's measurements matter more than this section
+        return {"baseline": cfg.baseline_variant, "quality_null_reason": f"{type(exc).__name__}: {exc}"}
+
+
 # ---------------------------------------------------------------- table
 def _num(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}g}"
@@ -127,7 +135,8 @@ def quality_table(summary: dict) -> str:
         delta_cell = "baseline" if name == base else _ci_cell(delta) + (" *" if delta and delta["excludes_zero"] else "")
         lines.append(f"| {name} | {_ci_cell(v.get('cider_ci'))} | {delta_cell} | {_drift_cells(v.get('drift'))} | "
                      f"{_degenerate_cell(v.get('degenerate'))} |")
-    lines += ["", "* the interval of the difference excludes 0"]
+    if any((v.get("cider_delta_ci") or {}).get("excludes_zero") for v in summary["variants"].values()):
+        lines += ["", "* the interval of the difference excludes 0"]
     if info.get("baseline_warning"):
         lines += ["", f"**{info['baseline_warning']}**"]
     return "\n".join(lines)

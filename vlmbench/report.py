@@ -131,6 +131,8 @@ def write_interval_plot(summary: dict, plot_dir: Path) -> list[str]:
                     yerr=[[points[n]["point"] - points[n]["low"] for n in names],
                           [points[n]["high"] - points[n]["point"] for n in names]])
         ax.set_xticks(range(len(names)), names)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.set_ylabel("CIDEr-D")
         ax.set_title(f"{title}, {int(round(100 * next(iter(cis.values()))['confidence']))}% bootstrap CI")
     axes[1].axhline(0, color="grey", linewidth=1)
     return [_save(fig, plot_dir / "cider_intervals.png")]

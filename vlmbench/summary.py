@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.metrics import cider, common_image_set
-from vlmbench.quality import add_quality
+from vlmbench.quality import add_quality_or_reason
 from vlmbench.records import chunk_csv_path, read_chunk_csv, variant_record_path
 
 SCHEMA = "vlmbench.summary/1"
@@ -216,7 +216,7 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
         entries[variant] = variant_entry(rows, missing, cfg.num_chunks, variant_record(results_dir, variant))
     scoring = add_cider(entries, rows_by_variant, references, tokenizer) if entries else {}
     add_deltas(entries, cfg.baseline_variant)
-    quality = add_quality(entries, rows_by_variant, cfg, scoring.get("tokenizer")) if entries else {}
+    quality = add_quality_or_reason(entries, rows_by_variant, cfg, scoring.get("tokenizer")) if entries else {}
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
             "config_fingerprint": cfg.fingerprint, "started_at": iso(started_at), "finished_at": iso(time.time()),
             "environment": {**environment(), **gpu_info(results_dir, cfg.variants)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,

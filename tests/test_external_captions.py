@@ -22,7 +22,8 @@ def external(shared):
     for ann in json.loads((path / "multicaptioneval_en_captions_val2014.json").read_text())["annotations"]:
         refs.setdefault(ann["image_id"], []).append(ann["caption"])
     results = json.loads((path / "coco-caption_captions_val2014_fakecap_results.json").read_text())
-    tokenized = json.loads((path / "multicaptioneval_en_captions_val2014_references_after_tokenization.json").read_text())
+    tokenized_file = path / "multicaptioneval_en_captions_val2014_references_after_tokenization.json"
+    tokenized = json.loads(tokenized_file.read_text())
     return refs, {r["image_id"]: r["caption"] for r in results}, {int(k): v for k, v in tokenized.items()}
 
 

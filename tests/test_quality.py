@@ -130,7 +130,8 @@ def test_drift_cider_against_baseline_captions_with_the_real_scorer():
 
 def test_drift_against_empty_baseline_captions_is_null_with_reason():
     out = drift(_rows(["a dog", "a cat"]), _rows(["", " "]), 40, _fake_score)
-    assert out["cider_vs_baseline"] is None and "every baseline caption is empty" in out["cider_vs_baseline_null_reason"]
+    assert out["cider_vs_baseline"] is None
+    assert "every baseline caption is empty" in out["cider_vs_baseline_null_reason"]
 
 
 def test_drift_without_shared_images_is_null_with_reason():

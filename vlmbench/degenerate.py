@@ -66,7 +66,8 @@ def count_degenerate(rows: list[dict], max_new_tokens: int, forced_length: bool 
         for kind in kinds:
             counts[kind] += 1
             if len(kept[kind]) < examples:
-                kept[kind].append({"image_id": int(row["image_id"]), "caption": (row.get("caption") or "")[:EXAMPLE_CHARS]})
+                kept[kind].append({"image_id": int(row["image_id"]),
+                                   "caption": (row.get("caption") or "")[:EXAMPLE_CHARS]})
         counted = [k for k in kinds if not (forced_length and k == "hit_max_new_tokens")]
         degenerate += bool(counted)
     out: dict = {"captioned": len(ok), **counts, "degenerate": degenerate,

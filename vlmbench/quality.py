@@ -117,7 +117,8 @@ def _drift_cells(d: Optional[dict]) -> str:
         return f"baseline | baseline | {_num(d['mean_words'])} | {_num(d['hit_max_new_tokens_pct'])}"
     change = d.get("mean_words_change")
     words = f"{_num(d['mean_words'])} ({'n/a' if change is None else f'{change:+.2g}'})"
-    return f"{_num(d['identical_pct'])} | {_num(d['cider_vs_baseline'])} | {words} | {_num(d['hit_max_new_tokens_pct'])}"
+    return (f"{_num(d['identical_pct'])} | {_num(d['cider_vs_baseline'])} | {words} | "
+            f"{_num(d['hit_max_new_tokens_pct'])}")
 
 
 def quality_table(summary: dict) -> str:
@@ -132,7 +133,8 @@ def quality_table(summary: dict) -> str:
              "|" + "---|" * 8]
     for name, v in summary["variants"].items():
         delta = v.get("cider_delta_ci")
-        delta_cell = "baseline" if name == base else _ci_cell(delta) + (" *" if delta and delta["excludes_zero"] else "")
+        star = " *" if delta and delta["excludes_zero"] else ""
+        delta_cell = "baseline" if name == base else _ci_cell(delta) + star
         lines.append(f"| {name} | {_ci_cell(v.get('cider_ci'))} | {delta_cell} | {_drift_cells(v.get('drift'))} | "
                      f"{_degenerate_cell(v.get('degenerate'))} |")
     if any((v.get("cider_delta_ci") or {}).get("excludes_zero") for v in summary["variants"].values()):

@@ -12,9 +12,13 @@ the longest match wins, ties go to the earlier pattern), with the lexer's normal
 Behaviour reproduced (checked against the jar, see tests/test_ptb.py and tests/data/):
 - lower-casing happens on the output tokens; punctuation is dropped afterwards with pycocoevalcap's
   case-sensitive list, so brackets survive as `-lrb-`/`-rrb-`, `-lsb-`/`-rsb-`, `-lcb-`/`-rcb-`;
-- "’" and "‘" are apostrophes/quotes; clitics split ('s 'm 'd 're 've 'll n't; "cannot" -> "can not");
-- en/em dashes (and figure dash, horizontal bar) become "--"; "…" and runs of 3+ periods "...";
-- a period ends a word unless the word is a known abbreviation or an acronym ("u.s.", "p.m.");
+- clitics split ('s 'm 'd 're 've 'll n't, curly or straight, written "'s"; "cannot" -> "can not");
+  a curly apostrophe inside a word stays ("o’clock"); a lone quote of any kind is dropped;
+- en and em dashes and the horizontal bar become "--" (dropped); the figure dash is untokenizable
+  there and separates words; "…" and runs of 3+ periods become "...";
+- a period ends a word unless the word is a known abbreviation (ABBREVIATIONS), an acronym ("u.s.",
+  "p.m."), "no." before a number, a single letter not followed by a sentence start (SENTENCE_STARTS,
+  looked for across the line end too), or a word followed by ",;:" ("bat.," -> "bat." ",");
 - "!!", "?!" stay tokens (only "!" and "?" are in the drop list); "€" -> "$", "£" -> "#",
   "¢" -> "cents", vulgar fractions -> "1/2"; control and zero-width characters separate tokens.
 Known differences (rare in captions): smileys, "x..y" inside a word, "y'all", "cat's-eye".

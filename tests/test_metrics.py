@@ -61,11 +61,11 @@ def test_java_free_tokenizer_agrees_with_the_official_one(references):
     pairs = [(a, b) for i in captions for a, b in zip(official[i], fallback[i])]
     assert len(pairs) == 25014
     identical = sum(a.split() == b.split() for a, b in pairs) / len(pairs)
-    assert identical >= 0.995, f"only {identical:.2%} identical token lists"
+    assert identical >= 0.9999, f"only {identical:.2%} identical token lists"  # measured: 25,014 of 25,014
     ids = sorted(references)[:500]
     preds, refs = _predictions(references, ids, shuffle=False)
-    java, nltk = cider(refs, preds, "ptb-java").score, cider(refs, preds, "nltk-treebank").score
-    assert abs(java - nltk) / java < 0.005
+    java, python = cider(refs, preds, "ptb-java").score, cider(refs, preds, "ptb-python").score
+    assert abs(java - python) / java < 0.001
 
 
 @needs_java

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("results_dir", type=Path)
     parser.add_argument("--config", type=Path, help="experiment YAML (default: newest snapshot in the folder)")
     parser.add_argument("--baseline", help="summary JSON to gate against")
-    parser.add_argument("--tokenizer", choices=("auto", "ptb-java", "nltk-treebank"), default="auto")
+    parser.add_argument("--tokenizer", choices=("auto", "ptb-java", "ptb-python", "nltk-treebank"), default="auto")
     parser.add_argument("--allow-difference", action="append", default=[], metavar="FIELD",
                         help="a result field in which the baseline may differ (adds to thresholds.allow_differences; "
                              "repeatable), e.g. inference.micro_batch_size")

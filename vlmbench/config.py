@@ -32,7 +32,8 @@ QUANTIZERS = ("bitsandbytes_linear8bitlt",)
 DTYPES = ("fp16", "bf16", "fp32")
 MODEL_WEIGHTS = ("pretrained", "random")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
-NON_RESULT_FIELDS = ("experiment_name", "variants", "results_dir", "thresholds", "inference.prefetch_batches",
+NON_RESULT_FIELDS = ("experiment_name", "variants", "baseline", "quality", "results_dir", "thresholds",
+                     "inference.prefetch_batches",
                      "dataset.hub_endpoint", "dataset.image_url_prefix",
                      "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images",
                      "dataset.retry_unavailable_images")
@@ -58,7 +59,8 @@ def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclas
 
 @dataclass(frozen=True)
 class PrecisionConfig:
-    language_model: str = _help("dtype of every layer that is not quantized: fp16, bf16 or fp32", "fp16")
+    language_model: str = _help("dtype of every layer the int8 variants do not quantize: fp16, bf16 or fp32 (the "
+                                "fp16 and bf16 variants always run in the dtype they are named after)", "fp16")
 
 
 @dataclass(frozen=True)
@@ -134,12 +136,26 @@ class Thresholds:
     energy_increase_pct: Optional[float] = _help("largest allowed energy-per-image increase (percent)", None)
 
 
+CIDER_DECISIONS = ("point", "interval")
+
+
 @dataclass(frozen=True)
 class GateConfig:
     default: Thresholds = _help("thresholds for every variant", factory=Thresholds)
     per_variant: dict = _help("variant name -> thresholds overriding the default", factory=dict)
     allow_differences: tuple = _help("result fields (dotted, e.g. inference.micro_batch_size) in which the baseline "
                                      "may differ from this run; any other difference refuses the baseline", ())
+    cider_decision: str = _help("point: a CIDEr drop beyond its threshold fails; interval: it fails only when the "
+                                "paired bootstrap interval of the drop also excludes 0", "point")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    degenerate_max_pct: float = _help("a baseline with more degenerate captions than this (percent of its captioned "
+                                      "images) is flagged in the terminal and the summary", 5.0)
+    bootstrap_samples: int = _help("bootstrap resamples of the images for CIDEr-D confidence intervals", 1000)
+    confidence: float = _help("confidence level of the bootstrap intervals (0.95 = 95%)", 0.95)
+    examples: int = _help("degenerate captions kept as examples per kind and variant in the summary", 3)
 
 
 @dataclass(frozen=True)
@@ -152,13 +168,21 @@ class ExperimentConfig:
     seed: int = _help("random seed (model init, shuffling, sampling of synthetic data)", 42)
     inference: InferenceConfig = _help("captioning settings", factory=InferenceConfig)
     variants: tuple = _help("variants to run, by registry name", ("fp16", "int8", "int8_vit"))
+    baseline: Optional[str] = _help("the variant deltas, drift and CIDEr intervals compare against; one of variants "
+                                    "(null: fp16, as in the seed)", None)
     model: ModelConfig = _help("how the model and processor are built", factory=ModelConfig)
     measure: MeasureConfig = _help("efficiency measurement settings", factory=MeasureConfig)
     thresholds: GateConfig = _help("regression gate against --vlm-baseline", factory=GateConfig)
+    quality: QualityConfig = _help("degenerate captions, bootstrap intervals", factory=QualityConfig)
     results_dir: str = _help("folder for CSVs, summaries and plots", "results")
 
     def __post_init__(self):
         _validate(self)
+
+    @property
+    def baseline_variant(self) -> str:
+        """The variant deltas compare against: `baseline`, or fp16 when it is not set."""
+        return self.baseline or "fp16"
 
     @property
     def num_chunks(self) -> int:
@@ -249,6 +273,8 @@ def _validate(cfg: ExperimentConfig) -> None:
     for name in cfg.thresholds.per_variant:
         _validate_variants((name,), known_variant_names(), key="thresholds.per_variant")
     _validate_allowed_differences(cfg)
+    _validate_quality(cfg)
+    _validate_baseline(cfg)
 
 
 def _validate_allowed_differences(cfg: ExperimentConfig) -> None:
@@ -317,6 +343,38 @@ def _validate_thresholds(gate: GateConfig) -> None:
 def _validate_texts(cfg: ExperimentConfig) -> None:
     _check(bool(cfg.model_id.strip()), "model_id", cfg.model_id, "a Hub id or a local folder (not blank)")
     _check(bool(cfg.inference.prompt.strip()), "inference.prompt", cfg.inference.prompt, "a non-blank instruction")
+
+
+
+
+def _validate_quality(cfg: ExperimentConfig) -> None:
+    q = cfg.quality
+    _check(cfg.thresholds.cider_decision in CIDER_DECISIONS, "thresholds.cider_decision",
+           cfg.thresholds.cider_decision, ", ".join(CIDER_DECISIONS))
+    _check(0 <= q.degenerate_max_pct <= 100, "quality.degenerate_max_pct", q.degenerate_max_pct, "0..100")
+    _check(q.bootstrap_samples >= 100, "quality.bootstrap_samples", q.bootstrap_samples, "an integer >= 100")
+    _check(0.5 <= q.confidence < 1, "quality.confidence", q.confidence, "a number in [0.5, 1), e.g. 0.95")
+    _check(q.examples >= 0, "quality.examples", q.examples, "an integer >= 0")
+
+
+def _validate_baseline(cfg: ExperimentConfig) -> None:
+    """`baseline` is one of `variants`; the int8 variants' other layers run in the baseline's dtype."""
+    from vlmbench.variants import get_variant
+    if cfg.baseline is not None and cfg.baseline not in cfg.variants:
+        raise ConfigError(f"config key 'baseline' names {cfg.baseline!r}, which is not in variants "
+                          f"({', '.join(cfg.variants)}); add it to variants or name one of them.")
+    if cfg.baseline_variant not in cfg.variants:
+        return
+    base_dtype = get_variant(cfg.baseline_variant).dtype
+    quantized = [v for v in cfg.variants if get_variant(v).quantized]
+    if base_dtype and quantized and base_dtype != cfg.precision.language_model:
+        raise ConfigError(
+            f"config key 'precision.language_model' is {cfg.precision.language_model!r}, but the baseline variant "
+            f"{cfg.baseline_variant!r} always runs in {base_dtype}: {', '.join(quantized)} would keep their other "
+            f"layers in {cfg.precision.language_model} and their deltas would mix dtype with quantization. Either set "
+            f"precision.language_model: {base_dtype}, or run the baseline in {cfg.precision.language_model} (variants: "
+            f"[{cfg.precision.language_model}, {', '.join(quantized)}], baseline: {cfg.precision.language_model}"
+            f"{'' if cfg.precision.language_model in ('fp16', 'bf16') else '; no such variant exists yet'}).")
 
 
 def _validate_variants(names, known, key: str = "variants") -> None:

@@ -2,8 +2,8 @@
 
 Why it exists: CIDEr-D's document frequencies come from the set being scored, so two variants are
 comparable only on the same images. This module picks that set, tokenizes with the official PTB
-tokenizer (Java, bundled with pycocoevalcap) or, without Java, a Java-free equivalent (nltk's
-Treebank tokenizer, lower-cased, PTB punctuation dropped), and scores with pycocoevalcap's `Cider`.
+tokenizer (Java, bundled with pycocoevalcap) or, without Java, a Java-free re-implementation of it
+(`vlmbench.ptb`), and scores with pycocoevalcap's `Cider`.
 
 Scoring never takes the summary down with it: a Java that does not run, a read-only
 pycocoevalcap install or any other tokenizer fault makes `tokenize` fall back to the Java-free
@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-# pycocoevalcap's list: what the official tokenizer drops after tokenizing
-PTB_PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--",
-                   "...", ";"}
-# nltk writes brackets as themselves where Java's PTB tokenizer writes -LRB- etc.; drop both spellings
-NLTK_EXTRA_PUNCTUATION = {"(", ")", "{", "}", "[", "]", "-lrb-", "-rrb-", "-lcb-", "-rcb-", '"'}
+from vlmbench.ptb import PTB_PUNCTUATION, tokenize_lines  # noqa: F401  (PTB_PUNCTUATION re-exported)
+
+# The official pipeline lower-cases (PTBTokenizer -lowerCase) before it drops PTB_PUNCTUATION, whose
+# bracket entries are upper case: brackets survive as the tokens -lrb-/-rrb- (and -lsb-, -lcb-, ...).
+PYTHON_TOKENIZER = "ptb-python"
+TOKENIZER_ALIASES = {"nltk-treebank": PYTHON_TOKENIZER}  # the name of the Java-free path before vlmbench.ptb
+
 # pycocoevalcap's own command line (pycocoevalcap/tokenizer/ptbtokenizer.py), the input file appended
 PTB_CLASS_AND_FLAGS = ["edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase"]
 PTB_TIMEOUT_S = 900  # 25,014 COCO captions take a few seconds; a hung JVM must not hang the summary
@@ -109,31 +111,33 @@ def tokenize_ptb_java(captions: dict) -> dict:
     return result
 
 
-def tokenize_nltk_line(text: str) -> str:
-    from nltk.tokenize import TreebankWordTokenizer
-    tokens = TreebankWordTokenizer().tokenize(text.replace("\n", " ").lower())
-    return " ".join(t for t in tokens if t not in PTB_PUNCTUATION and t not in NLTK_EXTRA_PUNCTUATION)
+def tokenize_python(captions: dict[int, list[str]]) -> dict[int, list[str]]:
+    """The Java-free tokenizer (vlmbench.ptb) on captions in pycocoevalcap's order: one call, one file."""
+    lines = [c for v in captions.values() for c in v]
+    tokens = iter(tokenize_lines(lines))
+    return {k: [next(tokens) for _ in v] for k, v in captions.items()}
 
 
-def tokenize_nltk(captions: dict) -> dict:
-    return {k: [tokenize_nltk_line(c) for c in v] for k, v in captions.items()}
+tokenize_nltk = tokenize_python  # the old name
 
 
 def tokenize(captions: dict, prefer: str = "auto") -> Tokenized:
-    """Tokenized captions: 'ptb-java' when asked or (auto) when java is on the PATH, else 'nltk-treebank'.
+    """Tokenized captions: 'ptb-java' when asked or (auto) when java is on the PATH, else 'ptb-python'
+    (also asked for by its old name 'nltk-treebank').
 
-    With prefer='auto' any failure of the Java tokenizer falls back to nltk with the reason recorded;
-    with prefer='ptb-java' it is raised (TokenizerError, OSError), since the official one was demanded.
+    With prefer='auto' any failure of the Java tokenizer falls back to the Java-free one with the reason
+    recorded; with prefer='ptb-java' it is raised (TokenizerError, OSError), since the official one was demanded.
     """
-    if prefer == "nltk-treebank" or (prefer == "auto" and not java_available()):
-        return Tokenized(tokenize_nltk(captions), "nltk-treebank")
+    prefer = TOKENIZER_ALIASES.get(prefer, prefer)
+    if prefer == PYTHON_TOKENIZER or (prefer == "auto" and not java_available()):
+        return Tokenized(tokenize_python(captions), PYTHON_TOKENIZER)
     try:
         return Tokenized(tokenize_ptb_java(captions), "ptb-java")
     except Exception as exc:  # a stub java, no JVM, a read-only or broken pycocoevalcap, a timeout
         if prefer == "ptb-java":
             raise
-        reason = f"PTB tokenizer (Java) failed, nltk-treebank used instead: {type(exc).__name__}: {exc}"
-        return Tokenized(tokenize_nltk(captions), "nltk-treebank", reason)
+        reason = f"PTB tokenizer (Java) failed, {PYTHON_TOKENIZER} used instead: {type(exc).__name__}: {exc}"
+        return Tokenized(tokenize_python(captions), PYTHON_TOKENIZER, reason)
 
 
 def tokenize_for_scoring(references: dict[int, list[str]], predictions: dict[str, dict[int, str]],

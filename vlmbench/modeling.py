@@ -22,7 +22,7 @@ import torch
 
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.paths import cache_dir, owned_temp_dir
-from vlmbench.variants import Variant
+from vlmbench.variants import Variant, compute_dtype
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -236,7 +236,7 @@ def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, dev
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        source, revision=revision, dtype=TORCH_DTYPES[cfg.precision.language_model],
+        source, revision=revision, dtype=TORCH_DTYPES[compute_dtype(variant, cfg.precision.language_model)],
         quantization_config=quantization_config(variant),
         device_map={"": 0 if device == "cuda" else "cpu"}, attn_implementation=cfg.model.attn_implementation)
     return model.eval()

@@ -15,6 +15,7 @@ from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, resu
 from vlmbench.metrics import MIN_CIDER_IMAGES
 from vlmbench.paths import atomic_write_bytes, atomic_write_text
 from vlmbench.records import timestamp, unique_path, write_json
+from vlmbench.quality import cider_drop_holds, quality_table
 from vlmbench.summary import build_summary
 
 # metric key -> (axis label, higher is better)
@@ -128,7 +129,31 @@ def write_plots(summary: dict, plot_dir: Path, unwritten: Optional[list[str]] = 
         ax.set_ylabel("CIDEr-D")
         ax.set_title(f"CIDEr-D vs {PLOTTED[metric][0]}")
         written.append(_save(fig, plot_dir / f"tradeoff_cider_vs_{metric}.png", unwritten))
+    written += write_interval_plot(summary, plot_dir, unwritten)
     return [name for name in written if name]
+
+
+def write_interval_plot(summary: dict, plot_dir: Path, unwritten: Optional[list[str]] = None) -> list[str]:
+    """CIDEr-D per variant and its paired delta against the baseline, both with bootstrap intervals."""
+    import matplotlib.pyplot as plt
+
+    cis = {n: v["cider_ci"] for n, v in summary["variants"].items() if v.get("cider_ci")}
+    if not cis:
+        return []
+    deltas = {n: v["cider_delta_ci"] for n, v in summary["variants"].items() if v.get("cider_delta_ci")}
+    base = (summary.get("quality") or {}).get("baseline", "fp16")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, points, title in ((axes[0], cis, "CIDEr-D"), (axes[1], deltas, f"CIDEr-D minus {base} (paired)")):
+        names = list(points)
+        ax.errorbar(range(len(names)), [points[n]["point"] for n in names], fmt="o", capsize=6,
+                    yerr=[[points[n]["point"] - points[n]["low"] for n in names],
+                          [points[n]["high"] - points[n]["point"] for n in names]])
+        ax.set_xticks(range(len(names)), names)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.set_ylabel("CIDEr-D")
+        ax.set_title(f"{title}, {int(round(100 * next(iter(cis.values()))['confidence']))}% bootstrap CI")
+    axes[1].axhline(0, color="grey", linewidth=1)
+    return [_save(fig, plot_dir / "cider_intervals.png", unwritten)]
 
 
 def _save(fig, path: Path, unwritten: Optional[list[str]] = None) -> Optional[str]:
@@ -205,9 +230,10 @@ def breaches(summary: dict, baseline: dict, cfg: ExperimentConfig) -> list[str]:
             continue
         change = (now - before) * direction
         amount = change if kind == "abs" else (change / before * 100 if before else 0.0)
-        if amount > limit:
+        holds, why = cider_drop_holds(entry, base, cfg) if metric == "cider" and amount > limit else (True, "")
+        if amount > limit and holds:
             found.append(f"{name}: {metric} = {now:.4g} vs baseline {before:.4g} ({'+' if direction > 0 else '-'}"
-                         f"{amount:.3g}{'%' if kind == 'pct' else ''}), threshold {threshold} = {limit}")
+                         f"{amount:.3g}{'%' if kind == 'pct' else ''}), threshold {threshold} = {limit}{why}")
     return found
 
 
@@ -275,7 +301,8 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
                                   "allowed_differences": verdict.allowed_differences}
     unwritten: list[str] = []
     path = _try_write(unwritten, lambda: _write_summary(results_dir, summary))
-    table = markdown_table(summary) if summary["variants"] else "no variant has finished chunks yet"
+    table = (markdown_table(summary) + "\n\n" + quality_table(summary) if summary["variants"]
+             else "no variant has finished chunks yet")
     _try_write(unwritten, lambda: atomic_write_text(results_dir / "summary_latest.md", table + "\n"))
     if summary["variants"]:
         summary["plots"] = _plots_or_reason(summary, results_dir / "plots", unwritten)
@@ -288,6 +315,9 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
         lines.append(f"finished chunks are kept; free space and run vlmbench-report {results_dir} to write the rest")
         verdict.failed = True
     verdict.text = "\n".join(lines + [verdict.text])
+    warning = (summary.get("quality") or {}).get("baseline_warning")
+    if warning:
+        verdict.text += f"\n\n{'!' * 78}\n{warning}\n{'!' * 78}"
     return summary, verdict
 
 

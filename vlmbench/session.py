@@ -21,7 +21,7 @@ from vlmbench.measure import Nvml, Reading, allocated_mib, idle_power, size_on_d
 from vlmbench.paths import cache_dir, sweep_leftovers
 from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
                               variant_record_path, write_chunk_csv, write_config_snapshot, write_json)
-from vlmbench.variants import get_variant
+from vlmbench.variants import compute_dtype, get_variant
 
 
 @dataclass
@@ -224,7 +224,7 @@ class BenchSession:
                   "end_token_ids": list(captioner.end_tokens), "end_tokens": list(captioner.end_tokens.values()),
                   "weights_mib": allocated_mib(self.device), "model_size_mb": size_on_disk_mb(
                       model, self.cfg.measure.model_size), "idle_power_w": self.idle_power,
-                  "device": self.device, "dtype": self.cfg.precision.language_model,
+                  "device": self.device, "dtype": compute_dtype(variant, self.cfg.precision.language_model),
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
         write_json(variant_record_path(self.results_dir, name), _plain(record))
         return LoadedVariant(name, model, captioner)
@@ -237,17 +237,18 @@ class BenchSession:
             loaded.warmed_up = True
         result = loaded.captioner.caption_chunk(rows, self.nvml)
         latencies = loaded.captioner.measure_latency(rows, self.cfg.measure.latency_images)
-        chunk_cells = self._chunk_cells(result.metrics)
+        chunk_cells = self._chunk_cells(result.metrics, compute_dtype(get_variant(loaded.name),
+                                                                      self.cfg.precision.language_model))
         records = [{**row, "variant": loaded.name, "chunk_id": chunk_id, "latency_s": latencies.get(row["image_id"]),
                     **chunk_cells} for row in _in_chunk_order(result.rows, rows)]
         write_chunk_csv(chunk_csv_path(self.results_dir, loaded.name, chunk_id), records)
         return records
 
-    def _chunk_cells(self, metrics: dict[str, Reading]) -> dict:
+    def _chunk_cells(self, metrics: dict[str, Reading], dtype: str) -> dict:
         metrics = {**metrics, "nvml_used_mib": self.nvml.process_used_mib()}
         notes = {f"chunk_{k}": v.reason for k, v in metrics.items() if v.value is None}
         return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "device": self.device,
-                "device_name": self._device_name(), "dtype": self.cfg.precision.language_model,
+                "device_name": self._device_name(), "dtype": dtype,
                 "measure_notes": json.dumps(notes, sort_keys=True), **library_versions(),
                 "config_fingerprint": self.cfg.fingerprint}
 

@@ -1,4 +1,4 @@
-"""From a results folder to the summary: per-variant metrics, deltas against fp16, environment.
+"""From a results folder to the summary: per-variant metrics, deltas against the baseline variant, environment.
 
 Why it exists: the summary is rebuilt from files alone (chunk CSVs, variant records, the reference
 captions and the config snapshot), so it can be made at the end of a pytest run or later on another
@@ -18,6 +18,7 @@ from typing import Optional
 
 from vlmbench.metrics import (MIN_CIDER_IMAGES, cider_from_tokens, common_image_set, too_few_images_reason,
                               tokenize_for_scoring)
+from vlmbench.quality import add_quality_or_reason
 from vlmbench.records import chunk_csv_path, read_chunk_csv, variant_record_path
 
 SCHEMA = "vlmbench.summary/1"
@@ -183,7 +184,9 @@ def _score(entries: dict, predictions: dict, references: dict, tokenizer: str, i
         info["tokenizer_fallback_reason"] = done.fallback_reason
     for variant, variant_preds in preds.items():
         try:
-            entries[variant]["cider"] = cider_from_tokens(refs, variant_preds)[0]
+            score, per_image = cider_from_tokens(refs, variant_preds)
+            entries[variant]["cider"] = score
+            entries[variant]["cider_per_image"] = {str(i): s for i, s in per_image.items()}  # for quality.py
         except Exception as exc:  # noqa: BLE001 - e.g. an image without references
             entries[variant]["cider"] = None
             entries[variant]["cider_null_reason"] = f"scoring failed: {type(exc).__name__}: {exc}"
@@ -276,10 +279,11 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
         rows_by_variant[variant] = rows
         entries[variant] = variant_entry(rows, missing, cfg.num_chunks, variant_record(results_dir, variant))
     scoring = add_cider(entries, rows_by_variant, references, tokenizer) if entries else {}
-    add_deltas(entries)
+    add_deltas(entries, cfg.baseline_variant)
+    quality = add_quality_or_reason(entries, rows_by_variant, cfg, scoring.get("tokenizer")) if entries else {}
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
             "config_fingerprint": cfg.fingerprint, "started_at": iso(started_at), "finished_at": iso(time.time()),
-            "environment": {**environment(), **gpu_info(results_dir, cfg.variants)}, "cider_scoring": scoring, "headline_vram": HEADLINE_VRAM,
+            "environment": {**environment(), **gpu_info(results_dir, cfg.variants)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,
             "mixed_environment": mixed_environment(rows_by_variant),
             "variants_not_run": [v for v in cfg.variants if v not in entries],
             "variants": entries, "config": cfg.to_dict()}

@@ -3,6 +3,9 @@
 Why it exists: a variant must be impossible to mistype into the baseline (an unknown name is an
 error listing the known ones), and each definition says which components are int8 so that the
 census (`vlmbench.census`) can prove after loading that the model really is what the name says.
+A variant that quantizes nothing names its own compute dtype (`fp16` runs float16, `bf16` runs
+bfloat16), so that its name never lies about what ran; the int8 variants keep every layer they do
+not quantize in `precision.language_model` (see `compute_dtype`).
 
 Components of Qwen2.5-VL in transformers 5: `model.visual` (the vision tower, merger included),
 `model.language_model` (the decoder) and `lm_head` (tied to the embeddings in the 3B model, always
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Optional
 
 COMPONENT_PREFIXES = {
     "vision": "model.visual",
@@ -25,6 +29,7 @@ class Variant:
     name: str
     description: str
     int8_components: frozenset  # names from COMPONENT_PREFIXES
+    dtype: Optional[str] = None  # the variant's own compute dtype; None: precision.language_model decides
 
     @property
     def quantized(self) -> bool:
@@ -53,11 +58,21 @@ def register(variant: Variant) -> Variant:
     return variant
 
 
-register(Variant("fp16", "every layer in the 16-bit dtype (the baseline)", frozenset()))
+register(Variant("fp16", "every layer in float16 (the default baseline)", frozenset(), dtype="fp16"))
 register(Variant("int8", "bitsandbytes LLM.int8 on every Linear of the vision tower and the language model; "
-                         "lm_head 16-bit", frozenset({"vision", "language_model"})))
-register(Variant("int8_vit", "bitsandbytes LLM.int8 on the vision tower's Linear layers only",
-                 frozenset({"vision"})))
+                         "lm_head and the other layers in precision.language_model", frozenset({"vision", "language_model"})))
+register(Variant("int8_vit", "bitsandbytes LLM.int8 on the vision tower's Linear layers only; the other layers in "
+                             "precision.language_model", frozenset({"vision"})))
+register(Variant("bf16", "every layer in bfloat16 (the dtype Qwen2.5-VL was trained in)", frozenset(), dtype="bf16"))
+
+
+def compute_dtype(variant: Variant, precision_dtype: str) -> str:
+    """The dtype ('fp16', 'bf16' or 'fp32') of the layers `variant` does not quantize.
+
+    A variant that names its dtype (fp16, bf16) runs in it whatever `precision.language_model`
+    says; the int8 variants run their other layers in `precision_dtype` (precision.language_model).
+    """
+    return variant.dtype or precision_dtype
 
 
 def known_variant_names() -> list[str]:

@@ -1,0 +1,163 @@
+"""The quality section of the summary: degenerate captions, CIDEr-D intervals, paired deltas, drift.
+
+Why it exists: the summary's CIDEr is one number per variant; this module adds what a decision needs
+beside it, all against the variant named by the config's `baseline` (default fp16):
+`degenerate` counts (vlmbench.degenerate), `cider_ci` and `cider_delta_ci` (vlmbench.bootstrap, on
+the per-image scores that `summary.add_cider` keeps in `cider_per_image`), and `drift`
+(vlmbench.drift). It also renders them as a markdown table and makes the gate's CIDEr decision on the
+interval when `thresholds.cider_decision` is `interval`.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from vlmbench import bootstrap
+from vlmbench.degenerate import baseline_flag, count_degenerate
+from vlmbench.drift import captions_of, drift, hit_max_pct, mean_words
+
+
+def _per_image(entry: dict) -> Optional[dict]:
+    scores = entry.get("cider_per_image")
+    return {int(k): float(v) for k, v in scores.items()} if scores else None
+
+
+def _ci(cfg, values) -> dict:
+    q = cfg.quality
+    return bootstrap.interval(values, q.bootstrap_samples, q.confidence, cfg.seed).as_dict()
+
+
+def add_intervals(entries: dict, baseline: str, cfg) -> None:
+    """`cider_ci` per variant and `cider_delta_ci` (variant - baseline, paired) per other variant."""
+    base = _per_image(entries[baseline]) if baseline in entries else None
+    for name, entry in entries.items():
+        scores = _per_image(entry)
+        if scores is None:
+            entry["cider_ci"] = None
+            entry["cider_ci_null_reason"] = entry.get("cider_null_reason") or "no per-image CIDEr-D scores"
+            continue
+        entry["cider_ci"] = _ci(cfg, [scores[i] for i in sorted(scores)])
+        if name == baseline:
+            continue
+        if base is None:
+            entry["cider_delta_ci"] = None
+            entry["cider_delta_ci_null_reason"] = f"baseline {baseline!r} has no per-image CIDEr-D scores"
+            continue
+        q = cfg.quality
+        delta = bootstrap.paired_difference(scores, base, q.bootstrap_samples, q.confidence, cfg.seed)
+        entry["cider_delta_ci"] = {**delta.as_dict(), "baseline": baseline, "excludes_zero": delta.excludes_zero}
+
+
+def add_drift(entries: dict, rows_by_variant: dict, baseline: str, cfg, score) -> None:
+    max_new = cfg.inference.max_new_tokens
+    for name, rows in rows_by_variant.items():
+        if name == baseline:
+            captions = captions_of(rows)
+            entries[name]["drift"] = {"is_baseline": True, "mean_words": mean_words(captions, sorted(captions)),
+                                      "hit_max_new_tokens_pct": hit_max_pct(rows, max_new)}
+        elif baseline in rows_by_variant:
+            entries[name]["drift"] = {"baseline": baseline, **drift(rows, rows_by_variant[baseline], max_new, score)}
+        else:
+            entries[name]["drift"] = None
+            entries[name]["drift_null_reason"] = f"baseline variant {baseline!r} has no rows in this folder"
+
+
+def add_quality(entries: dict, rows_by_variant: dict, cfg, tokenizer: Optional[str]) -> dict:
+    """Adds degenerate counts, intervals and drift to `entries`; returns the summary's `quality` record.
+
+    `tokenizer` is the one CIDEr-D was scored with ('ptb-java', 'nltk-treebank'; None: auto), so that
+    drift's CIDEr-D uses the same.
+    """
+    from vlmbench.metrics import cider
+    baseline, q = cfg.baseline_variant, cfg.quality
+    forced = cfg.inference.min_new_tokens == cfg.inference.max_new_tokens
+    for name, rows in rows_by_variant.items():
+        entries[name]["degenerate"] = count_degenerate(rows, cfg.inference.max_new_tokens, forced, q.examples)
+    add_intervals(entries, baseline, cfg)
+    add_drift(entries, rows_by_variant, baseline, cfg,
+              lambda refs, preds: cider(refs, preds, tokenizer or "auto").score)
+    warning = baseline_flag(baseline, (entries.get(baseline) or {}).get("degenerate"), q.degenerate_max_pct)
+    return {"baseline": baseline, "baseline_in_run": baseline in entries, "baseline_warning": warning,
+            "degenerate_max_pct": q.degenerate_max_pct, "bootstrap_samples": q.bootstrap_samples,
+            "confidence": q.confidence, "seed": cfg.seed,
+            "bootstrap_method": "percentile bootstrap over images of per-image CIDEr-D scores; document "
+                                "frequencies from the whole common image set; paired deltas resample the same "
+                                "images for both variants"}
+
+
+def add_quality_or_reason(entries: dict, rows_by_variant: dict, cfg, tokenizer: Optional[str]) -> dict:
+    """add_quality, but a failure becomes a reason in the summary instead of costing the summary."""
+    try:
+        return add_quality(entries, rows_by_variant, cfg, tokenizer)
+    except Exception as exc:  # the run's measurements matter more than this section
+        return {"baseline": cfg.baseline_variant, "quality_null_reason": f"{type(exc).__name__}: {exc}"}
+
+
+# ---------------------------------------------------------------- table
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def _ci_cell(ci: Optional[dict]) -> str:
+    if not ci:
+        return "n/a"
+    return f"{ci['point']:.3g} [{ci['low']:.3g}, {ci['high']:.3g}]"
+
+
+def _degenerate_cell(d: Optional[dict]) -> str:
+    if not d:
+        return "n/a"
+    return (f"{d['degenerate']}/{d['captioned']} (empty {d['empty']}, repeated {d['repeated']}, no letter "
+            f"{d['no_letter']}, at max {d['hit_max_new_tokens']})")
+
+
+def _drift_cells(d: Optional[dict]) -> str:
+    if not d:
+        return "n/a | n/a | n/a | n/a"
+    if d.get("is_baseline"):
+        return f"baseline | baseline | {_num(d['mean_words'])} | {_num(d['hit_max_new_tokens_pct'])}"
+    change = d.get("mean_words_change")
+    words = f"{_num(d['mean_words'])} ({'n/a' if change is None else f'{change:+.2g}'})"
+    return (f"{_num(d['identical_pct'])} | {_num(d['cider_vs_baseline'])} | {words} | "
+            f"{_num(d['hit_max_new_tokens_pct'])}")
+
+
+def quality_table(summary: dict) -> str:
+    """Markdown: CIDEr-D with its interval, the paired delta, drift and degenerate counts per variant."""
+    info = summary.get("quality") or {}
+    conf = int(round(100 * info.get("confidence", 0.95)))
+    base = info.get("baseline", "fp16")
+    lines = [f"Quality against baseline {base} ({conf}% bootstrap intervals over images, "
+             f"{info.get('bootstrap_samples', '?')} resamples, seed {info.get('seed', '?')})", "",
+             f"| variant | CIDEr [{conf}% CI] | delta vs {base} [{conf}% CI] | identical to {base} (%) | "
+             f"CIDEr vs {base} captions | words (change) | at max_new_tokens (%) | degenerate (kinds) |",
+             "|" + "---|" * 8]
+    for name, v in summary["variants"].items():
+        delta = v.get("cider_delta_ci")
+        star = " *" if delta and delta["excludes_zero"] else ""
+        delta_cell = "baseline" if name == base else _ci_cell(delta) + star
+        lines.append(f"| {name} | {_ci_cell(v.get('cider_ci'))} | {delta_cell} | {_drift_cells(v.get('drift'))} | "
+                     f"{_degenerate_cell(v.get('degenerate'))} |")
+    if any((v.get("cider_delta_ci") or {}).get("excludes_zero") for v in summary["variants"].values()):
+        lines += ["", "* the interval of the difference excludes 0"]
+    if info.get("baseline_warning"):
+        lines += ["", f"**{info['baseline_warning']}**"]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the gate's CIDEr decision
+def cider_drop_holds(entry: dict, base: dict, cfg) -> tuple[bool, str]:
+    """Whether a CIDEr drop of `entry` against `base` (the same variant in the baseline summary) counts.
+
+    With `thresholds.cider_decision: point` every drop counts. With `interval`, it counts only when the
+    paired bootstrap interval of (now - baseline) on the images both scored lies below 0; when either
+    summary lacks per-image scores the decision falls back to the point value, and says so.
+    """
+    if cfg.thresholds.cider_decision == "point":
+        return True, ""
+    now, before = _per_image(entry), _per_image(base)
+    if not now or not before or set(now) != set(before):
+        return True, " (interval decision impossible: per-image scores missing or on other images; point value used)"
+    q = cfg.quality
+    delta = bootstrap.paired_difference(now, before, q.bootstrap_samples, q.confidence, cfg.seed)
+    span = f" (paired {int(round(q.confidence * 100))}% CI of the change [{delta.low:.3g}, {delta.high:.3g}])"
+    return delta.high < 0, span

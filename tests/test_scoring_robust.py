@@ -78,7 +78,7 @@ def _latest_summary(results_dir: Path) -> dict:
 def test_a_java_that_does_not_run_falls_back_with_the_reason(broken_java):
     refs, preds = _refs_and_predictions()
     result = cider(refs, preds)  # auto: java is on the PATH, but it is the stub
-    assert result.tokenizer == "nltk-treebank" and result.score > 1.0
+    assert result.tokenizer == "ptb-python" and result.score > 1.0
     assert "exited with status 1" in result.fallback_reason and "Unable to locate a Java Runtime" in result.fallback_reason
     assert result.score == cider(refs, preds, "nltk-treebank").score
     with pytest.raises(TokenizerError, match="exited with status 1"):
@@ -90,12 +90,12 @@ def test_vlmbench_report_with_a_broken_java_writes_summary_table_and_plots(broke
     write_results(tiny_config(results, 12), results)
     assert report_main([str(results)]) == 0
     summary = _latest_summary(results)
-    assert summary["cider_scoring"]["tokenizer"] == "nltk-treebank"
+    assert summary["cider_scoring"]["tokenizer"] == "ptb-python"
     assert "Unable to locate a Java Runtime" in summary["cider_scoring"]["tokenizer_fallback_reason"]
     assert summary["variants"]["fp16"]["cider"] > 1.0
     assert (results / "plots" / "cider.png").is_file()
     table = (results / "summary_latest.md").read_text()
-    assert "nltk-treebank tokenizer" in table and "note: PTB tokenizer (Java) failed" in table
+    assert "ptb-python tokenizer" in table and "note: PTB tokenizer (Java) failed" in table
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -129,7 +129,7 @@ def test_a_scorer_that_raises_leaves_cider_null_and_the_rest_written(tmp_path, m
 def test_a_tokenizer_that_raises_leaves_cider_null_with_the_reason(tmp_path, monkeypatch):
     def broken_tokenizer(captions):
         raise LookupError("nltk data missing")
-    monkeypatch.setattr("vlmbench.metrics.tokenize_nltk", broken_tokenizer)
+    monkeypatch.setattr("vlmbench.metrics.tokenize_python", broken_tokenizer)
     results = tmp_path / "results"
     cfg = tiny_config(results, 12)
     write_results(cfg, results)

@@ -354,8 +354,8 @@ def _try_write(unwritten: list[str], write):
 
 def completeness_lines(summary: dict) -> list[str]:
     """What the summary lacks, printed (not only stored in the JSON): missing chunks and variants."""
-    lines = [f"{name}: chunks {entry['missing_chunks']} missing ({entry['chunks_done']} of "
-             f"{entry['chunks_expected']} done)" for name, entry in summary["variants"].items() if entry["missing_chunks"]]
+    lines = [f"{name}: chunks {entry.get('missing_chunks')} missing ({entry['chunks_done']} of "
+             f"{entry['chunks_expected']} done)" for name, entry in summary["variants"].items() if entry.get("missing_chunks")]
     if summary.get("variants_not_run"):
         lines.append(f"variants with no finished chunk: {', '.join(summary['variants_not_run'])}")
     return lines

@@ -224,7 +224,11 @@ def _fingerprint_state(rows: list[dict], fingerprint: str) -> ChunkState:
 def quarantine(path: Path) -> Path:
     """Moves a damaged CSV aside (kept for inspection) so that the chunk is recomputed."""
     target = unique_path(path.parent, f"{path.name}.damaged-", timestamp(), "")
-    path.rename(target)
+    try:
+        path.rename(target)
+    except OSError:
+        target.unlink(missing_ok=True)  # the name reserved for it
+        raise
     return target
 
 

@@ -141,3 +141,34 @@ print(outcome, flush=True)
                               text=True) for fp in (FP_A, FP_B)]
     outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outcomes == ["refused", "won"]
+
+
+def test_a_refused_run_moves_nothing_and_writes_nothing(tmp_path, write_config):
+    """A damaged chunk 0 and a foreign chunk 1: the refusal comes before chunk 0 is moved aside."""
+    from tests.test_records import OTHER, _rows
+    from vlmbench.config import ConfigError, load_config
+    from vlmbench.records import chunk_csv_path, write_chunk_csv
+    from vlmbench.session import BenchSession
+    cfg = load_config(write_config())
+    results = tmp_path / "results"
+    session = BenchSession(cfg, results)
+    ids = [[r.image_id for r in chunk] for chunk in session.chunks]
+    write_chunk_csv(chunk_csv_path(results, "fp16", 0), _rows(ids[0], fingerprint=cfg.fingerprint)[:1])
+    write_chunk_csv(chunk_csv_path(results, "fp16", 1), _rows(ids[1], fingerprint=OTHER, chunk_id=1))
+    before = {p.name: p.read_bytes() for p in results.iterdir()}
+    session.claim_folder()
+    with pytest.raises(ConfigError, match="different experiment"):
+        session.check_chunks([("fp16", 0), ("fp16", 1)])
+    session.release_folder(refused=True)
+    assert {p.name: p.read_bytes() for p in results.iterdir()} == before
+
+
+def test_a_refused_run_removes_the_folder_it_created(tmp_path, write_config):
+    from vlmbench.config import load_config
+    from vlmbench.session import BenchSession
+    results = tmp_path / "new" / "results"
+    session = BenchSession(load_config(write_config()), results)
+    session.claim_folder()
+    assert (results / LOCK_NAME).exists()
+    session.release_folder(refused=True)
+    assert not results.exists()

@@ -122,7 +122,7 @@ def _two_experiment_folder(tmp_path):
 
 def test_report_lists_ignored_experiments_and_missing_chunks(tmp_path, capsys):
     from vlmbench.cli import main
-    a, b, snap_a, snap_b = _two_experiment_folder(tmp_path)
+    _, b, snap_a, snap_b = _two_experiment_folder(tmp_path)
     assert main([str(tmp_path), "--config", str(snap_a), "--tokenizer", "nltk-treebank"]) == 0
     out = capsys.readouterr().out
     assert (f"ignored 1 CSV(s) of experiment {b.fingerprint} (int8_batch_0.csv); report them with: "
@@ -136,7 +136,7 @@ def test_a_full_disk_during_the_report_keeps_the_summary_and_leaves_no_partial_f
     import errno
     import os
     from vlmbench.report import report
-    a, _, snap_a, _ = _two_experiment_folder(tmp_path)
+    a, _, _, _ = _two_experiment_folder(tmp_path)
     real_fsync = os.fsync
 
     def fsync(fd):
@@ -144,7 +144,7 @@ def test_a_full_disk_during_the_report_keeps_the_summary_and_leaves_no_partial_f
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
     monkeypatch.setattr(os, "fsync", fsync)
-    summary, verdict = report(tmp_path, a, 0.0, None, "nltk-treebank")
+    _, verdict = report(tmp_path, a, 0.0, None, "nltk-treebank")
     assert verdict.failed and "Traceback" not in verdict.text
     assert re.search(rf"could not write \w+\.png in {re.escape(str(tmp_path / 'plots'))}: No space left on device",
                      verdict.text)

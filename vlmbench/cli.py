@@ -19,14 +19,15 @@ import sys
 from pathlib import Path
 
 from vlmbench.config import ConfigError, load_config
+from vlmbench.records import newest_first
 from vlmbench.report import report
 
 
 def newest_snapshot(results_dir: Path) -> Path:
-    snapshots = sorted(results_dir.glob("experiment_config_*.yaml"))
+    snapshots = newest_first(results_dir.glob("experiment_config_*.yaml"))
     if not snapshots:
         raise ConfigError(f"{results_dir} holds no experiment_config_*.yaml; pass --config with the experiment YAML.")
-    return snapshots[-1]
+    return snapshots[0]
 
 
 def allow_differences(cfg, fields: list[str]):
@@ -55,6 +56,10 @@ def main(argv=None) -> int:
         _, verdict = report(args.results_dir, cfg, snapshot.stat().st_mtime, args.baseline, args.tokenizer)
     except ConfigError as exc:
         print(f"vlmbench-report: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as exc:  # a CSV no run has checked (copied in by hand, edited)
+        print(f"vlmbench-report: a file in {args.results_dir} cannot be read ({type(exc).__name__}: {exc}); run "
+              "pytest benchmarks on the folder once: damaged CSVs are moved aside and recomputed", file=sys.stderr)
         return 2
     print(verdict.text)
     return 1 if verdict.failed else 0

@@ -101,6 +101,9 @@ def pytest_collection_modifyitems(config, items):
     except (ConfigError, FolderBusy, FolderUnusable, WriteFailed) as exc:
         session.release_folder(refused=True)
         raise pytest.UsageError(f"vlmbench: {exc}") from None
+    except OSError as exc:  # e.g. a damaged CSV that cannot be moved aside: one line, nothing computed
+        session.release_folder(refused=True)
+        raise pytest.UsageError(f"vlmbench: {exc}; nothing was computed") from None
     session.ready = True
 
 
@@ -142,8 +145,8 @@ def _one_line_on_write_failure(item):
     try:
         return (yield)
     except WriteFailed as exc:
-        item.session.shouldstop = f"vlmbench: {exc}"
-        pytest.fail(f"vlmbench: {exc}; {WRITE_FAILED_ADVICE}", pytrace=False)
+        item.session.shouldstop = message = f"vlmbench: {exc}"
+    pytest.fail(f"{message}; {WRITE_FAILED_ADVICE}", pytrace=False)  # outside `except`: no chained traceback
 
 
 def pytest_report_collectionfinish(config, start_path, items):

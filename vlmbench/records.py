@@ -261,7 +261,11 @@ def complete_state(rows: list[dict]) -> ChunkState:
 def quarantine(path: Path) -> Path:
     """Moves a damaged CSV aside (kept for inspection) so that the chunk is recomputed."""
     target = unique_path(path.parent, f"{path.name}.damaged-", timestamp(), "")
-    path.rename(target)
+    try:
+        path.rename(target)
+    except OSError:
+        target.unlink(missing_ok=True)  # the name reserved for it
+        raise
     return target
 
 

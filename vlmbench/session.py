@@ -123,12 +123,17 @@ class BenchSession:
         rows = self.rows  # resolves the data source (a Hub download) before the snapshot records it
         self.remove_leftovers()
         for (variant, chunk_id), state in self.chunk_states.items():
-            if state.status == "damaged" and chunk_csv_path(self.results_dir, variant, chunk_id).exists():
-                moved = quarantine(chunk_csv_path(self.results_dir, variant, chunk_id))
-                self.notes.append(f"{variant}_batch_{chunk_id}.csv was damaged ({state.reason}); moved to "
-                                  f"{moved.name} and recomputed")
+            if state.status == "damaged":
+                self._set_aside(variant, chunk_id, state.reason)
         self.snapshot = write_config_snapshot(self.results_dir, self.cfg, self.stamp, self.resolved())
         write_references(self.results_dir, rows)
+
+    def _set_aside(self, variant: str, chunk_id: int, reason: str) -> None:
+        try:
+            moved = quarantine(chunk_csv_path(self.results_dir, variant, chunk_id))
+        except FileNotFoundError:  # another worker of this experiment (shared folder) moved it first
+            return
+        self.notes.append(f"{variant}_batch_{chunk_id}.csv was damaged ({reason}); moved to {moved.name} and recomputed")
 
     def remove_leftovers(self) -> None:
         """Removes temporary files of killed runs: in the results folder (and plots/), the random-weight and

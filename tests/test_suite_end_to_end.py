@@ -48,7 +48,7 @@ def test_run_resume_and_recompute_one_chunk(suite):
     assert list(results.glob("experiment_config_*.yaml"))
     first.stdout.fnmatch_lines(["*vlmbench summary*", "| variant | CIDEr*", "| variant | CIDEr [[]95% CI[]]*"])
     assert summary["quality"]["baseline"] == "fp16" and summary["variants"]["int8"]["drift"]["images"] == 4
-    assert summary["variants"]["fp16"]["degenerate"]["captioned"] == 4 and (results / "plots" / "cider_intervals.png").is_file()
+    assert summary["variants"]["fp16"]["degenerate"]["captioned"] == 4  # no interval plot: CIDEr is null on 4 images
 
     again = run(three)
     again.assert_outcomes(skipped=6)

@@ -38,24 +38,18 @@ class ChunkResult:
 class Captioner:
     """A loaded variant plus its processor and generation settings, ready to caption rows."""
 
-    def __init__(self, model, processor, cfg: ExperimentConfig, device: str, workers: int = 4):
+    def __init__(self, model, processor, cfg: ExperimentConfig, device: str, engine=None, workers: int = 4):
+        from vlmbench.engines.stock import StockEngine
         self.model, self.processor, self.cfg, self.device = model, processor, cfg, device
+        self.engine = engine or StockEngine(model, processor, cfg, None, device)
         self.workers = workers
         from vlmbench.fetch import image_cache_for
         self.image_cache = image_cache_for(cfg)
         self.prompt_text = processor.apply_chat_template(
             [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": cfg.inference.prompt}]}],
             add_generation_prompt=True, tokenize=False)
-        self.generation_config = self._generation_config()
+        self.generation_config = self.engine.generation_config
         self.latency_warmed_up = False
-
-    def _generation_config(self):
-        from transformers import GenerationConfig
-        tok = self.processor.tokenizer
-        inf = self.cfg.inference
-        return GenerationConfig(max_new_tokens=inf.max_new_tokens, min_new_tokens=inf.min_new_tokens or 0,
-                                do_sample=False, num_beams=1, repetition_penalty=1.0,
-                                eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
 
     # ------------------------------------------------------------ preprocessing (worker threads)
     def prepare(self, index: int, rows: list[ImageRow]) -> MicroBatch:
@@ -82,7 +76,7 @@ class Captioner:
     def generate(self, inputs: dict) -> list[tuple[str, int]]:
         """Captions and generated-token counts for one prepared micro-batch."""
         on_device = {k: v.to(self.model.device) if hasattr(v, "to") else v for k, v in inputs.items()}
-        output = self.model.generate(**on_device, generation_config=self.generation_config)
+        output = self.engine.generate(on_device)
         new_tokens = output[:, on_device["input_ids"].shape[1]:].cpu()
         texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
         return [(text.strip(), count_generated(seq, self.generation_config)) for text, seq in zip(texts, new_tokens, strict=True)]

@@ -114,7 +114,9 @@ class BenchSession:
                   "device": self.device, "dtype": self.cfg.precision.language_model,
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
         write_json(variant_record_path(self.results_dir, name), _plain(record))
-        return LoadedVariant(name, model, Captioner(model, self.processor, self.cfg, self.device))
+        from vlmbench.engines import build_engine
+        engine = build_engine("stock", model, self.processor, self.cfg, variant, self.device)
+        return LoadedVariant(name, model, Captioner(model, self.processor, self.cfg, self.device, engine))
 
     # ------------------------------------------------------------ one chunk case
     def run_chunk(self, loaded: LoadedVariant, chunk_id: int) -> list[dict]:

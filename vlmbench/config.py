@@ -23,12 +23,15 @@ from typing import Any, Optional
 
 import yaml
 
+from vlmbench.engines import ENGINE_CHOICES
+
 DEFAULT_CONFIG_NAME = "default.yaml"
 QUANTIZERS = ("bitsandbytes_linear8bitlt",)
 DTYPES = ("fp16", "bf16", "fp32")
 MODEL_WEIGHTS = ("pretrained", "random")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
 NON_RESULT_FIELDS = ("experiment_name", "variants", "results_dir", "thresholds", "inference.prefetch_batches",
+                     "inference.progress_interval_s",
                      "dataset.hub_endpoint", "dataset.image_url_prefix",
                      "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images")
 
@@ -40,10 +43,11 @@ class ConfigError(ValueError):
     """A config problem, with a message meant for the person who wrote the YAML."""
 
 
-def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
+def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING, auto: bool = False):
+    """A field with its help text; `auto=True` lets the YAML value 'auto' stand for null."""
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
+    return field(default=default, metadata={"help": text, "auto": auto})
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,15 @@ class InferenceConfig:
     min_new_tokens: Optional[int] = _help("force at least this many tokens (random weights never stop)", None)
     img_size: int = _help("each image is resized to img_size x img_size pixels before the processor", 1024)
     batch_size: int = _help("images per chunk (one CSV and one pytest case each); limit/5 in the seed", 1000)
-    micro_batch_size: int = _help("images per generate() call on the device", 8)
+    micro_batch_size: Optional[int] = _help("images per generate() call on the device; null or auto = sized per "
+                                            "variant from free device memory (8 on CPU)", 8, auto=True)
     prompt: str = _help("the user instruction sent with each image",
                         "Describe this image in one short sentence.")
     prefetch_batches: int = _help("micro-batches read and preprocessed ahead of the device", 2)
+    engine: str = _help("how captions are generated: stock (plain transformers generate), fast (varlen vision "
+                        "attention, static KV cache + compiled decoding where the variant allows, processor on "
+                        "the device) or auto (fast on CUDA, stock on CPU; the resolved name is recorded)", "auto")
+    progress_interval_s: float = _help("seconds between live progress lines during a chunk (0 = none)", 10.0)
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,16 @@ class ExperimentConfig:
     def replace(self, **changes) -> "ExperimentConfig":
         return dataclasses.replace(self, **changes)
 
+    def with_engine(self, device: str) -> "ExperimentConfig":
+        """This config with `inference.engine: auto` resolved for `device` (fast on CUDA, stock elsewhere).
+
+        The resolved name is what the fingerprint hashes and the snapshot records, so results of the two
+        engines never mix in one results folder.
+        """
+        from vlmbench.engines import resolve_engine
+        engine = resolve_engine(self.inference.engine, device)
+        return self.replace(inference=dataclasses.replace(self.inference, engine=engine))
+
 
 def _flatten(data: dict, prefix: str = "") -> dict:
     flat = {}
@@ -195,8 +214,13 @@ def _validate(cfg: ExperimentConfig) -> None:
     _check(cfg.model.device in ("auto", "cuda", "cpu"), "model.device", cfg.model.device, "auto, cuda, cpu")
     _check(cfg.model.attn_implementation in ("sdpa", "eager"), "model.attn_implementation",
            cfg.model.attn_implementation, "sdpa, eager")
+    _check(cfg.inference.engine in ENGINE_CHOICES, "inference.engine", cfg.inference.engine, ", ".join(ENGINE_CHOICES))
+    _check(cfg.inference.progress_interval_s >= 0, "inference.progress_interval_s", cfg.inference.progress_interval_s,
+           "a number of seconds >= 0")
+    if cfg.inference.micro_batch_size is not None:
+        _check(cfg.inference.micro_batch_size >= 1, "inference.micro_batch_size", cfg.inference.micro_batch_size,
+               "an integer >= 1, or auto / null (sized from free device memory)")
     for key, value in (("dataset.limit", cfg.dataset.limit), ("inference.batch_size", cfg.inference.batch_size),
-                       ("inference.micro_batch_size", cfg.inference.micro_batch_size),
                        ("inference.max_new_tokens", cfg.inference.max_new_tokens),
                        ("inference.img_size", cfg.inference.img_size),
                        ("dataset.download_workers", cfg.dataset.download_workers)):
@@ -278,13 +302,14 @@ def build(cls, data: dict, prefix: str = ""):
     """Builds dataclass `cls` from `data`, refusing unknown keys with a did-you-mean hint."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    auto_keys = {f.name for f in dataclasses.fields(cls) if f.metadata.get("auto")}
     kwargs = {}
     for key, value in (data or {}).items():
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
             raise ConfigError(f"unknown config key '{prefix}{key}'.{hint} Allowed keys here: {', '.join(names)}.")
-        kwargs[key] = _coerce(value, hints[key], prefix + key)
+        kwargs[key] = None if key in auto_keys and value == "auto" else _coerce(value, hints[key], prefix + key)
     return cls(**kwargs)
 
 

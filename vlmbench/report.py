@@ -55,6 +55,7 @@ def table_caption(summary: dict) -> str:
     scoring = summary.get("cider_scoring") or {}
     devices = sorted({v.get("device_name") or "?" for v in summary["variants"].values()})
     micro = (summary.get("config") or {}).get("inference", {}).get("micro_batch_size")
+    micro = micro if micro is not None else "sized per variant (micro_batch_size in the summary)"
     return (f"{summary.get('experiment_name', '?')} on {', '.join(devices)}: CIDEr-D on the "
             f"{scoring.get('common_images', '?')} images every variant captioned ({scoring.get('tokenizer') or 'not scored'}"
             f" tokenizer); latency = one image alone; throughput at micro-batch {micro}, loading included")

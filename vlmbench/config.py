@@ -91,6 +91,8 @@ class InferenceConfig:
     engine: str = _help("how captions are generated: stock (plain transformers generate), fast (varlen vision "
                         "attention, static KV cache + compiled decoding where the variant allows, processor on "
                         "the device) or auto (fast on CUDA, stock on CPU; the resolved name is recorded)", "auto")
+    device_preprocessing: bool = _help("fast engine on CUDA: run the image processor on the device (side stream)",
+                                       True)
     progress_interval_s: float = _help("seconds between live progress lines during a chunk (0 = none)", 10.0)
 
 

@@ -55,7 +55,7 @@ class FastEngine(StockEngine):
         self.compiled, why = decode_plan(device, quantizer_compileable(model))
         if self.compiled:
             self.generation_config.cache_implementation = "static"
-        self.preprocess_device = device if device == "cuda" else None
+        self.preprocess_device = device if device == "cuda" and cfg.inference.device_preprocessing else None
         self.report = {"engine": self.name, "vision_attention": f"{vision_attention.VARLEN_ATTENTION}: {kernel}",
                        "kv_cache": "static" if self.compiled else "dynamic", "decode_compiled": self.compiled,
                        "decode_compiled_reason": why, "pad_last_micro_batch": self.compiled,

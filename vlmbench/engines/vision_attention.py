@@ -21,6 +21,8 @@ Kernels, best first: flash-attn's `flash_attn_varlen_func` (when installed), tor
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Callable, Optional
 
 import torch
@@ -81,7 +83,22 @@ def run_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: to
     if name.startswith("flash_attn"):
         return flash_attn_kernel()(q, k, v, cu, cu, max_len, max_len, softmax_scale=scale, causal=False)
     if name.startswith("torch"):
-        return torch_varlen_kernel()(q, k, v, cu, cu, max_len, max_len, scale=scale)
+        return _torch_varlen(q, k, v, cu, max_len, scale)
+    return reference_varlen(q, k, v, cu, scale)
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_varlen_takes_scale() -> bool:
+    return "scale" in inspect.signature(torch_varlen_kernel()).parameters
+
+
+def _torch_varlen(q, k, v, cu, max_len: int, scale: Optional[float]) -> torch.Tensor:
+    """torch's varlen_attn; torch 2.9 has no `scale` argument, so only the default scale is passed there."""
+    kernel = torch_varlen_kernel()
+    if _torch_varlen_takes_scale():
+        return kernel(q, k, v, cu, cu, max_len, max_len, scale=scale)
+    if scale is None or abs(scale - q.shape[-1] ** -0.5) < 1e-12:
+        return kernel(q, k, v, cu, cu, max_len, max_len)
     return reference_varlen(q, k, v, cu, scale)
 
 

@@ -7,7 +7,8 @@ own extension points, chosen per variant, with the reason recorded where one is 
 - vision attention: vlmbench.engines.vision_attention (every variant);
 - decoding: `cache_implementation="static"`, which makes transformers compile the decode step on
   CUDA; not for models whose quantizer transformers marks as not compileable (bitsandbytes: a
-  static cache without compilation was measured slower, 5.39 vs 6.35 img/s for int8 on an H200);
+  static cache without compilation was measured slower, 5.39 vs 6.35 img/s for int8 on an H200, and
+  a forced compilation broke into graphs per layer and was slower still);
 - padding: with a compiled decode step every new batch size compiles again (52-72 s on an H200), so
   a chunk's last, smaller micro-batch is padded to the full size with copies of its last image, and
   the extra outputs are dropped;
@@ -33,8 +34,10 @@ def decode_plan(device: str, quantizer_compileable: Optional[bool]) -> tuple[boo
         return False, "not compiled: no CUDA device (transformers compiles the decode step on CUDA only)"
     if quantizer_compileable is False:
         return False, ("not compiled: transformers does not compile a model whose quantizer has "
-                       "is_compileable=False (bitsandbytes 8-bit); a static cache alone was slower, so the cache "
-                       "stays dynamic")
+                       "is_compileable=False (bitsandbytes 8-bit); forced, the decode step broke into a graph per "
+                       "layer, hit dynamo's recompile limit and was slower (H200, 2026-11-29: 11.2 s vs about 6.7 s "
+                       "per micro-batch of 8, docs/perf/h200-2026-11-29-fast-check); a static cache alone was slower "
+                       "too, so the cache stays dynamic")
     return True, "compiled: cache_implementation='static' (transformers' automatic compile of the decode step)"
 
 

@@ -132,3 +132,24 @@ def test_benchmark_times_the_captioning_pass_alone():
     _suite_test_function()(session, "loaded", 0, benchmark)
     assert session.events == [("warm_up", False), ("caption_chunk", True), ("latency_and_csv", False)]
     assert benchmark.extra_info["chunk_idle_share"] == 0.1
+
+
+# ---------------------------------------------------------------- gpu_benchmark.sh tables
+def test_coefficient_of_variation_and_the_compare_table(tmp_path):
+    import json
+    from vlmbench.perf_table import coefficient_of_variation, main
+    assert coefficient_of_variation([10.0, 10.0, 10.0]) == 0.0
+    assert coefficient_of_variation([9.0, 10.0, 11.0]) == pytest.approx(0.1)
+    assert coefficient_of_variation([10.0, None]) is None
+    for run, rate, p50 in (("stock", 3.5, 1.9), ("fast", 14.0, 0.38)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "summary_1.json").write_text(json.dumps({"variants": {"fp16": {
+            "throughput_img_s": rate, "latency_s_p50": p50, "idle_share": 0.02}}}))
+    lines = []
+    import contextlib
+    import io
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["compare", str(tmp_path), "stock", "fast"]) == 0
+    lines = buffer.getvalue().splitlines()
+    assert lines[-1] == "| fp16 | 3.50 | 14.00 | 4.00x | 1.900 | 0.380 | 5.00x | 2.0% / 2.0% |"

@@ -156,3 +156,12 @@ def test_build_engine_needs_a_resolved_name(tiny):
     assert isinstance(build_engine("stock", model, processor, cfg, None, "cpu"), StockEngine)
     with pytest.raises(ValueError, match="resolve_engine"):
         build_engine("auto", model, processor, cfg, None, "cpu")
+
+
+def test_report_resolves_auto_as_the_run_did(tmp_path):
+    from vlmbench.cli import engine_as_run
+    from vlmbench.records import write_config_snapshot
+    cfg = load_config()
+    write_config_snapshot(tmp_path, cfg.with_engine("cuda"), "20261129T000000")  # a GPU run's folder
+    assert engine_as_run(cfg, tmp_path).inference.engine == "fast"
+    assert engine_as_run(cfg.with_engine("cpu"), tmp_path).inference.engine == "stock"  # a named engine is kept

@@ -154,3 +154,12 @@ def test_baseline_gate_fails_the_session(suite, tmp_path):
     result = run({"thresholds": {"default": {"throughput_drop_pct": 50}}}, "--vlm-baseline", str(path))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*regression gate FAILED*", "*fp16: throughput_img_s =*threshold throughput_drop_pct = 50.0*"])
+
+
+def test_live_progress_reaches_the_terminal_through_pytest_capture(suite):
+    run, results = suite
+    result = run({"dataset": {"limit": 4}, "inference": {"batch_size": 4, "micro_batch_size": 1,
+                                                         "progress_interval_s": 1e-9},
+                  "measure": {"latency_images": 0}})
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["vlmbench: fp16 chunk 0: 1/4 images, * img/s, * s left"])

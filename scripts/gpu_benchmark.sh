@@ -2,10 +2,17 @@
 # The GPU measurement behind docs/PERFORMANCE.md: fp16, int8 and int8_vit on the Qwen2.5-VL-3B
 # architecture with random weights (configs/gpu-3b-random.yaml), real processor, real COCO images.
 #
-#   scripts/gpu_benchmark.sh OUTDIR [mb32|mb8|mb1|smoke ...]     (default: mb32 mb8 mb1)
+#   scripts/gpu_benchmark.sh OUTDIR [mb32|mb8|mb1|smoke|compare|repeat|chunk1000 ...]   (default: mb32 mb8 mb1)
 #
-# Each part is one `pytest benchmarks` run with its own results folder OUTDIR/<part>/ and log
-# OUTDIR/<part>.log. Data paths come from VLMBENCH_MODEL_DIR / VLMBENCH_COCO_DIR (default
+# Each part is one or more `pytest benchmarks` runs with their own results folders OUTDIR/<run>/ and
+# logs OUTDIR/<run>.log. ENGINE (default auto = fast on CUDA) sets inference.engine for mb32/mb8/mb1.
+#   compare    stock and fast on the same 64 images (micro-batch 32), one after the other in this
+#              invocation; prints the speed-up per variant (throughput, batch-1 latency p50, idle share).
+#   repeat     one case (REPEAT_VARIANT, default fp16; engine ENGINE) three times; prints the
+#              coefficient of variation (stdev/mean) of throughput and of batch-1 latency p50.
+#   chunk1000  one chunk of 1000 generated images at 1024 px per variant (CHUNK1000_VARIANTS, default
+#              "fp16 int8 int8_vit"), micro-batch sized from free memory; confirms a sweep projection.
+# A short table of every part run is printed last (also in OUTDIR/table.md). Data paths come from VLMBENCH_MODEL_DIR / VLMBENCH_COCO_DIR (default
 # .device-data/..., see ../shared/device/README.md). Works without `pip install` (loads the plugin
 # with -p) so that it runs on a bare GPU box with the project on PYTHONPATH.
 set -uo pipefail
@@ -19,6 +26,9 @@ plugin=()
 python3 -c "import importlib.metadata as m; m.distribution('vlmbench')" 2>/dev/null || plugin=(-p vlmbench.plugin)
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
 
+engine=${ENGINE:-auto}
+gpu=(--vlm-config configs/gpu-3b-random.yaml --vlm-set "inference.engine=$engine")
+
 run() {
   local name=$1; shift
   echo "=== $name: $(date -u +%FT%TZ)"
@@ -28,19 +38,48 @@ run() {
   sed -n '/vlmbench summary/,/regression gate/p' "$out/$name.log"
 }
 
+tables=()
+table() {  # python3 -m vlmbench.perf_table KIND OUTDIR RUN... : a markdown table from the runs' summaries
+  local text
+  text=$(python3 -m vlmbench.perf_table "$@" 2>&1)
+  echo "$text"
+  tables+=("$text")
+}
+
 for part in "${parts[@]}"; do
   case $part in
     smoke) run smoke --vlm-config configs/smoke.yaml ;;
-    mb32)  run mb32 --vlm-config configs/gpu-3b-random.yaml --vlm-set inference.micro_batch_size=32 ;;
+    mb32)  run mb32 "${gpu[@]}" --vlm-set inference.micro_batch_size=32; table runs "$out" mb32 ;;
     # latency and size on disk do not depend on the micro-batch: measured in mb32 only
-    mb8)   run mb8 --vlm-config configs/gpu-3b-random.yaml --vlm-set inference.micro_batch_size=8 \
+    mb8)   run mb8 "${gpu[@]}" --vlm-set inference.micro_batch_size=8 \
              --vlm-set dataset.limit=32 --vlm-set inference.batch_size=16 --vlm-set measure.latency_images=0 \
-             --vlm-set measure.model_size=false ;;
-    mb1)   run mb1 --vlm-config configs/gpu-3b-random.yaml --vlm-set inference.micro_batch_size=1 \
+             --vlm-set measure.model_size=false; table runs "$out" mb8 ;;
+    mb1)   run mb1 "${gpu[@]}" --vlm-set inference.micro_batch_size=1 \
              --vlm-set dataset.limit=8 --vlm-set inference.batch_size=4 --vlm-set measure.latency_images=0 \
-             --vlm-set measure.model_size=false ;;
-    *) echo "unknown part $part (mb32, mb8, mb1, smoke)"; exit 2 ;;
+             --vlm-set measure.model_size=false; table runs "$out" mb1 ;;
+    compare)
+      for e in stock fast; do
+        run "compare-$e" --vlm-config configs/gpu-3b-random.yaml --vlm-set "inference.engine=$e" \
+          --vlm-set inference.micro_batch_size=32 --vlm-set measure.model_size=false
+      done
+      table compare "$out" compare-stock compare-fast ;;
+    repeat)
+      for i in 1 2 3; do
+        run "repeat-$i" "${gpu[@]}" --vlm-set inference.micro_batch_size=32 --vlm-set measure.model_size=false \
+          --vlm-set "variants=[${REPEAT_VARIANT:-fp16}]"
+      done
+      table repeat "$out" repeat-1 repeat-2 repeat-3 ;;
+    chunk1000)
+      variants=$(echo "${CHUNK1000_VARIANTS:-fp16 int8 int8_vit}" | sed 's/ \+/, /g')
+      run chunk1000 "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
+        --vlm-set dataset.synthetic_images=1000 --vlm-set dataset.limit=1000 --vlm-set inference.batch_size=1000 \
+        --vlm-set inference.micro_batch_size=auto --vlm-set measure.model_size=false \
+        --vlm-set "variants=[$variants]"
+      table runs "$out" chunk1000 ;;
+    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, chunk1000)"; exit 2 ;;
   esac
 done
+if [ ${#tables[@]} -gt 0 ]; then printf '%s\n\n' "${tables[@]}" > "$out/table.md"; else : > "$out/table.md"; fi
 # one archive, so that a transfer limited in file count brings everything back
 tar -C "$out" -czf "$out.tar.gz" . && mv "$out.tar.gz" "$out/results.tar.gz"
+echo; echo "=== short table"; cat "$out/table.md"

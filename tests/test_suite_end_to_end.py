@@ -250,3 +250,12 @@ def test_rows_of_unavailable_images_are_retried_once_the_images_are_back(suite, 
                                   "can now be had; the chunk is recomputed*", "*fp16-batch1*PASSED*"])
     assert _statuses(results / "fp16_batch_1.csv") == [("ok", ""), ("ok", "")]
     assert _statuses(results / "fp16_batch_0.csv") == [("ok", ""), ("failed", "undecodable")]
+
+
+def test_live_progress_reaches_the_terminal_through_pytest_capture(suite):
+    run, results = suite
+    result = run({"dataset": {"limit": 4}, "inference": {"batch_size": 4, "micro_batch_size": 1,
+                                                         "progress_interval_s": 1e-9},
+                  "measure": {"latency_images": 0}})
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["vlmbench: fp16 chunk 0: 1/4 images, * img/s, * s left"])

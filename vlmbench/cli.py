@@ -38,6 +38,21 @@ def allow_differences(cfg, fields: list[str]):
     return cfg.replace(thresholds=dataclasses.replace(cfg.thresholds, allow_differences=allowed))
 
 
+def engine_as_run(cfg, results_dir: Path):
+    """`inference.engine: auto` resolved as the run in `results_dir` resolved it (its snapshots' fingerprints
+    say which), else as this machine would; a named engine is kept."""
+    if cfg.inference.engine != "auto":
+        return cfg
+    import yaml
+    recorded = {(yaml.safe_load(p.read_text()) or {}).get("fingerprint")
+                for p in results_dir.glob("experiment_config_*.yaml")}
+    for device in ("cuda", "cpu"):
+        if cfg.with_engine(device).fingerprint in recorded:
+            return cfg.with_engine(device)
+    import torch
+    return cfg.with_engine("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vlmbench-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", type=Path)
@@ -50,7 +65,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         snapshot = args.config or newest_snapshot(args.results_dir)
-        cfg = allow_differences(load_config(snapshot), args.allow_difference)
+        cfg = allow_differences(engine_as_run(load_config(snapshot), args.results_dir), args.allow_difference)
         if not (args.results_dir / "references.json").is_file():
             raise ConfigError(f"{args.results_dir}/references.json is missing; rerun pytest benchmarks once to write it.")
         _, verdict = report(args.results_dir, cfg, snapshot.stat().st_mtime, args.baseline, args.tokenizer)

@@ -26,6 +26,7 @@ from typing import Any, Optional
 import yaml
 
 from vlmbench.strictyaml import MAX_CONFIG_BYTES, strict_load
+from vlmbench.engines import ENGINE_CHOICES
 
 DEFAULT_CONFIG_NAME = "default.yaml"
 QUANTIZERS = ("bitsandbytes_linear8bitlt",)
@@ -34,6 +35,7 @@ MODEL_WEIGHTS = ("pretrained", "random")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
 NON_RESULT_FIELDS = ("experiment_name", "variants", "baseline", "quality", "results_dir", "thresholds",
                      "inference.prefetch_batches",
+                     "inference.progress_interval_s",
                      "dataset.hub_endpoint", "dataset.image_url_prefix",
                      "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images",
                      "dataset.retry_unavailable_images")
@@ -51,10 +53,11 @@ class ConfigError(ValueError):
     """A config problem, with a message meant for the person who wrote the YAML."""
 
 
-def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
+def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING, auto: bool = False):
+    """A field with its help text; `auto=True` lets the YAML value 'auto' stand for null."""
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
+    return field(default=default, metadata={"help": text, "auto": auto})
 
 
 @dataclass(frozen=True)
@@ -94,10 +97,17 @@ class InferenceConfig:
     min_new_tokens: Optional[int] = _help("force at least this many tokens (random weights never stop)", None)
     img_size: int = _help("each image is resized to img_size x img_size pixels before the processor", 1024)
     batch_size: int = _help("images per chunk (one CSV and one pytest case each); limit/5 in the seed", 1000)
-    micro_batch_size: int = _help("images per generate() call on the device", 8)
+    micro_batch_size: Optional[int] = _help("images per generate() call on the device; null or auto = sized per "
+                                            "variant from free device memory (8 on CPU)", 8, auto=True)
     prompt: str = _help("the user instruction sent with each image",
                         "Describe this image in one short sentence.")
     prefetch_batches: int = _help("micro-batches read and preprocessed ahead of the device", 2)
+    engine: str = _help("how captions are generated: stock (plain transformers generate), fast (varlen vision "
+                        "attention, static KV cache + compiled decoding where the variant allows, processor on "
+                        "the device) or auto (fast on CUDA, stock on CPU; the resolved name is recorded)", "auto")
+    device_preprocessing: bool = _help("fast engine on CUDA: run the image processor on the device (side stream)",
+                                       True)
+    progress_interval_s: float = _help("seconds between live progress lines during a chunk (0 = none)", 10.0)
 
 
 @dataclass(frozen=True)
@@ -206,6 +216,16 @@ class ExperimentConfig:
     def replace(self, **changes) -> "ExperimentConfig":
         return dataclasses.replace(self, **changes)
 
+    def with_engine(self, device: str) -> "ExperimentConfig":
+        """This config with `inference.engine: auto` resolved for `device` (fast on CUDA, stock elsewhere).
+
+        The resolved name is what the fingerprint hashes and the snapshot records, so results of the two
+        engines never mix in one results folder.
+        """
+        from vlmbench.engines import resolve_engine
+        engine = resolve_engine(self.inference.engine, device)
+        return self.replace(inference=dataclasses.replace(self.inference, engine=engine))
+
 
 def _flatten(data: dict, prefix: str = "") -> dict:
     flat = {}
@@ -268,6 +288,9 @@ def _validate(cfg: ExperimentConfig) -> None:
            cfg.model.attn_implementation, "sdpa, eager")
     _validate_ranges(cfg)
     _validate_texts(cfg)
+    _check(cfg.inference.engine in ENGINE_CHOICES, "inference.engine", cfg.inference.engine, ", ".join(ENGINE_CHOICES))
+    _check(cfg.inference.progress_interval_s >= 0, "inference.progress_interval_s", cfg.inference.progress_interval_s,
+           "a number of seconds >= 0")
     _validate_variants(cfg.variants, known_variant_names())
     _validate_sources(cfg.dataset)
     for name in cfg.thresholds.per_variant:
@@ -448,6 +471,7 @@ def build(cls, data: dict, prefix: str = ""):
     """Builds dataclass `cls` from `data`, refusing unknown keys with a did-you-mean hint."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    auto_keys = {f.name for f in dataclasses.fields(cls) if f.metadata.get("auto")}
     kwargs = {}
     for key, value in (data or {}).items():
         if key not in names:
@@ -455,7 +479,7 @@ def build(cls, data: dict, prefix: str = ""):
             hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
             raise ConfigError(f"unknown config key {shown(prefix + str(key))}.{hint} Allowed keys here: "
                               f"{', '.join(names)}.")
-        kwargs[key] = _coerce(value, hints[key], prefix + key)
+        kwargs[key] = None if key in auto_keys and value == "auto" else _coerce(value, hints[key], prefix + key)
     return cls(**kwargs)
 
 

@@ -248,3 +248,18 @@ def size_on_disk_mb(model, enabled: bool = True) -> Reading:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- device idle share
+def idle_share(wall_s: float, generate_s: float) -> Reading:
+    """Share of a window's wall time spent outside `generate`: (wall_s - generate_s) / wall_s, in [0, 1].
+
+    `generate_s` is the sum of the synchronized `generate` calls inside the window. The device is
+    busy only inside `generate` (preprocessing on the device is tiny next to it), so this is the share
+    of the chunk that the device waits on the host: reading, preprocessing, decoding text, Python.
+    """
+    if wall_s <= 0:
+        return Reading.missing("empty time window")
+    if generate_s < 0 or generate_s > wall_s * (1 + 1e-6):
+        return Reading.missing(f"generate time {generate_s:.3f} s outside the window's {wall_s:.3f} s")
+    return Reading(max(0.0, (wall_s - generate_s) / wall_s))

@@ -54,13 +54,26 @@ def _session(config):
             results = config.getoption("--vlm-results")
             if results:
                 cfg = cfg.replace(results_dir=results)
+            results_dir = Path(cfg.results_dir)
+            if not results_dir.is_absolute():
+                results_dir = Path(config.invocation_params.dir) / results_dir
+            config.stash[SESSION_KEY] = BenchSession(cfg, results_dir, progress_sink=_terminal_sink(config))
         except ConfigError as exc:
             raise pytest.UsageError(f"vlmbench: {exc}") from None
-        results_dir = Path(cfg.results_dir)
-        if not results_dir.is_absolute():
-            results_dir = Path(config.invocation_params.dir) / results_dir
-        config.stash[SESSION_KEY] = BenchSession(cfg, results_dir)
     return config.stash[SESSION_KEY]
+
+
+def _terminal_sink(config):
+    """Writes a progress line to the terminal while a test runs, past pytest's output capture."""
+    def write(line: str) -> None:
+        capman = config.pluginmanager.getplugin("capturemanager")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if capman is None or reporter is None:
+            from vlmbench.progress import stderr_sink
+            return stderr_sink(line)
+        with capman.global_and_fixture_disabled():
+            reporter.write_line(f"vlmbench: {line}")
+    return write
 
 
 def pytest_generate_tests(metafunc):

@@ -29,11 +29,12 @@ from vlmbench.config import ExperimentConfig, config_to_yaml, diff_result_fields
 from vlmbench.paths import atomic_write_text
 
 IMAGE_COLUMNS = ["image_id", "file_name", "variant", "chunk_id", "status", "error", "caption", "generated_tokens",
-                 "micro_batch_index", "micro_batch_size", "micro_batch_s", "latency_s"]
+                 "micro_batch_index", "micro_batch_size", "micro_batch_padding", "micro_batch_s", "latency_s"]
 CHUNK_COLUMNS = ["chunk_wall_s", "chunk_images_ok", "chunk_throughput_img_s", "chunk_energy_j",
                  "chunk_energy_j_per_image", "chunk_avg_power_w", "chunk_peak_alloc_mib", "chunk_peak_reserved_mib",
-                 "chunk_nvml_used_mib", "device", "device_name", "dtype", "measure_notes", "torch_version",
-                 "transformers_version", "bitsandbytes_version", "config_fingerprint"]
+                 "chunk_nvml_used_mib", "chunk_generate_s", "chunk_idle_share", "engine", "device", "device_name",
+                 "dtype", "measure_notes", "torch_version", "transformers_version", "bitsandbytes_version",
+                 "config_fingerprint"]
 CSV_COLUMNS = IMAGE_COLUMNS + CHUNK_COLUMNS
 # libraries whose version is recorded on every chunk (a summary over mixed versions says so)
 VERSIONED_LIBRARIES = ("torch", "transformers", "bitsandbytes")

@@ -58,6 +58,7 @@ def table_caption(summary: dict) -> str:
     devices = sorted({v.get("device_name") or "?" for v in summary["variants"].values()})
     micro = (summary.get("config") or {}).get("inference", {}).get("micro_batch_size")
     scored = scoring.get("tokenizer") and f"{scoring['tokenizer']} tokenizer"
+    micro = micro if micro is not None else "sized per variant (micro_batch_size in the summary)"
     return (f"{summary.get('experiment_name', '?')} on {', '.join(devices)}: CIDEr-D on the "
             f"{scoring.get('common_images', '?')} images every variant captioned ({scored or 'not scored'}"
             f"); latency = one image alone; throughput at micro-batch {micro}, loading included")

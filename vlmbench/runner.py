@@ -1,9 +1,11 @@
 """Captioning one chunk: prefetched, preprocessed micro-batches through greedy `generate`.
 
 Why it exists: this is the hot loop of the benchmark. Images are read, decoded and preprocessed on
-worker threads ahead of the device so that it never waits on disk or the network; each micro-batch
-is left-padded, generated greedily with explicit generation settings, and decoded; every image
-becomes one row, a failed image included (with its reason). Latency is measured separately, one
+worker threads ahead of the device so that it never waits on disk or the network (the processor on
+the device when the engine says so); each micro-batch is left-padded, generated greedily by the
+variant's engine (vlmbench.engines), and decoded; every image becomes one row, a failed image
+included (with its reason). The time inside `generate` is summed per chunk, so the share of the
+chunk the device spends outside it (the idle share) is known. Latency is measured separately, one
 image at a time, on a fixed subset of the chunk.
 """
 from __future__ import annotations
@@ -16,9 +18,11 @@ import torch
 
 from vlmbench.config import ExperimentConfig
 from vlmbench.data import ImageRow
+from vlmbench.end_tokens import KNOWN_END_TOKENS, count_generated, end_tokens, until_end  # noqa: F401 (re-exported)
 from vlmbench.images import LoadedImage, load_image
-from vlmbench.measure import EnergyWindow, Nvml, Reading, average_power, peak_memory, per_image, \
+from vlmbench.measure import EnergyWindow, Nvml, Reading, average_power, idle_share, peak_memory, per_image, \
     reset_peak_memory, timed
+from vlmbench.progress import ChunkProgress
 
 
 @dataclass
@@ -27,6 +31,8 @@ class MicroBatch:
     ok: list[LoadedImage]
     failed: list[LoadedImage]
     inputs: Optional[dict] = None
+    padding: int = 0  # copies of the last image appended so that the batch has a warmed-up size
+    ready: Optional[object] = None  # a CUDA event recorded after device preprocessing, else None
 
 
 @dataclass
@@ -36,36 +42,55 @@ class ChunkResult:
 
 
 class Captioner:
-    """A loaded variant plus its processor and generation settings, ready to caption rows."""
+    """A loaded variant plus its processor and engine, ready to caption rows.
 
-    def __init__(self, model, processor, cfg: ExperimentConfig, device: str, workers: int = 4):
+    `micro_batch_size` is the size used for this variant (configured or sized from free memory);
+    `progress_sink` receives live progress lines (vlmbench.progress).
+    """
+
+    def __init__(self, model, processor, cfg: ExperimentConfig, device: str, engine=None,
+                 micro_batch_size: Optional[int] = None, progress_sink=None, workers: int = 4):
+        from vlmbench.engines.stock import StockEngine
         self.model, self.processor, self.cfg, self.device = model, processor, cfg, device
+        self.engine = engine or StockEngine(model, processor, cfg, None, device)
+        self.micro_batch_size = micro_batch_size or cfg.inference.micro_batch_size or 8
+        self.progress_sink = progress_sink
         self.workers = workers
         from vlmbench.fetch import image_cache_for
         self.image_cache = image_cache_for(cfg)
         self.prompt_text = processor.apply_chat_template(
             [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": cfg.inference.prompt}]}],
             add_generation_prompt=True, tokenize=False)
-        self.end_tokens = end_tokens(model, processor.tokenizer)
-        self.generation_config = self._generation_config()
+        self.end_tokens = self.engine.end_tokens
+        self.generation_config = self.engine.generation_config
+        self.preprocess_device = getattr(self.engine, "preprocess_device", None)
+        self._side_stream = None
         self.latency_warmed_up = False
 
-    def _generation_config(self):
-        """Greedy decoding that stops at every end token in `self.end_tokens` (a list is allowed)."""
-        from transformers import GenerationConfig
-        inf = self.cfg.inference
-        return GenerationConfig(max_new_tokens=inf.max_new_tokens, min_new_tokens=inf.min_new_tokens or 0,
-                                do_sample=False, num_beams=1, repetition_penalty=1.0,
-                                eos_token_id=list(self.end_tokens), pad_token_id=self.processor.tokenizer.pad_token_id)
-
     # ------------------------------------------------------------ preprocessing (worker threads)
-    def prepare(self, index: int, rows: list[ImageRow]) -> MicroBatch:
+    def prepare(self, index: int, rows: list[ImageRow], pad: bool = True) -> MicroBatch:
+        """Reads and preprocesses `rows`; with `pad`, fills up to the engine's padded size (fast engine)."""
         loaded = [load_image(row, self.cfg.inference.img_size, self.image_cache) for row in rows]
         batch = MicroBatch(index, [x for x in loaded if x.image is not None], [x for x in loaded if x.image is None])
         if batch.ok:
-            batch.inputs = self.processor(text=[self.prompt_text] * len(batch.ok), images=[x.image for x in batch.ok],
-                                          padding=True, return_tensors="pt")
+            images = [x.image for x in batch.ok]
+            target = self.engine.padded_size(len(images), self.micro_batch_size) if pad else None
+            batch.padding = (target or len(images)) - len(images)
+            batch.inputs, batch.ready = self._process(images + [images[-1]] * batch.padding)
         return batch
+
+    def _process(self, images: list) -> tuple[dict, Optional[object]]:
+        """Processor outputs for `images`; on the device (side stream, with a ready event) when configured."""
+        kwargs = dict(text=[self.prompt_text] * len(images), images=images, padding=True, return_tensors="pt")
+        if self.preprocess_device is None:
+            return self.processor(**kwargs), None
+        if self._side_stream is None:
+            self._side_stream = torch.cuda.Stream()
+        with torch.cuda.stream(self._side_stream):
+            inputs = self.processor(**kwargs, device=self.preprocess_device)
+            ready = torch.cuda.Event()
+            ready.record(self._side_stream)
+        return inputs, ready
 
     def prefetched(self, groups: list[list[ImageRow]]) -> Iterator[MicroBatch]:
         """Yields prepared micro-batches in order while up to `prefetch_batches` more are prepared."""
@@ -80,65 +105,87 @@ class Captioner:
 
     # ------------------------------------------------------------ generation (device)
     @torch.inference_mode()
-    def generate(self, inputs: dict) -> list[tuple[str, int]]:
-        """Captions and generated-token counts for one prepared micro-batch."""
-        on_device = {k: v.to(self.model.device) if hasattr(v, "to") else v for k, v in inputs.items()}
-        output = self.model.generate(**on_device, generation_config=self.generation_config)
-        new_tokens = output[:, on_device["input_ids"].shape[1]:].cpu()
-        captions = [until_end(seq, self.generation_config) for seq in new_tokens]
-        texts = self.processor.batch_decode(captions, skip_special_tokens=True)
-        return [(text.strip(), len(tokens)) for text, tokens in zip(texts, captions, strict=True)]
+    def generate(self, batch: MicroBatch) -> tuple[list[tuple[str, int]], float]:
+        """Captions and generated-token counts for the real images of one prepared micro-batch, and the
+        seconds of the synchronized `generate` call alone (the device's busy time)."""
+        on_device = self._on_device(batch)
+        output, generate_s = timed(self.device, self.engine.generate, on_device)
+        keep = len(batch.ok)
+        new_tokens = output[:keep, on_device["input_ids"].shape[1]:].cpu()
+        tokens = [until_end(seq, self.generation_config) for seq in new_tokens]  # the caption: before the first end
+        texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
+        return [(text.strip(), len(ids)) for text, ids in zip(texts, tokens, strict=True)], generate_s
+
+    def _on_device(self, batch: MicroBatch) -> dict:
+        if batch.ready is not None:  # device preprocessing ran on a side stream
+            torch.cuda.current_stream().wait_event(batch.ready)
+        on_device = {k: v.to(self.model.device) if hasattr(v, "to") else v for k, v in batch.inputs.items()}
+        if batch.ready is not None:
+            for value in on_device.values():
+                if isinstance(value, torch.Tensor) and value.is_cuda:
+                    value.record_stream(torch.cuda.current_stream())
+        return on_device
 
     def warm_up(self, rows: list[ImageRow], batches: int, micro_batch_size: Optional[int] = None) -> None:
-        """Untimed generate calls so that first-call costs stay out of every number."""
-        groups = micro_batches(rows, micro_batch_size or self.cfg.inference.micro_batch_size)[:batches]
+        """Untimed generate calls so that first-call costs (compilation included) stay out of every number."""
+        size = micro_batch_size or self.micro_batch_size
+        groups = micro_batches(rows, size)[:batches]
         for batch in self.prefetched(groups):
             if batch.inputs is not None:
-                self.generate(batch.inputs)
+                self.generate(batch)
 
     # ------------------------------------------------------------ one chunk
-    def caption_chunk(self, rows: list[ImageRow], nvml: Nvml) -> ChunkResult:
-        """Captions every row; throughput, energy and peak memory cover this whole pass."""
+    def caption_chunk(self, rows: list[ImageRow], nvml: Nvml, label: str = "chunk") -> ChunkResult:
+        """Captions every row; throughput, energy, peak memory and the idle share cover this whole pass."""
         reset_peak_memory(self.device)
         out: list[dict] = []
+        busy = 0.0
+        progress = ChunkProgress(label, len(rows), self.cfg.inference.progress_interval_s, self.progress_sink)
         with EnergyWindow(nvml) as window:
-            for batch in self.prefetched(micro_batches(rows, self.cfg.inference.micro_batch_size)):
-                out += self._rows_for(batch)
+            for batch in self.prefetched(micro_batches(rows, self.micro_batch_size)):
+                batch_rows, generate_s = self._rows_for(batch)
+                out += batch_rows
+                busy += generate_s
+                progress.update(len(batch_rows))
         ok = sum(r["status"] == "ok" for r in out)
         metrics = {"wall_s": Reading(window.seconds), "images_ok": Reading(ok),
                    "throughput_img_s": Reading(ok / window.seconds if window.seconds > 0 else None),
                    "energy_j": window.joules, "energy_j_per_image": per_image(window.joules, ok),
-                   "avg_power_w": average_power(window.joules, window.seconds), **peak_memory(self.device)}
+                   "avg_power_w": average_power(window.joules, window.seconds), **peak_memory(self.device),
+                   "generate_s": Reading(busy), "idle_share": idle_share(window.seconds, busy)}
         return ChunkResult(out, metrics)
 
-    def _rows_for(self, batch: MicroBatch) -> list[dict]:
+    def _rows_for(self, batch: MicroBatch) -> tuple[list[dict], float]:
         rows = [failed_row(x) for x in batch.failed]
         if batch.inputs is None:
-            return rows
-        captions, seconds = timed(self.device, self.generate, batch.inputs)
+            return rows, 0.0
+        (captions, generate_s), seconds = timed(self.device, self.generate, batch)
         for item, (caption, n_tokens) in zip(batch.ok, captions, strict=True):
             rows.append({"image_id": item.row.image_id, "file_name": item.row.file_name, "status": "ok",
                          "error": "", "caption": caption, "generated_tokens": n_tokens,
                          "micro_batch_index": batch.index, "micro_batch_size": len(batch.ok),
-                         "micro_batch_s": seconds})
-        return rows
+                         "micro_batch_padding": batch.padding, "micro_batch_s": seconds})
+        return rows, generate_s
 
     def measure_latency(self, rows: list[ImageRow], count: int) -> dict[int, float]:
         """Seconds per image, micro-batch of 1, preprocessed inputs to decoded text, for `count` images.
 
         The first call per variant runs one untimed single-image generate: a micro-batch of 1 is a new
-        shape for the kernels' heuristics, and its first call was seen taking 2.5x the steady time.
+        shape for the kernels' heuristics (and for a compiled decode step, a new compilation), and its
+        first call was seen taking 2.5x the steady time.
         """
         latencies = {}
         if count and not self.latency_warmed_up:
-            self.warm_up(rows[:1], 1, micro_batch_size=1)
+            for batch in [self.prepare(0, rows[:1], pad=False)]:
+                if batch.inputs is not None:
+                    self.generate(batch)
             self.latency_warmed_up = True
         for row in rows:
             if len(latencies) >= count:
                 break
-            batch = self.prepare(0, [row])
+            batch = self.prepare(0, [row], pad=False)
             if batch.inputs is not None:
-                _, seconds = timed(self.device, self.generate, batch.inputs)
+                _, seconds = timed(self.device, self.generate, batch)
                 latencies[row.image_id] = seconds
         return latencies
 
@@ -147,50 +194,8 @@ def micro_batches(rows: list[ImageRow], size: int) -> list[list[ImageRow]]:
     return [rows[i: i + size] for i in range(0, len(rows), size)]
 
 
-# Qwen2.5-VL's own end tokens: its generation_config.json lists both as eos_token_id
-# ([151645, 151643] in the real tokenizer): <|im_end|> closes a chat turn, <|endoftext|> a document.
-KNOWN_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
-
-
-def _as_list(ids) -> list[int]:
-    if ids is None:
-        return []
-    return [int(i) for i in ids] if isinstance(ids, (list, tuple)) else [int(ids)]
-
-
-def end_tokens(model, tokenizer) -> dict[int, str]:
-    """Every token id that ends a caption, id -> token text, in the order found.
-
-    Merged from the checkpoint's `model.generation_config.eos_token_id` (an id or a list), the
-    tokenizer's `eos_token_id`, and those of KNOWN_END_TOKENS that the tokenizer holds as added tokens.
-    """
-    declared = _as_list(getattr(getattr(model, "generation_config", None), "eos_token_id", None))
-    added = tokenizer.get_added_vocab()
-    ids = declared + _as_list(tokenizer.eos_token_id) + [added[t] for t in KNOWN_END_TOKENS if t in added]
-    return {i: tokenizer.convert_ids_to_tokens(i) for i in dict.fromkeys(ids)}
-
-
-def stop_ids(generation_config) -> set[int]:
-    """The end tokens of a GenerationConfig plus its padding token (what follows a finished sequence)."""
-    return set(_as_list(generation_config.eos_token_id)) | set(_as_list(generation_config.pad_token_id))
-
-
-def until_end(sequence: torch.Tensor, generation_config) -> list[int]:
-    """The generated token ids before the first end or padding token: the caption's tokens."""
-    tokens, stops = sequence.tolist(), stop_ids(generation_config)
-    for position, token in enumerate(tokens):
-        if token in stops:
-            return tokens[:position]
-    return tokens
-
-
-def count_generated(sequence: torch.Tensor, generation_config) -> int:
-    """Tokens generated before the first end or padding token."""
-    return len(until_end(sequence, generation_config))
-
-
 def failed_row(item: LoadedImage) -> dict:
     return {"image_id": item.row.image_id, "file_name": item.row.file_name, "status": "failed",
             "error": item.error, "caption": "", "generated_tokens": 0, "micro_batch_index": -1,
-            "micro_batch_size": 0, "micro_batch_s": None}
+            "micro_batch_size": 0, "micro_batch_padding": 0, "micro_batch_s": None}
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from vlmbench.census import check_census, take_census
 from vlmbench.config import ConfigError, ExperimentConfig
@@ -44,6 +44,13 @@ class BenchSession:
     lock: Optional[object] = None  # the FolderLock held from collection to the end of the session
     chunk_states: dict = field(default_factory=dict)  # (variant, chunk id) -> ChunkState, read before any write
     snapshot: Optional[Path] = None  # this run's experiment_config_*.yaml
+    progress_sink: Optional[Callable[[str], None]] = None  # live progress lines (default: sys.__stderr__)
+
+    def __post_init__(self):
+        """Resolves `inference.engine: auto` for this machine, so that the fingerprint and the snapshot
+        hold the engine actually used."""
+        self.requested_engine = self.cfg.inference.engine
+        self.cfg = self.cfg.with_engine(self.device)
 
     # ------------------------------------------------------------ lazily built state (first use only)
     @cached_property
@@ -152,7 +159,8 @@ class BenchSession:
         """What this run resolved beyond its config: the Hub commit read and the image ids chosen."""
         from vlmbench.hub import recorded_revision
         ids = [r.image_id for r in self.rows]
-        resolved = {"images": len(ids), "image_ids_sha256": hashlib.sha256(json.dumps(ids).encode()).hexdigest(),
+        resolved = {"engine_requested": self.requested_engine, "engine": self.cfg.inference.engine,
+                    "images": len(ids), "image_ids_sha256": hashlib.sha256(json.dumps(ids).encode()).hexdigest(),
                     "first_image_ids": ids[:10]}
         if not any(getattr(self.cfg.dataset, k) is not None for k in ("parquet_path", "coco_dir", "synthetic_images")):
             resolved["hub_revision"] = recorded_revision(self.cfg.dataset)
@@ -215,6 +223,7 @@ class BenchSession:
 
     # ------------------------------------------------------------ variants
     def load_variant(self, name: str) -> LoadedVariant:
+        from vlmbench.engines import build_engine
         from vlmbench.modeling import hub_commit, load_variant_model, weights_dir
         from vlmbench.runner import Captioner
 
@@ -224,23 +233,46 @@ class BenchSession:
                               hub_commit(self.cfg) if self.cfg.model.weights == "pretrained" else None)
         census = take_census(model)
         check_census(census, variant)
-        captioner = Captioner(model, self.processor, self.cfg, self.device)
+        engine = build_engine(self.cfg.inference.engine, model, self.processor, self.cfg, variant, self.device)
+        micro = self.micro_batch_for(variant)
+        captioner = Captioner(model, self.processor, self.cfg, self.device, engine, micro.size, self.progress_sink)
         record = {"variant": name, "description": variant.description, "census": census, "load_s": load_s,
                   "end_token_ids": list(captioner.end_tokens), "end_tokens": list(captioner.end_tokens.values()),
                   "weights_mib": allocated_mib(self.device), "model_size_mb": size_on_disk_mb(
                       model, self.cfg.measure.model_size), "idle_power_w": self.idle_power,
                   "device": self.device, "dtype": compute_dtype(variant, self.cfg.precision.language_model),
+                  "micro_batch_size": micro.size, "micro_batch_size_source": micro.source,
+                  "micro_batch_size_reason": micro.reason, "engine": engine.report,
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
         write_json(variant_record_path(self.results_dir, name), _plain(record))
         return LoadedVariant(name, model, captioner)
 
+    def micro_batch_for(self, variant):
+        """The variant's micro-batch: configured, or sized from the free device memory after loading."""
+        from vlmbench.engines.batch_size import choose_micro_batch, free_device_mib
+        return choose_micro_batch(self.cfg.inference.micro_batch_size, self.device, free_device_mib(self.device),
+                                  self.cfg.inference.img_size, variant.quantized, self.cfg.inference.batch_size)
+
     # ------------------------------------------------------------ one chunk case
     def run_chunk(self, loaded: LoadedVariant, chunk_id: int) -> list[dict]:
-        rows = self.chunks[chunk_id]
+        """Warm-up, captioning pass, latency runs and the CSV: what one benchmark case does."""
+        self.warm_up(loaded, chunk_id)
+        return self.finish_chunk(loaded, chunk_id, self.caption_chunk(loaded, chunk_id))
+
+    def warm_up(self, loaded: LoadedVariant, chunk_id: int) -> None:
+        """Untimed: the variant's first generate calls (compilation of each shape included), once per variant."""
         if not loaded.warmed_up:
-            loaded.captioner.warm_up(rows, self.cfg.measure.warmup_batches)
+            loaded.captioner.warm_up(self.chunks[chunk_id], self.cfg.measure.warmup_batches)
             loaded.warmed_up = True
-        result = loaded.captioner.caption_chunk(rows, self.nvml)
+
+    def caption_chunk(self, loaded: LoadedVariant, chunk_id: int):
+        """The captioning pass alone: what pytest-benchmark times."""
+        label = f"{loaded.name} chunk {chunk_id}"
+        return loaded.captioner.caption_chunk(self.chunks[chunk_id], self.nvml, label)
+
+    def finish_chunk(self, loaded: LoadedVariant, chunk_id: int, result) -> list[dict]:
+        """Batch-1 latency runs on a few of the chunk's images, then the chunk's CSV; returns its rows."""
+        rows = self.chunks[chunk_id]
         latencies = loaded.captioner.measure_latency(rows, self.cfg.measure.latency_images)
         chunk_cells = self._chunk_cells(result.metrics, compute_dtype(get_variant(loaded.name),
                                                                       self.cfg.precision.language_model))
@@ -252,7 +284,8 @@ class BenchSession:
     def _chunk_cells(self, metrics: dict[str, Reading], dtype: str) -> dict:
         metrics = {**metrics, "nvml_used_mib": self.nvml.process_used_mib()}
         notes = {f"chunk_{k}": v.reason for k, v in metrics.items() if v.value is None}
-        return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "device": self.device,
+        return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "engine": self.cfg.inference.engine,
+                "device": self.device,
                 "device_name": self._device_name(), "dtype": dtype,
                 "measure_notes": json.dumps(notes, sort_keys=True), **library_versions(),
                 "config_fingerprint": self.cfg.fingerprint}

@@ -103,7 +103,24 @@ def efficiency(rows: list[dict]) -> dict:
         out[key] = max(known) if known else None
         if not known:
             out[f"{key}_null_reason"] = null_reason(chunks, column)
+    out.update(variant_idle_share(chunks, wall))
     out["device_name"] = ", ".join(sorted({c["device_name"] for c in chunks}))
+    return out
+
+
+def variant_idle_share(chunks: list[dict], wall_s: float) -> dict:
+    """Share of the variant's captioning wall time spent outside `generate`, over all its chunks.
+
+    (sum of chunk_wall_s - sum of chunk_generate_s) / sum of chunk_wall_s, through measure.idle_share.
+    """
+    from vlmbench.measure import idle_share
+    busy = [_float(c.get("chunk_generate_s")) for c in chunks]
+    if not busy or any(b is None for b in busy):
+        return {"idle_share": None, "idle_share_null_reason": "chunk_generate_s missing in a chunk"}
+    reading = idle_share(wall_s, sum(busy))
+    out = {"idle_share": reading.value, "generate_s": sum(busy)}
+    if reading.value is None:
+        out["idle_share_null_reason"] = reading.reason
     return out
 
 
@@ -114,7 +131,8 @@ def variant_record(results_dir: Path, variant: str) -> dict:
         return {"model_size_mb": None, "model_size_mb_null_reason": why, "census": None, "weights_mib": None,
                 "weights_mib_null_reason": why, "idle_power_w": None, "idle_power_w_null_reason": why}
     record = json.loads(path.read_text())
-    keep = ("census", "model_size_mb", "weights_mib", "idle_power_w", "load_s", "dtype", "device")
+    keep = ("census", "model_size_mb", "weights_mib", "idle_power_w", "load_s", "dtype", "device", "engine",
+            "micro_batch_size", "micro_batch_size_source", "micro_batch_size_reason")
     return {k: v for k, v in record.items() if k in keep or any(k == f"{m}_null_reason" for m in keep)}
 
 

@@ -34,7 +34,9 @@ def test_session_records_requested_and_resolved_engine(write_config, tmp_path):
     from vlmbench.session import BenchSession
     session = BenchSession(load_config(write_config()), tmp_path / "r")
     assert session.cfg.inference.engine == "stock"  # auto on a CPU machine
+    session.claim_folder()
     session.start()
+    session.release_folder()
     snapshot = yaml.safe_load(next((tmp_path / "r").glob("experiment_config_*.yaml")).read_text())
     assert snapshot["inference"]["engine"] == "stock"
     assert snapshot["resolved"]["engine_requested"] == "auto" and snapshot["resolved"]["engine"] == "stock"

@@ -325,7 +325,8 @@ INT_RANGES = (
                                      "max_pixels = 12845056 = 3584 x 3584 (preprocessor_config.json)"),
     ("inference.batch_size", 1, None, ""),
     ("inference.micro_batch_size", 1, "inference.batch_size",
-     "a micro-batch is a part of one chunk: lower it or raise inference.batch_size"),
+     "a micro-batch is a part of one chunk: lower it or raise inference.batch_size; or auto (sized per variant "
+     "from free device memory)"),
     ("inference.prefetch_batches", 0, 64, "each prefetched micro-batch holds its decoded images in memory"),
     ("measure.latency_images", 0, None, ""),
     ("measure.warmup_batches", 0, None, ""),

@@ -54,7 +54,7 @@ class Nvml:
     """NVML handle for the device torch uses, or the reason there is none."""
 
     def __init__(self, device: str, energy: bool = True):
-        self.handle, self.reason, self._nvml = None, None, None
+        self.handle, self.reason, self._nvml, self.uuid = None, None, None, None
         self.energy_enabled = energy
         if device != "cuda":
             self.reason = "no CUDA device (run on CPU)"
@@ -63,7 +63,8 @@ class Nvml:
             import pynvml
             pynvml.nvmlInit()
             self._nvml = pynvml
-            self.handle = pynvml.nvmlDeviceGetHandleByUUID(_torch_device_uuid())
+            self.uuid = _torch_device_uuid()
+            self.handle = pynvml.nvmlDeviceGetHandleByUUID(self.uuid)
         except Exception as exc:  # NVML missing, driver too old, UUID lookup failed
             self.reason = f"NVML unavailable: {type(exc).__name__}: {exc}"
 
@@ -99,8 +100,8 @@ class Nvml:
 
     def device_info(self) -> dict:
         if self.handle is None:
-            return {"gpu_name": None, "driver": None, "gpu_null_reason": self.reason}
-        return {"gpu_name": _str(self._nvml.nvmlDeviceGetName(self.handle)),
+            return {"gpu_name": None, "gpu_uuid": self.uuid, "driver": None, "gpu_null_reason": self.reason}
+        return {"gpu_name": _str(self._nvml.nvmlDeviceGetName(self.handle)), "gpu_uuid": self.uuid,
                 "driver": _str(self._nvml.nvmlSystemGetDriverVersion())}
 
 

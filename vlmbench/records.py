@@ -32,8 +32,11 @@ IMAGE_COLUMNS = ["image_id", "file_name", "variant", "chunk_id", "status", "erro
                  "micro_batch_index", "micro_batch_size", "micro_batch_s", "latency_s"]
 CHUNK_COLUMNS = ["chunk_wall_s", "chunk_images_ok", "chunk_throughput_img_s", "chunk_energy_j",
                  "chunk_energy_j_per_image", "chunk_avg_power_w", "chunk_peak_alloc_mib", "chunk_peak_reserved_mib",
-                 "chunk_nvml_used_mib", "device", "device_name", "dtype", "measure_notes", "config_fingerprint"]
+                 "chunk_nvml_used_mib", "device", "device_name", "gpu_uuid", "worker", "dtype", "measure_notes",
+                 "config_fingerprint"]
 CSV_COLUMNS = IMAGE_COLUMNS + CHUNK_COLUMNS
+# columns added after the first release: a CSV without them is still complete (no GPU hour recomputed)
+LATER_COLUMNS = ("gpu_uuid", "worker")
 
 
 def chunk_csv_path(results_dir: Path, variant: str, chunk_id: int) -> Path:
@@ -155,7 +158,7 @@ def inspect_chunk(path: Path, expected_ids: list[int], fingerprint: str) -> Chun
 def _structure_problem(raw: bytes, rows: list[dict]) -> Optional[str]:
     if not rows:
         return "no data rows"
-    missing_cols = [c for c in CSV_COLUMNS if c not in rows[0]]
+    missing_cols = [c for c in CSV_COLUMNS if c not in rows[0] and c not in LATER_COLUMNS]
     if missing_cols:
         return f"missing columns {missing_cols}"
     if any(None in r.values() or None in r for r in rows) or not raw.endswith((b"\n", b"\r")):

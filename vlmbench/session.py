@@ -37,6 +37,7 @@ class BenchSession:
     started_at: float = field(default_factory=time.time)
     notes: list[str] = field(default_factory=list)
     ready: bool = False  # set once collection checked every chunk
+    worker: str = "main"  # who computes chunks here: "main", an xdist worker id, "shard 1/4 gw0", ...
 
     # ------------------------------------------------------------ lazily built state (first use only)
     @cached_property
@@ -78,6 +79,11 @@ class BenchSession:
         if not any(getattr(self.cfg.dataset, k) is not None for k in ("parquet_path", "coco_dir", "synthetic_images")):
             resolved["hub_revision"] = recorded_revision(self.cfg.dataset)
         return resolved
+
+    def chunk_state(self, variant: str, chunk_id: int) -> str:
+        """Read-only: "complete", "missing", "damaged" or "foreign" (xdist workers, claim re-checks)."""
+        path = chunk_csv_path(self.results_dir, variant, chunk_id)
+        return inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint).status
 
     def chunk_is_done(self, variant: str, chunk_id: int) -> bool:
         """True for a complete CSV of this experiment; quarantines a damaged one; refuses a foreign one."""
@@ -133,8 +139,11 @@ class BenchSession:
     def _chunk_cells(self, metrics: dict[str, Reading]) -> dict:
         metrics = {**metrics, "nvml_used_mib": self.nvml.process_used_mib()}
         notes = {f"chunk_{k}": v.reason for k, v in metrics.items() if v.value is None}
+        if self.nvml.uuid is None:
+            notes["gpu_uuid"] = self.nvml.reason
         return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "device": self.device,
-                "device_name": self.nvml.device_info()["gpu_name"] or "cpu", "dtype": self.cfg.precision.language_model,
+                "device_name": self.nvml.device_info()["gpu_name"] or "cpu", "gpu_uuid": self.nvml.uuid,
+                "worker": self.worker, "dtype": self.cfg.precision.language_model,
                 "measure_notes": json.dumps(notes, sort_keys=True), "config_fingerprint": self.cfg.fingerprint}
 
 def _in_chunk_order(result_rows: list[dict], chunk_rows: list[ImageRow]) -> list[dict]:

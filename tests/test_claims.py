@@ -60,3 +60,13 @@ def test_heartbeat_keeps_a_claim_fresh(tmp_path):
     time.sleep(0.3)
     assert time.time() - claim.path.stat().st_mtime < 5
     claim.release()
+
+
+def test_report_warns_about_chunks_still_being_computed(tmp_path, capsys):
+    from vlmbench.cli import _warn_running_chunks
+    claim, _ = try_claim(tmp_path, "int8", 4)
+    _warn_running_chunks(tmp_path)
+    assert "1 chunk(s) are being computed right now (int8_batch_4.claim)" in capsys.readouterr().err
+    claim.release()
+    _warn_running_chunks(tmp_path)
+    assert capsys.readouterr().err == ""

@@ -1,4 +1,6 @@
 """Measurement code paths that need no GPU: units, null-with-reason, energy arithmetic, size on disk."""
+from pathlib import Path
+
 import pytest
 
 from vlmbench.measure import (EnergyWindow, Nvml, Reading, average_power, energy_between, folder_bytes,
@@ -56,3 +58,43 @@ def test_size_on_disk_is_a_real_save(tmp_path):
         assert measured.value == pytest.approx(folder_bytes(tmp_path / name) / 1e6)
     # int8 stores int8 weights plus scales: smaller than fp16 once Linear layers dominate
     assert size_on_disk_mb(model, enabled=False).reason.startswith("disabled in config")
+
+
+def test_size_on_disk_copy_lives_in_the_cache_and_is_removed(monkeypatch):
+    """The copy goes to $VLMBENCH_CACHE/size-on-disk (swept by the next run), never the system temp folder."""
+    import errno
+    import tempfile
+    from vlmbench.measure import size_on_disk_folder
+    seen = []
+
+    class Model:
+        def save_pretrained(self, folder, safe_serialization):
+            seen.append(Path(folder))
+            (Path(folder) / "model.safetensors").write_bytes(b"x" * 2000)
+
+    assert size_on_disk_mb(Model()).value == pytest.approx(0.002)
+    assert seen[0].parent == size_on_disk_folder() and not seen[0].exists()
+    assert not str(seen[0]).startswith(tempfile.gettempdir() + "/vlmbench-size-")
+
+    class FullDisk:
+        def save_pretrained(self, folder, safe_serialization):
+            (Path(folder) / "part").write_bytes(b"x")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    reading = size_on_disk_mb(FullDisk())
+    assert reading.value is None and "No space left on device" in reading.reason
+    assert list(size_on_disk_folder().iterdir()) == []
+
+
+def test_tiny_model_settings_are_read_only_and_the_model_is_built_once():
+    from tests.conftest import TINY
+    from vlmbench.config import ExperimentConfig, build
+    from vlmbench.modeling import TINY_TEXT, build_processor, random_model_config_dict, random_weights_dir
+    with pytest.raises(TypeError):
+        TINY_TEXT["hidden_size"] = 1
+    cfg = build(ExperimentConfig, TINY)
+    processor = build_processor(cfg)
+    first = random_model_config_dict(cfg, processor)
+    first["rope_scaling"]["rope_type"] = "edited by a caller"
+    assert "rope_type" not in random_model_config_dict(cfg, processor)["rope_scaling"]
+    assert random_weights_dir(cfg, processor) == random_weights_dir(cfg, processor)

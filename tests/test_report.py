@@ -104,3 +104,69 @@ def test_report_command_explains_an_unusable_folder(tmp_path, capsys):
     write_config_snapshot(tmp_path, load_config(), "20260101T000000")
     assert main([str(tmp_path)]) == 2
     assert "references.json is missing" in capsys.readouterr().err
+
+
+def _two_experiment_folder(tmp_path):
+    """A folder with chunk 0 of fp16 from experiment A and chunk 0 of int8 from experiment B (seed 1)."""
+    from tests.test_records import _rows
+    from vlmbench.records import chunk_csv_path, write_chunk_csv, write_config_snapshot, write_json
+    a, b = load_config(), load_config(overrides={"seed": 1})
+    snap_a = write_config_snapshot(tmp_path, a, "20260101T000000")
+    snap_b = write_config_snapshot(tmp_path, b, "20260101T000001")
+    write_chunk_csv(chunk_csv_path(tmp_path, "fp16", 0), _rows([1, 2], fingerprint=a.fingerprint))
+    write_chunk_csv(chunk_csv_path(tmp_path, "int8", 0), _rows([1, 2], fingerprint=b.fingerprint, variant="int8"))
+    write_json(tmp_path / "references.json", {"1": ["a cat on a mat"], "2": ["a dog on a log"]})
+    return a, b, snap_a, snap_b
+
+
+def test_report_lists_ignored_experiments_and_missing_chunks(tmp_path, capsys):
+    from vlmbench.cli import main
+    a, b, snap_a, snap_b = _two_experiment_folder(tmp_path)
+    assert main([str(tmp_path), "--config", str(snap_a), "--tokenizer", "nltk-treebank"]) == 0
+    out = capsys.readouterr().out
+    assert (f"ignored 1 CSV(s) of experiment {b.fingerprint} (int8_batch_0.csv); report them with: "
+            f"vlmbench-report {tmp_path} --config {snap_b}") in out
+    assert "fp16: chunks [1, 2, 3, 4] missing (1 of 5 done)" in out
+    assert "variants with no finished chunk: int8, int8_vit" in out
+
+
+def test_a_full_disk_during_the_report_keeps_the_summary_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    """ENOSPC on every PNG: the summary JSON and table are written, each plot failure is one line."""
+    import errno
+    import os
+    from vlmbench.report import report
+    a, _, snap_a, _ = _two_experiment_folder(tmp_path)
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp") and ".png." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    summary, verdict = report(tmp_path, a, 0.0, None, "nltk-treebank")
+    assert verdict.failed and "Traceback" not in verdict.text
+    assert f"could not write cider.png in {tmp_path / 'plots'}: No space left on device" in verdict.text
+    assert "finished chunks are kept" in verdict.text
+    written = json.loads(sorted(tmp_path.glob("summary_*.json"))[-1].read_text())
+    assert written["variants"]["fp16"]["images_captioned"] == 2 and written["plots"] == []
+    assert (tmp_path / "summary_latest.md").is_file()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".tmp.png")]
+    assert list((tmp_path / "plots").iterdir()) == []
+
+
+def test_finish_run_never_raises(tmp_path):
+    from types import SimpleNamespace
+    from vlmbench.report import finish_run
+    session = SimpleNamespace(results_dir=tmp_path, cfg=load_config(), started_at=0.0)  # no references.json
+    verdict = finish_run(session, None)
+    assert verdict.failed and "Finished chunks are kept" in verdict.text and f"vlmbench-report {tmp_path}" in verdict.text
+
+
+def test_report_config_of_a_folder_whose_references_are_another_experiments(tmp_path, capsys):
+    from vlmbench.cli import main
+    _, _, snap_a, _ = _two_experiment_folder(tmp_path)
+    (tmp_path / "references.json").write_text(json.dumps({"7": ["x"]}))
+    assert main([str(tmp_path), "--config", str(snap_a), "--tokenizer", "nltk-treebank"]) == 0
+    summary = json.loads(sorted(tmp_path.glob("summary_*.json"))[-1].read_text())
+    assert summary["variants"]["fp16"]["cider"] is None
+    assert "belongs to another experiment" in summary["variants"]["fp16"]["cider_null_reason"]

@@ -94,6 +94,7 @@ class FolderLock:
         self.fingerprint, self.shared = fingerprint, shared
         self.fd: Optional[int] = None
         self.first = False
+        self.created_folder = False
         self.notes: list[str] = []
 
     @property
@@ -112,6 +113,7 @@ class FolderLock:
         """Takes (or, in shared mode, joins) the lock; FolderBusy / FolderUnusable otherwise."""
         if self.held:
             return self
+        self.created_folder = not self.results_dir.exists()
         ensure_results_folder(self.results_dir)
         with self._guard():
             fd = self._open()

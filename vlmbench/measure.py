@@ -13,13 +13,15 @@ is missing. A metric that cannot be measured on this machine is `None` with a re
 from __future__ import annotations
 
 import os
-import tempfile
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+
+from vlmbench.paths import cache_dir, owned_temp_dir
 
 MIB = 1024 * 1024
 
@@ -192,10 +194,27 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
+def size_on_disk_folder() -> Path:
+    """Where the size-on-disk copies are saved: `$VLMBENCH_CACHE/size-on-disk`, swept at each run's start
+    (a copy left by a killed run is several GB for the 3B model, so it must not sit in the system temp)."""
+    return cache_dir("size-on-disk")
+
+
 def size_on_disk_mb(model, enabled: bool = True) -> Reading:
-    """Megabytes (10^6 bytes) that `model.save_pretrained` writes: weights, quantization state, configs."""
+    """Megabytes (10^6 bytes) that `model.save_pretrained` writes: weights, quantization state, configs.
+
+    The copy goes to a folder named after this process in `size_on_disk_folder()` and is removed
+    at once; a full disk makes the metric null with the reason instead of stopping the run.
+    """
     if not enabled:
         return Reading.missing("disabled in config (measure.model_size: false)")
-    with tempfile.TemporaryDirectory(prefix="vlmbench-size-") as tmp:
+    tmp = None
+    try:
+        tmp = owned_temp_dir(size_on_disk_folder(), ".size-")
         model.save_pretrained(tmp, safe_serialization=True)
-        return Reading(folder_bytes(Path(tmp)) / 1e6)
+        return Reading(folder_bytes(tmp) / 1e6)
+    except OSError as exc:
+        return Reading.missing(f"could not save a copy to measure ({exc.strerror or exc}) in {size_on_disk_folder()}")
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -12,25 +12,40 @@ import gc
 import hashlib
 import json
 import shutil
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 
 from vlmbench.config import ConfigError, ExperimentConfig
-from vlmbench.paths import cache_dir
+from vlmbench.paths import cache_dir, owned_temp_dir
 from vlmbench.variants import Variant
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 # The shape of Qwen2.5-VL-3B shrunk to a few thousand parameters per layer: for tests and the
-# offline smoke run. Token ids are filled in from the processor's tokenizer.
-TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
-                 max_position_embeddings=4096)
-TINY_VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
-                   fullatt_block_indexes=[1], window_size=112, patch_size=14, spatial_merge_size=2,
-                   temporal_patch_size=2, in_chans=3, hidden_act="silu")
+# offline smoke run. Token ids are filled in from the processor's tokenizer. Read-only (a mapping
+# proxy holding tuples): transformers edits the config dicts it is given in place (rope_scaling), and
+# a shared module-level dict edited once changed the random-weight cache key, so the tiny model was
+# built twice on a fresh cache. `thawed` gives each caller its own plain copy.
+TINY_TEXT = MappingProxyType(dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    rope_scaling=MappingProxyType({"type": "mrope", "mrope_section": (2, 3, 3)}), max_position_embeddings=4096))
+TINY_VISION = MappingProxyType(dict(
+    depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64, fullatt_block_indexes=(1,),
+    window_size=112, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_chans=3, hidden_act="silu"))
+
+
+def thawed(value):
+    """A plain, independent copy (dicts and lists) of read-only settings (mapping proxies and tuples)."""
+    if isinstance(value, Mapping):
+        return {k: thawed(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [thawed(v) for v in value]
+    return value
+
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                   "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
 CHAT_TEMPLATE = (
@@ -106,8 +121,8 @@ def random_model_config_dict(cfg: ExperimentConfig, processor) -> dict:
         data = json.loads(path.read_text())
     data = copy.deepcopy(data)
     if cfg.model.tiny:
-        data.update(TINY_TEXT)
-        data["vision_config"].update(TINY_VISION)
+        data.update(thawed(TINY_TEXT))
+        data["vision_config"].update(thawed(TINY_VISION))
         data["vocab_size"] = len(processor.tokenizer)
         data.update(_token_ids(processor.tokenizer))
     return data
@@ -127,12 +142,12 @@ def random_weights_dir(cfg: ExperimentConfig, processor, device: str = "cpu") ->
     target = cache_dir("random-weights") / key
     if (target / "config.json").is_file():
         return target
-    model_config = AutoConfig.for_model(**config_dict)
+    model_config = AutoConfig.for_model(**copy.deepcopy(config_dict))
     torch.manual_seed(cfg.seed)
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(model_config,
                                                                 dtype=TORCH_DTYPES[cfg.precision.language_model])
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+    staging = owned_temp_dir(target.parent, ".staging-")  # a killed build's is swept by the next run
     try:
         model.save_pretrained(staging / "model")
         (staging / "model").rename(target)

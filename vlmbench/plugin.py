@@ -37,7 +37,6 @@ USES_KEY = pytest.StashKey[bool]()
 SHARD_KEY = pytest.StashKey["object"]()
 DONE_KEY = pytest.StashKey[set]()  # (variant, chunk id) found complete by the owner's check
 DEVICES_KEY = pytest.StashKey[dict]()  # xdist controller: {"all": [...], "held": {worker id: device}}
-LOCK_KEY = pytest.StashKey["object"]()
 CLAIM_KEY = pytest.StashKey["object"]()
 
 
@@ -192,8 +191,9 @@ def _case(item):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """After -k/-m selection: keep this shard's share, check existing CSVs and skip finished chunks,
-    before any model loads. An xdist worker only reads the folder (the controller checked it)."""
+    """After -k/-m selection, before any model loads: keep this shard's share, run every check (then
+    the run's first writes) and skip finished chunks. An xdist worker only reads the folder: its
+    controller ran the checks (pytest_xdist_node_collection_finished)."""
     cases = [item for item in items if _case(item) is not None]
     if not cases:
         return
@@ -208,7 +208,7 @@ def pytest_collection_modifyitems(config, items):
         except ConfigError as exc:
             raise pytest.UsageError(f"vlmbench: {exc}") from None
     else:
-        done = {_case(item) for item in cases if session.chunk_state(*_case(item)) == "complete"}
+        done = {_case(item) for item in cases if session.fresh_chunk_status(*_case(item)) == "complete"}
     for item in cases:
         if _case(item) in done:
             item.add_marker(pytest.mark.skip(reason=f"{_csv_name(*_case(item))} is complete for this experiment "
@@ -231,31 +231,65 @@ def _keep_shard_share(config, items, cases):
 
 
 def _check_folder(config, cases) -> set:
-    """The owner's checks, once per run: folder lock, snapshot and references, existing CSVs (damaged
-    ones moved aside, a foreign one refused), stale claims, preflight. Returns the finished cases."""
+    """The owner's checks, once per run, every check before the first write: the folder is usable and
+    locked; each selected chunk's CSV is read (a foreign one refuses the run); the images of the
+    pending chunks can be had; only then does the run write (snapshot, references.json, damaged CSVs
+    moved aside, stale claims removed). A refused run leaves the folder as it was. Returns the
+    finished cases; ConfigError (one line) when the run is refused."""
     from vlmbench.claims import remove_stale_claims
+    from vlmbench.lock import FolderBusy, FolderUnusable
+    from vlmbench.paths import WriteFailed
     session = _session(config)
     config.stash[USES_KEY] = True
-    _hold_folder_lock(config, session)
-    session.start()
-    session.notes += remove_stale_claims(session.results_dir)
-    done = {case for case in cases if session.chunk_is_done(*case)}
-    _preflight(session, sorted({chunk_id for variant, chunk_id in cases if (variant, chunk_id) not in done}))
+    try:
+        session.claim_folder(shared=_shares_folder(config))
+        states = session.check_chunks(cases)
+        done = {case for case in cases if states[case].status == "complete"}
+        _preflight(session, sorted({chunk_id for variant, chunk_id in cases if (variant, chunk_id) not in done}))
+        session.start()
+        session.notes += remove_stale_claims(session.results_dir)
+    except (ConfigError, FolderBusy, FolderUnusable, WriteFailed) as exc:
+        session.release_folder(refused=True)
+        raise ConfigError(str(exc)) from None
     config.stash[DONE_KEY] = done
     session.ready = True
     return done
 
 
-def _hold_folder_lock(config, session) -> None:
-    """Exclusive for a plain run; shared by the shards of one experiment (same config fingerprint)."""
-    from vlmbench.lock import FolderBusy, FolderLock, FolderUnusable
-    lock = FolderLock(session.results_dir, session.cfg.fingerprint, shared=SHARD_KEY in config.stash)
+def _shares_folder(config) -> bool:
+    """Shards of one experiment share the results folder (shared lock, same fingerprint); a plain run
+    and an xdist controller hold it exclusively (xdist workers take no lock: their controller holds it)."""
+    return SHARD_KEY in config.stash
+
+
+def pytest_unconfigure(config):
+    if SESSION_KEY in config.stash:
+        config.stash[SESSION_KEY].release_folder()
+
+
+WRITE_FAILED_ADVICE = ("finished chunks are kept (each file is written whole or not at all); free space and rerun: "
+                       "only unfinished chunks run")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    _claim_chunk(item)  # before any fixture (the model) sets up
+    return (yield from _one_line_on_write_failure(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _one_line_on_write_failure(item))
+
+
+def _one_line_on_write_failure(item):
+    """A file that cannot be written (disk full) fails the case with one line and stops the session."""
+    from vlmbench.paths import WriteFailed
     try:
-        lock.acquire()
-    except (FolderBusy, FolderUnusable) as exc:
-        raise ConfigError(str(exc)) from None
-    config.stash[LOCK_KEY] = lock
-    session.notes += lock.notes
+        return (yield)
+    except WriteFailed as exc:
+        item.session.shouldstop = f"vlmbench: {exc}"
+        pytest.fail(f"vlmbench: {exc}; {WRITE_FAILED_ADVICE}", pytrace=False)
 
 
 def pytest_report_collectionfinish(config, start_path, items):
@@ -271,8 +305,7 @@ def _preflight(session, pending: list[int]) -> None:
         session.notes += run_preflight(session.cfg, [row for i in pending for row in session.chunks[i]])
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
+def _claim_chunk(item) -> None:
     """Claims a pending chunk before its fixtures (the model) load; skips it when another process
     holds the claim or finished the chunk since collection."""
     from vlmbench.claims import try_claim
@@ -282,7 +315,7 @@ def pytest_runtest_setup(item):
     claim, why = try_claim(session.results_dir, *_case(item), worker=session.worker)
     if claim is None:
         pytest.skip(f"{why}: it is being computed there")
-    if session.chunk_state(*_case(item)) == "complete":
+    if session.fresh_chunk_status(*_case(item)) == "complete":
         claim.release()
         pytest.skip(f"{_csv_name(*_case(item))} was completed by another process after collection")
     item.stash[CLAIM_KEY] = claim.start_heartbeat()
@@ -353,10 +386,5 @@ def pytest_sessionfinish(session, exitstatus):
 def _unfinished(bench) -> list[str]:
     """CSV names of the experiment's chunks that are not complete in the folder (all variants, all chunks)."""
     return [_csv_name(v, c) for v in bench.cfg.variants for c in range(bench.cfg.num_chunks)
-            if bench.chunk_state(v, c) != "complete"]
+            if bench.fresh_chunk_status(v, c) != "complete"]
 
-
-def pytest_unconfigure(config):
-    lock = config.stash.get(LOCK_KEY, None)
-    if lock is not None:
-        lock.release()

@@ -244,6 +244,41 @@ def find_snapshot(results_dir: Path, fingerprint: str) -> Optional[dict]:
     return None
 
 
+def snapshots_by_fingerprint(results_dir: Path) -> dict[str, Path]:
+    """fingerprint -> the newest config snapshot in the folder that carries it."""
+    found: dict[str, Path] = {}
+    for path in newest_first(Path(results_dir).glob("experiment_config_*.yaml")):
+        try:
+            fingerprint = (yaml.safe_load(path.read_text()) or {}).get("fingerprint")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if isinstance(fingerprint, str):
+            found.setdefault(fingerprint, path)
+    return found
+
+
+def first_row_fingerprint(path: Path) -> str:
+    """The config fingerprint in a CSV's first row ('unreadable' when there is none)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            row = next(csv.DictReader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        row = None
+    return (row or {}).get("config_fingerprint") or "unreadable"
+
+
+def ignored_chunk_csvs(results_dir: Path, cfg: ExperimentConfig) -> dict[str, list[str]]:
+    """Chunk CSVs in the folder that a report of `cfg` does not read, by their fingerprint
+    (another experiment, or this experiment's fingerprint for a variant or chunk outside `cfg`)."""
+    ignored: dict[str, list[str]] = {}
+    for path in sorted(Path(results_dir).glob("*_batch_*.csv")):
+        variant, chunk_id = chunk_of_path(path)
+        fingerprint = first_row_fingerprint(path)
+        if fingerprint != cfg.fingerprint or variant not in cfg.variants or not 0 <= chunk_id < cfg.num_chunks:
+            ignored.setdefault(fingerprint, []).append(path.name)
+    return ignored
+
+
 def foreign_message(results_dir: Path, path: Path, state: ChunkState, cfg: ExperimentConfig) -> str:
     old = find_snapshot(results_dir, state.fingerprint)
     if old is None:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.config import ExperimentConfig, Thresholds
-from vlmbench.paths import atomic_write_text
-from vlmbench.records import timestamp, write_json
+from vlmbench.paths import atomic_write_bytes, atomic_write_text
+from vlmbench.records import timestamp, unique_path, write_json
 from vlmbench.summary import build_summary
 
 # metric key -> (axis label, higher is better)
@@ -79,13 +79,16 @@ def markdown_table(summary: dict) -> str:
 
 
 # ---------------------------------------------------------------- plots
-def write_plots(summary: dict, plot_dir: Path) -> list[str]:
-    """Bar charts per metric and CIDEr trade-off scatters; returns the files written."""
+def write_plots(summary: dict, plot_dir: Path, unwritten: Optional[list[str]] = None) -> list[str]:
+    """Bar charts per metric and CIDEr trade-off scatters; returns the files written.
+
+    With `unwritten` given, a plot that cannot be written (disk full) is noted there and the others
+    are still tried; without it, the first failure raises WriteFailed.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plot_dir.mkdir(parents=True, exist_ok=True)
     variants = summary["variants"]
     written = []
     for metric, (label, higher_better) in PLOTTED.items():
@@ -97,7 +100,7 @@ def write_plots(summary: dict, plot_dir: Path) -> list[str]:
         ax.bar_label(bars, fmt="%.4g")
         ax.set_ylabel(label)
         ax.set_title(f"{label} by variant ({'higher' if higher_better else 'lower'} is better)")
-        written.append(_save(fig, plot_dir / f"{metric}.png"))
+        written.append(_save(fig, plot_dir / f"{metric}.png", unwritten))
     for metric in TRADE_OFFS:
         points = {n: (v.get(metric), v.get("cider")) for n, v in variants.items()
                   if v.get(metric) is not None and v.get("cider") is not None}
@@ -110,17 +113,28 @@ def write_plots(summary: dict, plot_dir: Path) -> list[str]:
         ax.set_xlabel(PLOTTED[metric][0])
         ax.set_ylabel("CIDEr-D")
         ax.set_title(f"CIDEr-D vs {PLOTTED[metric][0]}")
-        written.append(_save(fig, plot_dir / f"tradeoff_cider_vs_{metric}.png"))
-    return written
+        written.append(_save(fig, plot_dir / f"tradeoff_cider_vs_{metric}.png", unwritten))
+    return [name for name in written if name]
 
 
-def _save(fig, path: Path) -> str:
+def _save(fig, path: Path, unwritten: Optional[list[str]] = None) -> Optional[str]:
+    """Renders into memory, then writes atomically (no half-written PNG, even on a full disk)."""
+    import io
+
     import matplotlib.pyplot as plt
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        if unwritten is None:
+            raise
+        unwritten.append(str(exc))
+        return None
     return path.name
 
 
@@ -195,18 +209,81 @@ def write_references(results_dir: Path, rows) -> None:
 
 def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline: Optional[str],
            tokenizer: str = "auto") -> tuple[dict, Verdict]:
-    """Builds and writes summary JSON and plots; returns the summary and the gate's verdict."""
+    """Builds the summary, then writes what it can, each file atomically: the summary JSON first, the
+    markdown table, then the plots. A file that cannot be written (disk full) is named in the verdict,
+    and the rest is still written; the summary is rewritten with the list of plots at the end."""
     summary = build_summary(results_dir, cfg, load_references(results_dir), started_at, tokenizer)
-    summary["plots"] = write_plots(summary, results_dir / "plots") if summary["variants"] else []
+    summary["plots"] = []
     verdict = gate(summary, baseline, cfg)
     summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches}
-    path = results_dir / f"summary_{timestamp()}.json"
-    write_json(path, summary)
+    unwritten: list[str] = []
+    path = _try_write(unwritten, lambda: _write_summary(results_dir, summary))
     table = markdown_table(summary) if summary["variants"] else "no variant has finished chunks yet"
-    atomic_write_text(results_dir / "summary_latest.md", table + "\n")
-    verdict.text = f"{table}\n\nsummary: {path}\n{verdict.text}"
+    _try_write(unwritten, lambda: atomic_write_text(results_dir / "summary_latest.md", table + "\n"))
+    if summary["variants"]:
+        summary["plots"] = write_plots(summary, results_dir / "plots", unwritten)
+        if path is not None and summary["plots"]:
+            _try_write(unwritten, lambda: write_json(path, summary))
+    lines = [table, "", *completeness_lines(summary), *ignored_lines(results_dir, cfg),
+             f"summary: {path if path is not None else 'NOT WRITTEN'}"]
+    if unwritten:
+        lines += [f"could not write: {u}" for u in unwritten]
+        lines.append(f"finished chunks are kept; free space and run vlmbench-report {results_dir} to write the rest")
+        verdict.failed = True
+    verdict.text = "\n".join(lines + [verdict.text])
     return summary, verdict
 
 
+def _write_summary(results_dir: Path, summary: dict) -> Path:
+    stamp = timestamp()
+    path = unique_path(results_dir, "summary_", stamp, ".json")
+    try:
+        write_json(path, summary)
+    except OSError:
+        path.unlink(missing_ok=True)  # the empty name reserved for it
+        raise
+    return path
+
+
+def _try_write(unwritten: list[str], write):
+    """Runs one write; a failure (disk full, read-only) is noted in `unwritten`, never raised."""
+    try:
+        return write()
+    except OSError as exc:
+        unwritten.append(str(exc))
+        return None
+
+
+def completeness_lines(summary: dict) -> list[str]:
+    """What the summary lacks, printed (not only stored in the JSON): missing chunks and variants."""
+    lines = [f"{name}: chunks {entry['missing_chunks']} missing ({entry['chunks_done']} of "
+             f"{entry['chunks_expected']} done)" for name, entry in summary["variants"].items() if entry["missing_chunks"]]
+    if summary.get("variants_not_run"):
+        lines.append(f"variants with no finished chunk: {', '.join(summary['variants_not_run'])}")
+    return lines
+
+
+def ignored_lines(results_dir: Path, cfg: ExperimentConfig) -> list[str]:
+    """Chunk CSVs in the folder that this report did not use (another experiment or variant), and how to report them."""
+    from vlmbench.records import ignored_chunk_csvs, snapshots_by_fingerprint
+    ignored = ignored_chunk_csvs(results_dir, cfg)
+    if not ignored:
+        return []
+    snapshots = snapshots_by_fingerprint(results_dir)
+    lines = []
+    for fingerprint, names in sorted(ignored.items()):
+        snapshot = snapshots.get(fingerprint)
+        how = (f"report them with: vlmbench-report {results_dir} --config {snapshot}" if snapshot else
+               "no config snapshot of that experiment is in the folder: pass its YAML with --config")
+        lines.append(f"ignored {len(names)} CSV(s) of experiment {fingerprint} ({', '.join(sorted(names)[:5])}"
+                     f"{', ...' if len(names) > 5 else ''}); {how}")
+    return lines
+
+
 def finish_run(session, baseline: Optional[str]) -> Verdict:
-    return report(session.results_dir, session.cfg, session.started_at, baseline)[1]
+    """The session-finish report; never raises: what could not be done is the verdict's text."""
+    try:
+        return report(session.results_dir, session.cfg, session.started_at, baseline)[1]
+    except Exception as exc:  # the run's CSVs are written already: report the failure in one line, lose nothing
+        return Verdict(f"the end-of-run report failed: {type(exc).__name__}: {exc}. Finished chunks are kept; "
+                       f"rebuild the summary with: vlmbench-report {session.results_dir}", failed=True)

@@ -11,12 +11,11 @@ import io
 import json
 import random
 import shutil
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from vlmbench.paths import cache_dir
+from vlmbench.paths import cache_dir, owned_temp_dir
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (240, 210, 40),
            "purple": (140, 60, 170), "orange": (245, 140, 30)}
@@ -78,7 +77,7 @@ def ensure_synthetic_sample(count: int, seed: int) -> Path:
     target = cache_dir("synthetic") / f"shapes-{count}-seed{seed}"
     if (target / "annotations" / "captions_val2017.json").is_file():
         return target
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+    staging = owned_temp_dir(target.parent, ".staging-")  # a killed run's is swept by the next run
     try:
         write_sample(staging / "sample", count, seed)
         try:

@@ -12,10 +12,13 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Optional
+
 from vlmbench.census import check_census, take_census
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.data import ImageRow, load_rows, make_chunks
 from vlmbench.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
+from vlmbench.paths import cache_dir, sweep_leftovers
 from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, quarantine, timestamp,
                               variant_record_path, write_chunk_csv, write_config_snapshot, write_json)
 from vlmbench.variants import get_variant
@@ -37,6 +40,9 @@ class BenchSession:
     started_at: float = field(default_factory=time.time)
     notes: list[str] = field(default_factory=list)
     ready: bool = False  # set once collection checked every chunk
+    lock: Optional[object] = None  # the FolderLock held from collection to the end of the session
+    chunk_states: dict = field(default_factory=dict)  # (variant, chunk id) -> ChunkState, read before any write
+    snapshot: Optional[Path] = None  # this run's experiment_config_*.yaml
     worker: str = "main"  # who computes chunks here: "main", an xdist worker id, "shard 1/4 gw0", ...
 
     # ------------------------------------------------------------ lazily built state (first use only)
@@ -63,12 +69,73 @@ class BenchSession:
         return build_processor(self.cfg)
 
     # ------------------------------------------------------------ before any model loads
+    # Order (plugin.pytest_collection_modifyitems): claim_folder -> check_chunks -> preflight -> start.
+    # Everything before start() only reads (and holds the lock), so a refused run leaves the folder
+    # as it found it; start() makes the run's first writes.
+    def claim_folder(self, shared: bool = False) -> None:
+        """Checks the results folder and takes its lock; FolderUnusable or FolderBusy (one line) otherwise."""
+        from vlmbench.lock import FolderLock
+        if self.lock is None:
+            self.lock = FolderLock(self.results_dir, self.cfg.fingerprint, shared).acquire()
+            self.notes += self.lock.notes
+
+    def release_folder(self, refused: bool = False) -> None:
+        """Leaves the lock (the last holder removes the lock file); a refused run removes a folder it created."""
+        if self.lock is not None:
+            self.lock.release()
+            if refused and self.lock.created_folder:
+                try:
+                    self.results_dir.rmdir()  # only when still empty
+                except OSError:
+                    pass
+            self.lock = None
+
+    def check_chunks(self, keys) -> dict:
+        """(variant, chunk id) -> ChunkState for each selected chunk; ConfigError on a foreign CSV. Writes nothing."""
+        for variant, chunk_id in keys:
+            self.chunk_state(variant, chunk_id)
+        return {key: self.chunk_states[key] for key in keys}
+
+    def chunk_state(self, variant: str, chunk_id: int):
+        key = (variant, chunk_id)
+        if key not in self.chunk_states:
+            path = chunk_csv_path(self.results_dir, variant, chunk_id)
+            state = inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint)
+            if state.status == "foreign":
+                raise ConfigError(foreign_message(self.results_dir, path, state, self.cfg))
+            self.chunk_states[key] = state
+        return self.chunk_states[key]
+
+    def chunk_is_done(self, variant: str, chunk_id: int) -> bool:
+        """True for a complete CSV of this experiment (a damaged one is moved aside by start())."""
+        return self.chunk_state(variant, chunk_id).status == "complete"
+
     def start(self) -> None:
+        """The run's first writes, once every check passed: leftovers of dead runs removed, damaged CSVs
+        moved aside, the config snapshot and references.json written."""
         from vlmbench.report import write_references
         rows = self.rows  # resolves the data source (a Hub download) before the snapshot records it
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        write_config_snapshot(self.results_dir, self.cfg, self.stamp, self.resolved())
+        self.remove_leftovers()
+        for (variant, chunk_id), state in self.chunk_states.items():
+            if state.status == "damaged" and chunk_csv_path(self.results_dir, variant, chunk_id).exists():
+                moved = quarantine(chunk_csv_path(self.results_dir, variant, chunk_id))
+                self.notes.append(f"{variant}_batch_{chunk_id}.csv was damaged ({state.reason}); moved to "
+                                  f"{moved.name} and recomputed")
+        self.snapshot = write_config_snapshot(self.results_dir, self.cfg, self.stamp, self.resolved())
         write_references(self.results_dir, rows)
+
+    def remove_leftovers(self) -> None:
+        """Removes temporary files of killed runs: in the results folder (and plots/), the random-weight and
+        sample caches' staging folders, size-on-disk copies and the image cache's partial downloads."""
+        from vlmbench.fetch import image_cache_for
+        from vlmbench.measure import size_on_disk_folder
+        removed = sweep_leftovers(self.results_dir) + sweep_leftovers(self.results_dir / "plots")
+        for folder in (cache_dir("random-weights"), cache_dir("synthetic"), size_on_disk_folder()):
+            removed += sweep_leftovers(folder)
+        removed += sweep_leftovers(image_cache_for(self.cfg).root, depth=2)
+        if removed:
+            self.notes.append(f"removed {len(removed)} temporary file(s) left by killed runs "
+                              f"(e.g. {removed[0]})")
 
     def resolved(self) -> dict:
         """What this run resolved beyond its config: the Hub commit read and the image ids chosen."""
@@ -80,21 +147,11 @@ class BenchSession:
             resolved["hub_revision"] = recorded_revision(self.cfg.dataset)
         return resolved
 
-    def chunk_state(self, variant: str, chunk_id: int) -> str:
-        """Read-only: "complete", "missing", "damaged" or "foreign" (xdist workers, claim re-checks)."""
+    def fresh_chunk_status(self, variant: str, chunk_id: int) -> str:
+        """The CSV's status read now ("complete", "missing", "damaged", "foreign"); never cached, never raises,
+        writes nothing (xdist workers' collection, the re-check after a claim, the end of a shard)."""
         path = chunk_csv_path(self.results_dir, variant, chunk_id)
         return inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint).status
-
-    def chunk_is_done(self, variant: str, chunk_id: int) -> bool:
-        """True for a complete CSV of this experiment; quarantines a damaged one; refuses a foreign one."""
-        path = chunk_csv_path(self.results_dir, variant, chunk_id)
-        state = inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint)
-        if state.status == "foreign":
-            raise ConfigError(foreign_message(self.results_dir, path, state, self.cfg))
-        if state.status == "damaged":
-            moved = quarantine(path)
-            self.notes.append(f"{path.name} was damaged ({state.reason}); moved to {moved.name} and recomputed")
-        return state.status == "complete"
 
     @cached_property
     def idle_power(self) -> Reading:

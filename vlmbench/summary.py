@@ -143,6 +143,12 @@ def add_cider(entries: dict, rows_by_variant: dict, references: dict, tokenizer:
             entry["cider"], entry["cider_null_reason"] = None, "no image was captioned by every variant"
             continue
         predictions = {int(r["image_id"]): r["caption"] for r in rows if int(r["image_id"]) in common}
+        unreferenced = sorted(set(predictions) - set(references))
+        if unreferenced:  # references.json of another experiment (or edited): CIDEr cannot be computed
+            entry["cider"], entry["cider_null_reason"] = None, (
+                f"references.json has no captions for {len(unreferenced)} of the scored images (e.g. "
+                f"{unreferenced[0]}): it belongs to another experiment; rerun pytest benchmarks once to rewrite it")
+            continue
         try:
             result = cider(references, predictions, tokenizer)
         except ImportError as exc:  # e.g. a GPU box without pycocoevalcap: score later with vlmbench-report

@@ -93,6 +93,13 @@ def test_two_workers_give_the_rows_and_summary_of_one_process(config, unsharded,
             assert entry[key] == two["variants"][variant][key], key
     assert len(list(results.glob("summary_*.json"))) == 1
 
+    other = config.with_name("other.yaml")
+    other.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "seed": 7}))
+    before = {p.name: p.read_bytes() for p in results.glob("*.csv")}
+    code, out = run(other, results, "-n", "2")  # the controller refuses once, before any case is sent
+    assert code == pytest.ExitCode.USAGE_ERROR and "was made by a different experiment" in out, out
+    assert {p.name: p.read_bytes() for p in results.glob("*.csv")} == before
+
 
 def test_shards_in_turn_and_at_once_produce_exactly_the_unsharded_set(config, unsharded, tmp_path):
     in_turn = tmp_path / "in_turn"

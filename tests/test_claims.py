@@ -37,7 +37,7 @@ def test_a_claim_of_a_dead_process_on_this_host_is_taken_over(tmp_path):
     import socket
     path = _write_claim(tmp_path, socket.gethostname(), _dead_pid())
     assert "is gone" in stale_reason(path)
-    claim, why = try_claim(tmp_path, "int8", 2)
+    claim, _ = try_claim(tmp_path, "int8", 2)
     assert claim is not None and read_holder(path).pid == os.getpid()
 
 

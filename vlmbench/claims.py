@@ -22,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0  # 20 missed heartbeats: a live holder on a loaded shared filesystem stays well inside
@@ -36,7 +35,7 @@ def claim_path(results_dir: Path, variant: str, chunk_id: int) -> Path:
     return claims_dir(results_dir) / f"{variant}_batch_{chunk_id}.claim"
 
 
-def _process_start(pid: int) -> Optional[str]:
+def _process_start(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux /proc), to tell a reused pid apart."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -44,7 +43,7 @@ def _process_start(pid: int) -> Optional[str]:
         return None
 
 
-def _pid_alive(pid: int, started: Optional[str]) -> bool:
+def _pid_alive(pid: int, started: str | None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -59,18 +58,18 @@ class Holder:
     """Who holds a claim, as written in the claim file."""
     host: str
     pid: int
-    started: Optional[str] = None
+    started: str | None = None
     worker: str = ""
 
     @classmethod
-    def me(cls, worker: str = "") -> "Holder":
+    def me(cls, worker: str = "") -> Holder:
         return cls(socket.gethostname(), os.getpid(), _process_start(os.getpid()), worker)
 
     def __str__(self) -> str:
         return f"{self.worker + ' ' if self.worker else ''}pid {self.pid} on {self.host}"
 
 
-def read_holder(path: Path) -> Optional[Holder]:
+def read_holder(path: Path) -> Holder | None:
     try:
         data = json.loads(path.read_text())
         return Holder(str(data["host"]), int(data["pid"]), data.get("started"), data.get("worker", ""))
@@ -78,7 +77,7 @@ def read_holder(path: Path) -> Optional[Holder]:
         return None  # vanished, or torn by a crash between create and write
 
 
-def stale_reason(path: Path, now: Optional[float] = None, stale_after_s: float = STALE_AFTER_S) -> Optional[str]:
+def stale_reason(path: Path, now: float | None = None, stale_after_s: float = STALE_AFTER_S) -> str | None:
     """Why the claim at `path` is stale, or None while its holder may still be working."""
     try:
         age = (now or time.time()) - path.stat().st_mtime
@@ -100,7 +99,7 @@ class Claim:
     heartbeat_s: float = HEARTBEAT_S
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def start_heartbeat(self) -> "Claim":
+    def start_heartbeat(self) -> Claim:
         thread = threading.Thread(target=self._beat, name=f"claim {self.path.name}", daemon=True)
         thread.start()
         return self
@@ -117,7 +116,7 @@ class Claim:
         if read_holder(self.path) == self.holder:
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "Claim":
+    def __enter__(self) -> Claim:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -148,7 +147,7 @@ def _take_over(path: Path) -> None:
 
 
 def try_claim(results_dir: Path, variant: str, chunk_id: int, worker: str = "",
-              stale_after_s: float = STALE_AFTER_S) -> tuple[Optional[Claim], str]:
+              stale_after_s: float = STALE_AFTER_S) -> tuple[Claim | None, str]:
     """Claims the chunk: (Claim, "") on success, (None, why not) when a live process holds it.
 
     A stale claim is taken over, and the returned reason-free Claim carries on. Raises OSError

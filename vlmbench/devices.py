@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 from vlmbench.config import ConfigError
 
 
-def visible_devices(env: Mapping[str, str], nvml_count: Optional[int]) -> list[str]:
+def visible_devices(env: Mapping[str, str], nvml_count: int | None) -> list[str]:
     """Device ids a worker may be given: the entries of CUDA_VISIBLE_DEVICES when set (indices, UUIDs
     or MIG ids, kept verbatim), else "0".."count-1" from NVML; [] when there is no GPU."""
     if "CUDA_VISIBLE_DEVICES" in env:
@@ -27,7 +27,7 @@ def visible_devices(env: Mapping[str, str], nvml_count: Optional[int]) -> list[s
     return [str(i) for i in range(nvml_count or 0)]
 
 
-def nvml_device_count() -> Optional[int]:
+def nvml_device_count() -> int | None:
     """GPUs NVML sees, without initialising CUDA (None when NVML or its driver is absent)."""
     try:
         import pynvml
@@ -47,7 +47,7 @@ def worker_index(worker_id: str) -> int:
     return int(worker_id[2:])
 
 
-def device_for_worker(worker_id: str, devices: Sequence[str], busy: Sequence[str] = ()) -> Optional[str]:
+def device_for_worker(worker_id: str, devices: Sequence[str], busy: Sequence[str] = ()) -> str | None:
     """The device worker `worker_id` owns: devices[index] when free, else the first free one.
 
     None when there are no devices (a CPU run). Raises ConfigError when every device is held by a
@@ -70,7 +70,7 @@ def check_worker_count(workers: int, devices: Sequence[str]) -> None:
                           f"({', '.join(devices)}); each worker owns one GPU: use -n {len(devices)} or -n auto")
 
 
-def pin_worker_to_device(device: Optional[str], environ=os.environ) -> None:
+def pin_worker_to_device(device: str | None, environ=os.environ) -> None:
     """Makes `device` the only GPU this process sees; refuses when CUDA is already initialised."""
     if device is None:
         return

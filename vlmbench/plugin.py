@@ -149,8 +149,9 @@ def pytest_xdist_node_collection_finished(node, ids):
     except ConfigError as exc:
         pytest.exit(f"vlmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    for note in _session(config).notes if reporter is not None else ():
-        reporter.write_line(f"vlmbench: {note}")
+    if reporter is not None:
+        for note in _session(config).notes:
+            reporter.write_line(f"vlmbench: {note}")
 
 
 def _session(config):

@@ -15,7 +15,7 @@ xdist's own scheduler. Ids that are not vlmbench cases each form their own unit,
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from xdist.scheduler import LoadScopeScheduling
 

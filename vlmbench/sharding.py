@@ -20,8 +20,9 @@ processes off one chunk.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from vlmbench.config import ConfigError
 

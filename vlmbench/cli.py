@@ -53,6 +53,16 @@ def engine_as_run(cfg, results_dir: Path):
     return cfg.with_engine("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _warn_running_chunks(results_dir: Path) -> None:
+    """Shards still at work hold claims: the summary made now lacks their chunks; say so."""
+    from vlmbench.claims import live_claims
+    running = live_claims(results_dir)
+    if running:
+        print(f"vlmbench-report: {len(running)} chunk(s) are being computed right now ({', '.join(running[:3])}"
+              f"{' ...' if len(running) > 3 else ''}); this summary lacks them: run vlmbench-report again when the "
+              "shards have ended", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vlmbench-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", type=Path)
@@ -68,6 +78,7 @@ def main(argv=None) -> int:
         cfg = allow_differences(engine_as_run(load_config(snapshot), args.results_dir), args.allow_difference)
         if not (args.results_dir / "references.json").is_file():
             raise ConfigError(f"{args.results_dir}/references.json is missing; rerun pytest benchmarks once to write it.")
+        _warn_running_chunks(args.results_dir)
         _, verdict = report(args.results_dir, cfg, snapshot.stat().st_mtime, args.baseline, args.tokenizer)
     except ConfigError as exc:
         print(f"vlmbench-report: {exc}", file=sys.stderr)

@@ -61,7 +61,7 @@ class Nvml:
     """
 
     def __init__(self, device: str, energy: bool = True):
-        self.handle, self.reason, self._nvml = None, None, None
+        self.handle, self.reason, self._nvml, self.uuid = None, None, None, None
         self.energy_enabled = energy
         self.energy_failure: Optional[str] = None
         if device != "cuda":
@@ -71,7 +71,8 @@ class Nvml:
             import pynvml
             pynvml.nvmlInit()
             self._nvml = pynvml
-            self.handle = pynvml.nvmlDeviceGetHandleByUUID(_torch_device_uuid())
+            self.uuid = _torch_device_uuid()
+            self.handle = pynvml.nvmlDeviceGetHandleByUUID(self.uuid)
         except Exception as exc:  # NVML missing, driver too old, UUID lookup failed
             self.reason = f"NVML unavailable: {type(exc).__name__}: {exc}"
 
@@ -117,9 +118,9 @@ class Nvml:
     def device_info(self) -> dict:
         """GPU name and driver version; each None with `<key>_null_reason` when NVML cannot say."""
         if self.handle is None:
-            return {"gpu_name": None, "driver": None, "gpu_null_reason": self.reason}
+            return {"gpu_name": None, "gpu_uuid": self.uuid, "driver": None, "gpu_null_reason": self.reason}
         info = {"gpu_name": self.query("nvmlDeviceGetName"), "driver": self._driver_version()}
-        out = {key: None if r.value is None else _str(r.value) for key, r in info.items()}
+        out = {key: None if r.value is None else _str(r.value) for key, r in info.items()} | {"gpu_uuid": self.uuid}
         out.update({f"{key}_null_reason": r.reason for key, r in info.items() if r.value is None})
         return out
 

@@ -12,9 +12,21 @@ installed, but does nothing unless a test asks for its fixtures.
   rows); one whose unavailable images are back is run again; a CSV from another experiment stops
   the run; a damaged one is moved aside and recomputed.
 - At session end: CIDEr, the summary JSON, plots, a markdown table and the regression gate.
+
+Scale-out (`-n N` with pytest-xdist, `--vlm-shard K/N` on a cluster):
+- The process that owns the run (the only process without xdist, the xdist controller with it)
+  takes the folder lock, writes the snapshot and references, checks every existing CSV
+  (quarantining damaged ones, refusing foreign ones) and runs the preflight, once. Under xdist the
+  controller does not collect: it runs these checks when the first worker reports its collection,
+  before any case is sent. Workers only read the folder to skip finished chunks.
+- Each worker owns one GPU (vlmbench/devices.py); cases reach workers in contiguous slices
+  (vlmbench/scheduling.py); each chunk is claimed before it runs (vlmbench/claims.py).
+- The summary, plots, table and gate are written by the owner once, after every worker finished;
+  a shard writes them only when the whole experiment is in the folder (else `vlmbench-report`).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -23,6 +35,10 @@ from vlmbench.config import ConfigError, load_config, parse_assignment
 
 SESSION_KEY = pytest.StashKey["object"]()
 USES_KEY = pytest.StashKey[bool]()
+SHARD_KEY = pytest.StashKey["object"]()
+DONE_KEY = pytest.StashKey[dict]()  # (variant, chunk id) -> skip reason, found complete by the owner's check
+DEVICES_KEY = pytest.StashKey[dict]()  # xdist controller: {"all": [...], "held": {worker id: device}}
+CLAIM_KEY = pytest.StashKey["object"]()
 
 
 def pytest_addoption(parser):
@@ -36,12 +52,107 @@ def pytest_addoption(parser):
                          "e.g. --vlm-set inference.micro_batch_size=8")
     group.addoption("--vlm-baseline", default=None, metavar="PATH",
                     help="summary JSON of an earlier run: fail this run if a threshold is breached")
+    group.addoption("--vlm-shard", default=None, metavar="K/N|auto",
+                    help="run shard K (0-based) of N of the cases, e.g. 0/4; 'auto' reads it from a Slurm array "
+                         "(SLURM_ARRAY_TASK_ID/_MIN/_COUNT) or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX "
+                         "with VLMBENCH_SHARD_COUNT)")
 
 
+def _worker_id(config):
+    return (getattr(config, "workerinput", None) or {}).get("workerid")
+
+
+def _is_xdist_controller(config) -> bool:
+    return _worker_id(config) is None and getattr(config.option, "dist", "no") != "no" \
+        and not config.option.collectonly
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    """A config named on the command line is validated now: a bad one stops pytest with a usage error."""
+    """Pins an xdist worker to its GPU before anything touches CUDA; validates a config named on the
+    command line (a bad one stops pytest with a usage error); reads --vlm-shard."""
+    from vlmbench.devices import pin_worker_to_device
+    try:
+        if _worker_id(config) is not None:
+            pin_worker_to_device(config.workerinput.get("vlmbench_device"))
+        elif _is_xdist_controller(config):
+            _list_devices(config)
+        if config.getoption("--vlm-shard"):
+            from vlmbench.sharding import parse_shard
+            config.stash[SHARD_KEY] = parse_shard(config.getoption("--vlm-shard"), os.environ)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"vlmbench: {exc}") from None
     if config.getoption("--vlm-config") or config.getoption("--vlm-set") or config.getoption("--vlm-results"):
         _session(config)
+
+
+def _list_devices(config) -> None:
+    """The controller's GPUs (its CUDA_VISIBLE_DEVICES, else NVML's count), checked against -n."""
+    from vlmbench.devices import check_worker_count, nvml_device_count, visible_devices
+    devices = visible_devices(os.environ, nvml_device_count())
+    check_worker_count(int(config.option.numprocesses or 0), devices)
+    config.stash[DEVICES_KEY] = {"all": devices, "held": {}}
+
+
+# ---------------------------------------------------------------- pytest-xdist (controller side)
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` starts one worker per visible GPU (xdist's CPU count where there is none)."""
+    from vlmbench.devices import nvml_device_count, visible_devices
+    return len(visible_devices(os.environ, nvml_device_count())) or None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """Gives a starting worker a GPU no live worker holds (a restarted worker takes its dead one's)."""
+    from vlmbench.devices import device_for_worker
+    devices = node.config.stash.get(DEVICES_KEY, None)
+    if devices is None:
+        return
+    worker = node.workerinput["workerid"]
+    try:
+        device = device_for_worker(worker, devices["all"], list(devices["held"].values()))
+    except ConfigError as exc:
+        raise pytest.UsageError(f"vlmbench: {exc}") from None
+    node.workerinput["vlmbench_device"] = device
+    if device is not None:
+        devices["held"][worker] = device
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    devices = node.config.stash.get(DEVICES_KEY, None)
+    if devices is not None:
+        devices["held"].pop(node.workerinput["workerid"], None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """The slice scheduler for xdist's default mode (`load`); an explicit `--dist MODE` keeps xdist's."""
+    if config.getvalue("dist") != "load":
+        return None
+    from vlmbench.scheduling import SliceScheduling
+    return SliceScheduling(config, log, pending=lambda v, c: (v, c) not in config.stash.get(DONE_KEY, {}))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """The controller's once-only checks of the folder, when the first worker has collected."""
+    from vlmbench.sharding import case_from_nodeid
+    config = node.config
+    if config.stash.get(USES_KEY, False):
+        return
+    cases = [c for c in map(case_from_nodeid, ids) if c is not None]
+    if not cases:
+        return
+    try:
+        _check_folder(config, cases)
+    except ConfigError as exc:
+        pytest.exit(f"vlmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        for note in _session(config).notes:
+            reporter.write_line(f"vlmbench: {note}")
 
 
 def _session(config):
@@ -87,50 +198,87 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("vlm_chunk", list(range(cfg.num_chunks)), ids=ids)
 
 
+def _case(item):
+    """(variant, chunk id) of a benchmark case item, else None."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return (params["vlm_variant"], params["vlm_chunk"]) if "vlm_chunk" in params else None
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """After -k/-m selection, before any model loads: every check first, then the run's first writes.
-
-    Order: the results folder is usable and locked; each selected chunk's CSV is read (a foreign one
-    refuses the run); the images of the pending chunks can be had; only then does the run write
-    (snapshot, references.json, damaged CSVs moved aside). A refused run leaves the folder as it was.
-    """
-    from vlmbench.lock import FolderBusy, FolderUnusable
-    from vlmbench.paths import WriteFailed
-    cases = [item for item in items if hasattr(item, "callspec") and "vlm_chunk" in item.callspec.params]
+    """After -k/-m selection, before any model loads: keep this shard's share, run every check (then
+    the run's first writes) and skip finished chunks. An xdist worker only reads the folder: its
+    controller ran the checks (pytest_xdist_node_collection_finished)."""
+    cases = [item for item in items if _case(item) is not None]
     if not cases:
         return
+    if SHARD_KEY in config.stash:
+        cases = _keep_shard_share(config, items, cases)
     session = _session(config)
+    session.worker = " ".join(filter(None, [f"shard {config.stash[SHARD_KEY]}" if SHARD_KEY in config.stash else "",
+                                            _worker_id(config) or ""])) or "main"
+    if _worker_id(config) is None:
+        try:
+            done = _check_folder(config, [_case(item) for item in cases])
+        except ConfigError as exc:
+            raise pytest.UsageError(f"vlmbench: {exc}") from None
+    else:
+        done = {_case(item): f"{_csv_name(*_case(item))} is complete for this experiment (delete it to recompute)"
+                for item in cases if session.fresh_chunk_status(*_case(item)) == "complete"}
+    for item in cases:
+        if _case(item) in done:
+            item.add_marker(pytest.mark.skip(reason=done[_case(item)]))
+
+
+def _csv_name(variant: str, chunk_id: int) -> str:
+    return f"{variant}_batch_{chunk_id}.csv"
+
+
+def _keep_shard_share(config, items, cases):
+    """Deselects the cases outside this shard's share (a function of the selected cases only)."""
+    shard = config.stash[SHARD_KEY]
+    keep = set(map(id, shard.share(cases)))
+    dropped = [item for item in cases if id(item) not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if _case(item) is None or id(item) in keep]
+    return [item for item in cases if id(item) in keep]
+
+
+def _check_folder(config, cases) -> dict:
+    """The owner's checks, once per run, every check before the first write: the folder is usable and
+    locked; each selected chunk's CSV is read (a foreign one refuses the run); the images of the
+    pending chunks can be had; only then does the run write (snapshot, references.json, damaged CSVs
+    moved aside, stale claims removed). A refused run leaves the folder as it was. Returns the
+    finished cases with their skip reasons; ConfigError (one line) when the run is refused."""
+    from vlmbench.claims import remove_stale_claims
+    from vlmbench.lock import FolderBusy, FolderUnusable
+    from vlmbench.paths import WriteFailed
+    session = _session(config)
+    config.stash[USES_KEY] = True
     try:
         session.identify_model()
         session.claim_folder(shared=_shares_folder(config))
-        session.check_chunks([_key(item) for item in cases])
-        for item in cases:
-            reason = session.skip_reason(*_key(item))
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=reason))
-        _preflight(session, cases)
+        session.check_chunks(cases)
+        done = {case: reason for case in cases if (reason := session.skip_reason(*case))}
+        _preflight(session, sorted({chunk_id for variant, chunk_id in cases if (variant, chunk_id) not in done}))
         session.start()
+        session.notes += remove_stale_claims(session.results_dir)
     except (ConfigError, FolderBusy, FolderUnusable, WriteFailed) as exc:
         session.release_folder(refused=True)
-        raise pytest.UsageError(f"vlmbench: {exc}") from None
+        raise ConfigError(str(exc)) from None
     except OSError as exc:  # e.g. a damaged CSV that cannot be moved aside: one line, nothing computed
         session.release_folder(refused=True)
-        raise pytest.UsageError(f"vlmbench: {exc}; nothing was computed") from None
+        raise ConfigError(f"{exc}; nothing was computed") from None
+    config.stash[DONE_KEY] = done
     session.ready = True
-
-
-def _key(item) -> tuple[str, int]:
-    return item.callspec.params["vlm_variant"], item.callspec.params["vlm_chunk"]
+    return done
 
 
 def _shares_folder(config) -> bool:
-    """Whether this process shares the results folder with other processes of the same experiment.
-
-    pytest-xdist workers do (each worker collects and holds the lock in shared mode); shards of one
-    experiment (the scale-out options) should too. A plain run holds the folder exclusively.
-    """
-    return getattr(config, "workerinput", None) is not None
+    """Shards of one experiment share the results folder (shared lock, same fingerprint); a plain run
+    and an xdist controller hold it exclusively (xdist workers take no lock: their controller holds it)."""
+    return SHARD_KEY in config.stash
 
 
 def pytest_unconfigure(config):
@@ -144,6 +292,7 @@ WRITE_FAILED_ADVICE = ("finished chunks are kept (each file is written whole or 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
+    _claim_chunk(item)  # before any fixture (the model) sets up
     return (yield from _one_line_on_write_failure(item))
 
 
@@ -168,13 +317,34 @@ def pytest_report_collectionfinish(config, start_path, items):
     return []
 
 
-def _preflight(session, cases) -> None:
+def _preflight(session, pending: list[int]) -> None:
     """Checks that the images of the chunks still to run can be had, before any model loads."""
     from vlmbench.preflight import run_preflight
-    pending = sorted({item.callspec.params["vlm_chunk"] for item in cases
-                      if not any(m.name == "skip" for m in item.iter_markers())})
     if pending:
         session.notes += run_preflight(session.cfg, [row for i in pending for row in session.chunks[i]])
+
+
+def _claim_chunk(item) -> None:
+    """Claims a pending chunk before its fixtures (the model) load; skips it when another process
+    holds the claim or finished the chunk since collection."""
+    from vlmbench.claims import try_claim
+    if _case(item) is None or item.get_closest_marker("skip") is not None:
+        return
+    session = _session(item.config)
+    claim, why = try_claim(session.results_dir, *_case(item), worker=session.worker)
+    if claim is None:
+        pytest.skip(f"{why}: it is being computed there")
+    if session.fresh_chunk_status(*_case(item)) == "complete":
+        claim.release()
+        pytest.skip(f"{_csv_name(*_case(item))} was completed by another process after collection")
+    item.stash[CLAIM_KEY] = claim.start_heartbeat()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    claim = item.stash.get(CLAIM_KEY, None)
+    if claim is not None:
+        claim.release()
 
 
 @pytest.fixture(scope="session")
@@ -209,13 +379,31 @@ def pytest_sessionfinish(session, exitstatus):
         return
     if not config.stash[SESSION_KEY].ready or config.option.collectonly:
         return  # collection stopped (bad config, foreign CSV) or only collected: nothing new to report
-    if getattr(config, "workerinput", None) is not None:
+    if _worker_id(config) is not None:
         return  # an xdist worker: the controller reports once
     from vlmbench.report import finish_run
-    verdict = finish_run(config.stash[SESSION_KEY], config.getoption("--vlm-baseline"))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    bench = config.stash[SESSION_KEY]
+    if SHARD_KEY in config.stash:
+        unfinished = _unfinished(bench)
+        if unfinished:
+            if reporter is not None:
+                reporter.write_sep("=", "vlmbench shard")
+                reporter.write_line(f"shard {config.stash[SHARD_KEY]} finished its share; {len(unfinished)} chunk(s) "
+                                    f"of the experiment are not in {bench.results_dir} yet (e.g. {unfinished[0]}); "
+                                    f"the last shard to finish writes the summary, or run: vlmbench-report "
+                                    f"{bench.results_dir}")
+            return
+    verdict = finish_run(bench, config.getoption("--vlm-baseline"))
     if reporter is not None:
         reporter.write_sep("=", "vlmbench summary")
         reporter.write_line(verdict.text)
     if verdict.failed and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _unfinished(bench) -> list[str]:
+    """CSV names of the experiment's chunks that are not complete in the folder (all variants, all chunks)."""
+    return [_csv_name(v, c) for v in bench.cfg.variants for c in range(bench.cfg.num_chunks)
+            if bench.fresh_chunk_status(v, c) != "complete"]
+

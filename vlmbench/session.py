@@ -51,6 +51,7 @@ class BenchSession:
         hold the engine actually used."""
         self.requested_engine = self.cfg.inference.engine
         self.cfg = self.cfg.with_engine(self.device)
+    worker: str = "main"  # who computes chunks here: "main", an xdist worker id, "shard 1/4 gw0", ...
 
     # ------------------------------------------------------------ lazily built state (first use only)
     @cached_property
@@ -213,6 +214,12 @@ class BenchSession:
     def row_by_id(self) -> dict[int, ImageRow]:
         return {r.image_id: r for r in self.rows}
 
+    def fresh_chunk_status(self, variant: str, chunk_id: int) -> str:
+        """The CSV's status read now ("complete", "missing", "damaged", "foreign"); never cached, never raises,
+        writes nothing (xdist workers' collection, the re-check after a claim, the end of a shard)."""
+        path = chunk_csv_path(self.results_dir, variant, chunk_id)
+        return inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint).status
+
     @cached_property
     def idle_power(self) -> Reading:
         """The GPU's power before this process ran anything on it (read at first use)."""
@@ -284,9 +291,11 @@ class BenchSession:
     def _chunk_cells(self, metrics: dict[str, Reading], dtype: str) -> dict:
         metrics = {**metrics, "nvml_used_mib": self.nvml.process_used_mib()}
         notes = {f"chunk_{k}": v.reason for k, v in metrics.items() if v.value is None}
+        if self.nvml.uuid is None:
+            notes["gpu_uuid"] = self.nvml.reason
         return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "engine": self.cfg.inference.engine,
                 "device": self.device,
-                "device_name": self._device_name(), "dtype": dtype,
+                "device_name": self._device_name(), "gpu_uuid": self.nvml.uuid, "worker": self.worker, "dtype": dtype,
                 "measure_notes": json.dumps(notes, sort_keys=True), **library_versions(),
                 "config_fingerprint": self.cfg.fingerprint}
 

@@ -109,7 +109,7 @@ def test_power_not_supported_leaves_energy_and_makes_idle_power_null(nvml_with):
     with EnergyWindow(nvml) as window:
         pass
     assert window.joules.value == pytest.approx(250.0)
-    assert nvml.device_info() == {"gpu_name": "Fake GPU", "driver": "550.1"}
+    assert nvml.device_info() == {"gpu_name": "Fake GPU", "driver": "550.1", "gpu_uuid": nvml.uuid}
 
 
 def test_every_failing_nvml_query_is_null_with_its_reason(nvml_with):

@@ -111,7 +111,7 @@ def _two_experiment_folder(tmp_path):
     """A folder with chunk 0 of fp16 from experiment A and chunk 0 of int8 from experiment B (seed 1)."""
     from tests.test_records import _rows
     from vlmbench.records import chunk_csv_path, write_chunk_csv, write_config_snapshot, write_json
-    a, b = load_config(), load_config(overrides={"seed": 1})
+    a, b = load_config().with_engine("cpu"), load_config(overrides={"seed": 1}).with_engine("cpu")  # as a run resolves them
     snap_a = write_config_snapshot(tmp_path, a, "20260101T000000")
     snap_b = write_config_snapshot(tmp_path, b, "20260101T000001")
     write_chunk_csv(chunk_csv_path(tmp_path, "fp16", 0), _rows([1, 2], fingerprint=a.fingerprint))

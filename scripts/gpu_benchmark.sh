@@ -10,6 +10,7 @@
 #              invocation; prints the speed-up per variant (throughput, batch-1 latency p50, idle share).
 #   repeat     one case (REPEAT_VARIANT, default fp16; engine ENGINE) three times; prints the
 #              coefficient of variation (stdev/mean) of throughput and of batch-1 latency p50.
+#   xdist1     the repeat case once more under pytest-xdist with one worker (-n 1), to set against repeat.
 #   chunk1000  one chunk of 1000 generated images at 1024 px per variant (CHUNK1000_VARIANTS, default
 #              "fp16 int8 int8_vit"), micro-batch sized from free memory; confirms a sweep projection.
 # A short table of every part run is printed last (also in OUTDIR/table.md). Data paths come from VLMBENCH_MODEL_DIR / VLMBENCH_COCO_DIR (default
@@ -69,14 +70,18 @@ for part in "${parts[@]}"; do
           --vlm-set "variants=[${REPEAT_VARIANT:-fp16}]"
       done
       table repeat "$out" repeat-1 repeat-2 repeat-3 ;;
+    xdist1)  # the repeat case under pytest-xdist with one worker (issue 11: -n 1 against -n 0)
+      run xdist1 "${gpu[@]}" --vlm-set inference.micro_batch_size=32 --vlm-set measure.model_size=false \
+        --vlm-set "variants=[${REPEAT_VARIANT:-fp16}]" -n 1
+      table runs "$out" xdist1 ;;
     chunk1000)
       variants=$(echo "${CHUNK1000_VARIANTS:-fp16 int8 int8_vit}" | sed 's/ \+/, /g')
       run chunk1000 "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
         --vlm-set dataset.synthetic_images=1000 --vlm-set dataset.limit=1000 --vlm-set inference.batch_size=1000 \
-        --vlm-set inference.micro_batch_size=auto --vlm-set measure.model_size=false \
+        --vlm-set inference.micro_batch_size=auto --vlm-set measure.model_size=false --vlm-set measure.latency_images=0 \
         --vlm-set "variants=[$variants]"
       table runs "$out" chunk1000 ;;
-    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, chunk1000)"; exit 2 ;;
+    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, chunk1000)"; exit 2 ;;
   esac
 done
 if [ ${#tables[@]} -gt 0 ]; then printf '%s\n\n' "${tables[@]}" > "$out/table.md"; else : > "$out/table.md"; fi

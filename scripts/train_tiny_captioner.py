@@ -51,6 +51,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--heldout-images", type=int, default=48, help="held-out sample size scored at the end")
     parser.add_argument("--heldout-seed", type=int, default=42, help="held-out sample seed (the smoke run's)")
     parser.add_argument("--out", type=Path, default=EMBEDDED_CAPTIONER_DIR, help="output folder")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from the fp16 weights in this folder (a previous stage) instead of a seeded init")
     return parser.parse_args()
 
 
@@ -82,8 +84,10 @@ def learning_rate(step: int, args: argparse.Namespace) -> float:
     return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_model(processor, seed: int):
+def build_model(processor, seed: int, init: Path | None = None):
     from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+    if init is not None:  # a previous stage's saved fp16 weights: exact, so stages reproduce
+        return Qwen2_5_VLForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
     config = AutoConfig.for_model(**tiny_config_dict(processor, TRAINED_TINY_TEXT, TRAINED_TINY_VISION))
     torch.manual_seed(seed)
     return Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.float32)
@@ -154,13 +158,18 @@ def loss_summary(losses: list[float]) -> list[tuple[int, float]]:
 
 def write_training_md(path: Path, args, report: dict, examples: list) -> None:
     curve = "\n".join(f"| {step} | {loss:.4f} |" for step, loss in report["loss_curve"])
+    init = f" --init {args.init}" if args.init else ""
+    previous = ""
+    if args.init and (args.init / "TRAINING.md").is_file():  # the earlier stage's log, one heading level down
+        previous = ("\n" + (args.init / "TRAINING.md").read_text()).replace("\n#", "\n##")
+        previous = "\n# Previous stage (--init)\n" + previous
     shots = "\n".join(f"| {ref} | {got} |" for ref, got in examples)
     text = f"""# The embedded tiny captioner: training log summary
 
 Written by `scripts/train_tiny_captioner.py` (do not edit by hand). Reproduce with:
 
     python scripts/train_tiny_captioner.py --seed {args.seed} --steps {args.steps} --batch-size {args.batch_size} \\
-        --lr {args.lr} --warmup {args.warmup} --img-size {args.img_size} --threads {args.threads}
+        --lr {args.lr} --warmup {args.warmup} --img-size {args.img_size} --threads {args.threads}{init} --out {args.out}
 
 - Model: Qwen2_5_VLForConditionalGeneration built from config (`TRAINED_TINY_TEXT`, `TRAINED_TINY_VISION` in
   vlmbench/modeling.py), {report['parameters']:,} parameters, saved in fp16 ({report['size_mb']:.2f} MB of safetensors).
@@ -188,7 +197,7 @@ Written by `scripts/train_tiny_captioner.py` (do not edit by hand). Reproduce wi
 | first reference | generated |
 |---|---|
 {shots}
-"""
+{previous}"""
     atomic_write_text(path, text)
 
 
@@ -196,7 +205,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     processor = build_builtin_processor()
-    model = build_model(processor, args.seed)
+    model = build_model(processor, args.seed, args.init)
     start = time.perf_counter()
     losses = train(model, processor, args)
     wall = time.perf_counter() - start

@@ -31,7 +31,7 @@ from vlmbench.engines import ENGINE_CHOICES
 DEFAULT_CONFIG_NAME = "default.yaml"
 QUANTIZERS = ("bitsandbytes_linear8bitlt",)
 DTYPES = ("fp16", "bf16", "fp32")
-MODEL_WEIGHTS = ("pretrained", "random")
+MODEL_WEIGHTS = ("pretrained", "random", "embedded")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
 NON_RESULT_FIELDS = ("experiment_name", "variants", "baseline", "quality", "results_dir", "thresholds",
                      "inference.prefetch_batches",
@@ -112,7 +112,8 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    weights: str = _help("pretrained (from model_id) or random (built from config.json, random weights)",
+    weights: str = _help("pretrained (from model_id), random (built from config.json, random weights) or embedded "
+                         "(the tiny captioner shipped in vlmbench/assets/tiny_captioner; model_id is then a label)",
                          "pretrained")
     config_dir: Optional[str] = _help("folder with config.json for random weights (default: model_id)", None)
     tiny: bool = _help("shrink the architecture to a tiny Qwen2.5-VL (tests, offline smoke run)", False)
@@ -283,6 +284,10 @@ def _validate(cfg: ExperimentConfig) -> None:
     _check(cfg.precision.language_model in DTYPES, "precision.language_model", cfg.precision.language_model,
            ", ".join(DTYPES))
     _check(cfg.model.weights in MODEL_WEIGHTS, "model.weights", cfg.model.weights, ", ".join(MODEL_WEIGHTS))
+    if cfg.model.weights == "embedded":
+        _check(cfg.model.processor in (None, "builtin"), "model.processor", cfg.model.processor,
+               "builtin or null with model.weights 'embedded' (the embedded captioner knows only the built-in "
+               "byte-level tokenizer)")
     _check(cfg.model.device in ("auto", "cuda", "cpu"), "model.device", cfg.model.device, "auto, cuda, cpu")
     _check(cfg.model.attn_implementation in ("sdpa", "eager"), "model.attn_implementation",
            cfg.model.attn_implementation, "sdpa, eager")

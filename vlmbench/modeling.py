@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Mapping
+import warnings
 from pathlib import Path
 from typing import Optional
 from types import MappingProxyType
@@ -46,6 +47,16 @@ def thawed(value):
     if isinstance(value, (tuple, list)):
         return [thawed(v) for v in value]
     return value
+# The embedded captioner (`model.weights: embedded`): the tiny shape widened enough to learn the drawn-shapes
+# sample (scripts/train_tiny_captioner.py) on a CPU in minutes. head_dim 24, so mrope_section sums to 12.
+TRAINED_TINY_TEXT = MappingProxyType(dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2, rope_scaling={"type": "mrope", "mrope_section": [4, 4, 4]},
+                         max_position_embeddings=1024))
+TRAINED_TINY_VISION = MappingProxyType(dict(depth=2, hidden_size=96, intermediate_size=192, num_heads=4, out_hidden_size=96,
+                           fullatt_block_indexes=[0, 1], window_size=112, patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2, in_chans=3, hidden_act="silu"))
+EMBEDDED_CAPTIONER_DIR = Path(__file__).parent / "assets" / "tiny_captioner"
+EMBEDDED_CAPTIONER_INPUT = {"img_size": 112, "prompt": "Caption:"}  # short: training time grows with it
 
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -90,7 +101,7 @@ def build_builtin_processor():
 def build_processor(cfg: ExperimentConfig):
     """The configured processor, with left padding for batched generation."""
     source = cfg.model.processor
-    if source == "builtin":
+    if source == "builtin" or cfg.model.weights == "embedded":
         processor = build_builtin_processor()
     else:
         from transformers import AutoProcessor
@@ -111,19 +122,24 @@ def _token_ids(tokenizer) -> dict:
     return ids
 
 
+def tiny_config_dict(processor, text: Mapping = TINY_TEXT, vision: Mapping = TINY_VISION) -> dict:
+    """config.json contents of a tiny Qwen2.5-VL: `text` and `vision` sizes, the processor's vocabulary."""
+    data = {"model_type": "qwen2_5_vl", "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+            "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True,
+            **thawed(text), "vision_config": thawed(vision),
+            "vocab_size": len(processor.tokenizer), **_token_ids(processor.tokenizer)}
+    return data
+
+
 def random_model_config_dict(cfg: ExperimentConfig, processor) -> dict:
     """config.json contents for a random-weight model: the configured architecture, shrunk if tiny."""
     if cfg.model.config_dir is None and cfg.model.tiny:
-        data = {"model_type": "qwen2_5_vl", "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-                "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True,
-                "vision_config": {}}
-    else:
-        path = Path(cfg.model.config_dir or cfg.model_id) / "config.json"
-        if not path.is_file():
-            raise ConfigError(f"model.weights is 'random' but {str(path)!r} does not exist; set model.config_dir to a "
-                              "folder holding the architecture's config.json.")
-        data = json.loads(path.read_text())
-    data = copy.deepcopy(data)
+        return tiny_config_dict(processor)
+    path = Path(cfg.model.config_dir or cfg.model_id) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"model.weights is 'random' but {str(path)!r} does not exist; set model.config_dir to a "
+                          "folder holding the architecture's config.json.")
+    data = json.loads(path.read_text())
     if cfg.model.tiny:
         data.update(thawed(TINY_TEXT))
         data["vision_config"].update(thawed(TINY_VISION))
@@ -165,10 +181,30 @@ def random_weights_dir(cfg: ExperimentConfig, processor, device: str = "cpu") ->
     return target
 
 
+def embedded_captioner_dir(cfg: ExperimentConfig) -> Path:
+    """The packaged tiny captioner's folder (config.json + model.safetensors), checked before any load.
+
+    It was trained on one prompt and one image size (EMBEDDED_CAPTIONER_INPUT, see its TRAINING.md);
+    other values still run but caption worse, so they are warned about.
+    """
+    if not (EMBEDDED_CAPTIONER_DIR / "model.safetensors").is_file():
+        raise ConfigError(f"model.weights is 'embedded' but {str(EMBEDDED_CAPTIONER_DIR)!r} holds no "
+                          "model.safetensors; reinstall vlmbench, or recreate the weights with "
+                          "scripts/train_tiny_captioner.py.")
+    used = {"img_size": cfg.inference.img_size, "prompt": cfg.inference.prompt}
+    for key, trained in EMBEDDED_CAPTIONER_INPUT.items():
+        if used[key] != trained:
+            warnings.warn(f"the embedded captioner was trained with inference.{key} = {trained!r}; this run uses "
+                          f"{used[key]!r}, so expect worse captions.", stacklevel=2)
+    return EMBEDDED_CAPTIONER_DIR
+
+
 def weights_dir(cfg: ExperimentConfig, processor, device: str) -> str:
-    """Where from_pretrained reads the variant: model_id, or the cached random-weight folder."""
+    """Where from_pretrained reads the variant: model_id, the cached random-weight folder or the embedded one."""
     if cfg.model.weights == "random":
         return str(random_weights_dir(cfg, processor, device))
+    if cfg.model.weights == "embedded":
+        return str(embedded_captioner_dir(cfg))
     return cfg.model_id
 
 

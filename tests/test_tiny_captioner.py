@@ -56,14 +56,14 @@ def test_other_prompt_or_image_size_is_warned_about():
 
 def caption_all(variant: str, limit: int = HELDOUT_IMAGES) -> tuple[dict, dict]:
     """Captions of the first `limit` held-out images by `variant`, and their references."""
-    cfg = smoke_config(**{"inference.micro_batch_size": 16})
+    cfg = smoke_config(**{"inference.batch_size": 16, "inference.micro_batch_size": 16})
     processor = build_processor(cfg)
     model = load_variant_model(cfg, get_variant(variant), weights_dir(cfg, processor, "cpu"), "cpu")
     captioner = Captioner(model, processor, cfg, "cpu")
     rows = load_rows(cfg)[:limit]
     captions = []
     for group in micro_batches(rows, cfg.inference.micro_batch_size):
-        captions += captioner.generate(captioner.prepare(0, group).inputs)
+        captions += captioner.generate(captioner.prepare(0, group))[0]
     assert all(n < cfg.inference.max_new_tokens for _, n in captions), "a caption did not end on <|im_end|>"
     return ({r.image_id: text for r, (text, _) in zip(rows, captions, strict=True)},
             {r.image_id: list(r.captions) for r in rows})

@@ -172,3 +172,12 @@ def test_report_config_of_a_folder_whose_references_are_another_experiments(tmp_
     summary = json.loads(sorted(tmp_path.glob("summary_*.json"))[-1].read_text())
     assert summary["variants"]["fp16"]["cider"] is None
     assert "belongs to another experiment" in summary["variants"]["fp16"]["cider_null_reason"]
+
+
+def test_git_commit_named_by_the_environment_wins_over_a_copied_git_folder(monkeypatch):
+    """The lent GPU machine's copy carried another commit's .git: the explicit variable must win."""
+    from vlmbench.summary import git_commit
+    monkeypatch.setenv("VLMBENCH_GIT_COMMIT", "f92158ae64c367a080e77e399388ccd1287933f4")
+    assert git_commit() == {"git_commit": "f92158ae64c367a080e77e399388ccd1287933f4"}
+    monkeypatch.delenv("VLMBENCH_GIT_COMMIT")
+    assert len(git_commit()["git_commit"]) == 40  # this checkout's HEAD

@@ -259,15 +259,22 @@ def environment() -> dict:
             env[module] = __import__(module).__version__
         except Exception as exc:  # bitsandbytes may fail to import without its native library
             env[module], env[f"{module}_null_reason"] = None, f"{type(exc).__name__}: {exc}"
-    try:
-        env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                           check=True, timeout=10).stdout.strip()
-    except Exception as exc:
-        import os
-        env["git_commit"] = os.environ.get("VLMBENCH_GIT_COMMIT")  # set by whoever copied the tree without .git
-        if env["git_commit"] is None:
-            env["git_commit_null_reason"] = f"not a git checkout ({type(exc).__name__}) and VLMBENCH_GIT_COMMIT unset"
+    env.update(git_commit())
     return env
+
+
+def git_commit() -> dict:
+    """The commit measured: VLMBENCH_GIT_COMMIT when set (a copied tree's .git may be another commit's,
+    as on the lent GPU machines), else `git rev-parse HEAD`, else null with the reason."""
+    import os
+    if os.environ.get("VLMBENCH_GIT_COMMIT"):
+        return {"git_commit": os.environ["VLMBENCH_GIT_COMMIT"]}
+    try:
+        return {"git_commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                             check=True, timeout=10).stdout.strip()}
+    except Exception as exc:
+        return {"git_commit": None,
+                "git_commit_null_reason": f"not a git checkout ({type(exc).__name__}) and VLMBENCH_GIT_COMMIT unset"}
 
 
 def iso(t: float) -> str:

@@ -24,7 +24,7 @@ def tiny_config(results_dir: Path, images: int, chunks: int = 1, **sections) -> 
             "results_dir": str(results_dir)}
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}
-    return from_plain(data)
+    return from_plain(data).with_engine("cpu")  # resolved as a run on this machine resolves engine: auto
 
 
 def references(images: int) -> dict[int, list[str]]:

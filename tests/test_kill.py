@@ -67,7 +67,7 @@ def test_kill_minus_nine_at_random_moments_then_a_rerun_completes(tmp_path, monk
                                                   "measure": {"model_size": True}, "results_dir": str(results)})))
     env = {**os.environ, "VLMBENCH_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
     monkeypatch.setenv("VLMBENCH_CACHE", str(cache))
-    cfg = load_config(config)
+    cfg = load_config(config).with_engine("cpu")  # as the run resolves engine: auto on a CPU
     chunks = make_chunks(load_rows(cfg), cfg.inference.batch_size)
     rng = random.Random(int(os.environ.get("VLMBENCH_KILL_SEED", "13")))
     for _ in range(3):

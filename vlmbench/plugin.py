@@ -36,6 +36,7 @@ from vlmbench.config import ConfigError, load_config, parse_assignment
 SESSION_KEY = pytest.StashKey["object"]()
 USES_KEY = pytest.StashKey[bool]()
 SHARD_KEY = pytest.StashKey["object"]()
+CSV_SEEN_KEY = pytest.StashKey[object]()  # a pending case's CSV signature at collection (_csv_signature)
 DONE_KEY = pytest.StashKey[dict]()  # (variant, chunk id) -> skip reason, found complete by the owner's check
 DEVICES_KEY = pytest.StashKey[dict]()  # xdist controller: {"all": [...], "held": {worker id: device}}
 CLAIM_KEY = pytest.StashKey["object"]()
@@ -228,6 +229,8 @@ def pytest_collection_modifyitems(config, items):
     for item in cases:
         if _case(item) in done:
             item.add_marker(pytest.mark.skip(reason=done[_case(item)]))
+        else:
+            item.stash[CSV_SEEN_KEY] = _csv_signature(session, *_case(item))
 
 
 def _csv_name(variant: str, chunk_id: int) -> str:
@@ -324,6 +327,17 @@ def _preflight(session, pending: list[int]) -> None:
         session.notes += run_preflight(session.cfg, [row for i in pending for row in session.chunks[i]])
 
 
+def _csv_signature(session, variant: str, chunk_id: int):
+    """(size, mtime_ns) of the chunk's CSV, None when absent: a CSV that changed after collection was
+    written by another process; one that did not (a chunk rerun to retry its unavailable images) was not."""
+    from vlmbench.records import chunk_csv_path
+    try:
+        stat = chunk_csv_path(session.results_dir, variant, chunk_id).stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
 def _claim_chunk(item) -> None:
     """Claims a pending chunk before its fixtures (the model) load; skips it when another process
     holds the claim or finished the chunk since collection."""
@@ -334,7 +348,8 @@ def _claim_chunk(item) -> None:
     claim, why = try_claim(session.results_dir, *_case(item), worker=session.worker)
     if claim is None:
         pytest.skip(f"{why}: it is being computed there")
-    if session.fresh_chunk_status(*_case(item)) == "complete":
+    changed = _csv_signature(session, *_case(item)) != item.stash.get(CSV_SEEN_KEY, None)
+    if changed and session.fresh_chunk_status(*_case(item)) == "complete":
         claim.release()
         pytest.skip(f"{_csv_name(*_case(item))} was completed by another process after collection")
     item.stash[CLAIM_KEY] = claim.start_heartbeat()

@@ -98,7 +98,8 @@ class InferenceConfig:
     img_size: int = _help("each image is resized to img_size x img_size pixels before the processor", 1024)
     batch_size: int = _help("images per chunk (one CSV and one pytest case each); limit/5 in the seed", 1000)
     micro_batch_size: Optional[int] = _help("images per generate() call on the device; null or auto = sized per "
-                                            "variant from free device memory (8 on CPU)", None, auto=True)
+                                            "variant from free device memory (8 on CPU); opt-in, since the size it picks depends on the GPU "
+                                            "and is recorded per variant but is not in the fingerprint", 8, auto=True)
     prompt: str = _help("the user instruction sent with each image",
                         "Describe this image in one short sentence.")
     prefetch_batches: int = _help("micro-batches read and preprocessed ahead of the device", 2)

@@ -63,6 +63,18 @@ def _warn_running_chunks(results_dir: Path) -> None:
               "shards have ended", file=sys.stderr)
 
 
+def identity_as_run(cfg):
+    """A YAML passed with --config lacks model.identity, which a run adds to its fingerprint: compute it
+    as the run did (snapshots already hold it). Offline without the Hub commit cached, it stays null."""
+    if cfg.model.identity is not None:
+        return cfg
+    from vlmbench.modeling import with_model_identity
+    try:
+        return with_model_identity(cfg)
+    except ConfigError:
+        return cfg
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vlmbench-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", type=Path)
@@ -75,7 +87,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         snapshot = args.config or newest_snapshot(args.results_dir)
-        cfg = allow_differences(engine_as_run(load_config(snapshot), args.results_dir), args.allow_difference)
+        cfg = allow_differences(identity_as_run(engine_as_run(load_config(snapshot), args.results_dir)),
+                                args.allow_difference)
         if not (args.results_dir / "references.json").is_file():
             raise ConfigError(f"{args.results_dir}/references.json is missing; rerun pytest benchmarks once to write it.")
         _warn_running_chunks(args.results_dir)

@@ -45,6 +45,16 @@ def owner_tag() -> str:
     return f"pid{os.getpid()}@{socket.gethostname().replace('-', '_')}-"
 
 
+def _default_file_mode() -> int:
+    """0666 less the process umask: the mode `open()` would give a new file (read via os.umask, reset at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+DEFAULT_FILE_MODE = _default_file_mode()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Writes `data` to `path` whole or not at all; WriteFailed (one line) when it cannot."""
     path = Path(path)
@@ -56,6 +66,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, DEFAULT_FILE_MODE)  # mkstemp makes 0600; results are shared (shards, other users)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:

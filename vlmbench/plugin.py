@@ -224,6 +224,7 @@ def pytest_collection_modifyitems(config, items):
         except ConfigError as exc:
             raise pytest.UsageError(f"vlmbench: {exc}") from None
     else:
+        session.identify_model()  # the worker's fingerprint must be the controller's (model.identity in it)
         done = {_case(item): f"{_csv_name(*_case(item))} is complete for this experiment (delete it to recompute)"
                 for item in cases if session.fresh_chunk_status(*_case(item)) == "complete"}
     for item in cases:

@@ -262,7 +262,7 @@ def undecided(summary: dict, baseline: dict, cfg: ExperimentConfig) -> list[str]
 
 def gate(summary: dict, baseline_path: Optional[str], cfg: ExperimentConfig) -> Verdict:
     if not baseline_path:
-        return Verdict("no baseline given (--vlm-baseline): regression gate not applied")
+        return Verdict("no baseline given (--vlm-baseline; vlmbench-report --baseline): regression gate not applied")
     try:
         baseline = json.loads(Path(baseline_path).read_text())
     except (OSError, json.JSONDecodeError) as exc:

@@ -73,7 +73,10 @@ def chat_prompt(processor, prompt: str) -> str:
 
 
 def training_batch(processor, prompt_text: str, rng: random.Random, size: int, img_size: int) -> dict:
-    """Processor inputs for `size` fresh scenes, with `labels` on caption and end tokens only."""
+    """Processor inputs for `size` fresh scenes, with `labels` on caption and end tokens only.
+
+    Right-padded, so that every row's prompt starts at position 0 and the prompt's label mask is one slice."""
+    processor.tokenizer.padding_side = "right"
     scenes = [draw_scene(rng) for _ in range(size)]
     images = [decode_image(jpeg_bytes(image), img_size) for image, _ in scenes]
     texts = [prompt_text + captions[0] + "<|im_end|>" for _, captions in scenes]
@@ -120,7 +123,6 @@ def shuffled_image_loss(model, batch: dict) -> float:
 
 def train(model, processor, args: argparse.Namespace) -> tuple[list[float], dict]:
     """Runs the optimizer steps; returns the loss of every step and the shuffled-image loss at each log step."""
-    processor.tokenizer.padding_side = "right"
     prompt_text = chat_prompt(processor, DEFAULT_PROMPT)
     rng = random.Random(f"train-{args.seed}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))

@@ -19,9 +19,14 @@ from vlmbench.variants import get_variant
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 HELDOUT_IMAGES = 48
-# Stated floor for fp16 on the 48 held-out images: the shipped weights measured 0.76 (TRAINING.md, fp32)
-# and 0.758 in fp16 on the smoke run's 24; a retrained model must clear it too.
-FP16_CIDER_FLOOR = 0.5
+# Stated floors on the 48 held-out images, a bit below what the shipped weights measure through this
+# path: CIDEr-D 6.615 for fp16, int8 and int8_vit alike (TRAINING.md: 6.615 in fp32), 46 distinct captions,
+# 47 naming exactly the first reference's colours and shapes. The first stage, which ignored the image,
+# measured CIDEr-D 0.76 with 2 distinct captions; a retrained model must clear these too.
+FP16_CIDER_FLOOR = 6.0
+INT8_CIDER_FLOOR = 6.0
+MIN_DISTINCT_CAPTIONS = 40
+MIN_ATTRIBUTE_MATCHES = 40
 
 
 def smoke_config(**overrides):
@@ -103,9 +108,11 @@ def test_caption_attributes_reads_colours_and_shapes():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["int8", "int8_vit"])
-def test_int8_variants_caption(variant):
-    predictions, _ = caption_all(variant, limit=8)
+def test_int8_variants_caption_above_their_floor(variant):
+    predictions, references = caption_all(variant)
     assert all(len(text.split()) >= 3 for text in predictions.values()), predictions
+    score = cider(references, predictions).score
+    assert score > INT8_CIDER_FLOOR, f"{variant} CIDEr-D {score:.3f} on {HELDOUT_IMAGES} held-out images"
 
 
 def _training_script():

@@ -1,12 +1,14 @@
 """The fingerprint knows which model it measured; chunks say which libraries and GPU made them (issue 8.6)."""
 import json
 import os
+import shutil
 
 import pytest
 
 from tests.results_factory import tiny_config, write_results
 from vlmbench.config import ConfigError, load_config
-from vlmbench.modeling import hub_commit, load_variant_model, local_model_identity, model_identity
+from vlmbench.modeling import EMBEDDED_CAPTIONER_DIR, hub_commit, load_variant_model, local_model_identity, \
+    model_identity, with_model_identity
 from vlmbench.records import CSV_COLUMNS, chunk_csv_path, library_versions, write_chunk_csv
 from vlmbench.report import report
 from vlmbench.session import BenchSession
@@ -124,12 +126,27 @@ def test_the_resolved_commit_reaches_from_pretrained(monkeypatch):
     assert seen["source"] == "org/model" and seen["revision"] == COMMIT
 
 
+# configs/smoke.yaml as it was with random weights (it now uses the embedded captioner)
+RANDOM_SMOKE_YAML = """experiment_name: smoke
+model_id: Qwen/Qwen2.5-VL-3B-Instruct
+quantizer: bitsandbytes_linear8bitlt
+precision: {language_model: fp16}
+dataset: {synthetic_images: 24, limit: 12}
+seed: 42
+inference: {max_new_tokens: 8, img_size: 112, batch_size: 4, micro_batch_size: 4}
+variants: [fp16, int8, int8_vit]
+model: {weights: random, tiny: true, processor: builtin}
+measure: {latency_images: 2, model_size: true}
+results_dir: results/smoke
+"""
+
+
 def test_random_weights_keep_their_identity_and_fingerprint(tmp_path):
-    from vlmbench.modeling import with_model_identity
-    cfg = load_config(overrides={"model": {"weights": "random", "tiny": True, "processor": "builtin"}})
+    (tmp_path / "smoke.yaml").write_text(RANDOM_SMOKE_YAML)
+    cfg = load_config(tmp_path / "smoke.yaml")
     assert model_identity(cfg) is None
     assert "model.identity" not in cfg.result_fields() and "model.revision" not in cfg.result_fields()
-    assert with_model_identity(cfg).fingerprint == cfg.fingerprint  # null identity stays out of the fingerprint
+    assert with_model_identity(cfg).fingerprint == cfg.fingerprint  # random-weight results stay valid
 
 
 def test_chunks_record_library_versions_and_a_mixed_summary_says_so(tmp_path):
@@ -151,17 +168,22 @@ def test_chunks_record_library_versions_and_a_mixed_summary_says_so(tmp_path):
     assert report(uniform, tiny_config(uniform, 12, chunks=2), 0.0, None, "nltk-treebank")[0]["mixed_environment"] is None
 
 
-def test_embedded_captioner_identity_is_its_packaged_bytes(tmp_path, monkeypatch):
-    """Retrained embedded weights change the identity (and so the fingerprint); a copy with new mtimes does not."""
-    import shutil
-    from vlmbench.modeling import EMBEDDED_CAPTIONER_DIR, model_identity
-    cfg = load_config(overrides={"model": {"weights": "embedded", "processor": "builtin"}})
-    shipped = model_identity(cfg)
-    assert shipped.startswith("embedded:")
-    copy = tmp_path / "assets"
-    shutil.copytree(EMBEDDED_CAPTIONER_DIR, copy)  # new mtimes, same bytes
-    monkeypatch.setattr("vlmbench.modeling.EMBEDDED_CAPTIONER_DIR", copy)
+def test_embedded_identity_is_the_weights_digest_and_changes_with_them(tmp_path, monkeypatch):
+    """A retrained embedded captioner gets a new identity, so its chunks never mix with the old model's."""
+    cfg = load_config("configs/smoke.yaml")
+    shipped = model_identity(cfg)  # no Hub lookup for the packaged folder
+    assert shipped.startswith("embedded:") and shipped == model_identity(cfg)
+    folder = tmp_path / "tiny_captioner"
+    shutil.copytree(EMBEDDED_CAPTIONER_DIR, folder)  # new mtimes, same bytes: same identity
+    monkeypatch.setattr("vlmbench.modeling.EMBEDDED_CAPTIONER_DIR", folder)
     assert model_identity(cfg) == shipped
-    weights = copy / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
-    assert model_identity(cfg) != shipped
+    shipped_fingerprint = with_model_identity(cfg).fingerprint
+    weights = bytearray((folder / "model.safetensors").read_bytes())
+    weights[-1] ^= 1  # one retrained bit
+    (folder / "model.safetensors").write_bytes(bytes(weights))
+    retrained = with_model_identity(cfg)
+    assert retrained.model.identity.startswith("embedded:") and retrained.model.identity != shipped
+    assert retrained.fingerprint != shipped_fingerprint
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ConfigError, match="holds no model.safetensors"):
+        model_identity(cfg)

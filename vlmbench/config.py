@@ -123,7 +123,8 @@ class ModelConfig:
     revision: Optional[str] = _help("Hub revision (commit hash, branch or tag) of model_id to load; null = main; "
                                     "the commit read is recorded and is part of the fingerprint", None)
     identity: Optional[str] = _help("derived, leave unset: set at run start to the resolved Hub commit ('hub:<sha>') "
-                                    "or a digest of a local folder's config and weight files ('local:<sha>'); part "
+                                    "or a digest of a local folder's config and weight files ('local:<sha>', "
+                                    "'embedded:<sha>' for model.weights: embedded); part "
                                     "of the fingerprint. Null for random weights (config + seed identify them)",
                                     None)
     attn_implementation: str = _help("attention kernel for transformers: sdpa or eager", "sdpa")

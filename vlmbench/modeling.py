@@ -181,16 +181,21 @@ def random_weights_dir(cfg: ExperimentConfig, processor, device: str = "cpu") ->
     return target
 
 
+def _require_embedded_weights() -> None:
+    """ConfigError naming the fix when the packaged captioner's weights are missing."""
+    if not (EMBEDDED_CAPTIONER_DIR / "model.safetensors").is_file():
+        raise ConfigError(f"model.weights is 'embedded' but {str(EMBEDDED_CAPTIONER_DIR)!r} holds no "
+                          "model.safetensors; reinstall vlmbench, or recreate the weights with "
+                          "scripts/train_tiny_captioner.py.")
+
+
 def embedded_captioner_dir(cfg: ExperimentConfig) -> Path:
     """The packaged tiny captioner's folder (config.json + model.safetensors), checked before any load.
 
     It was trained on one prompt and one image size (EMBEDDED_CAPTIONER_INPUT, see its TRAINING.md);
     other values still run but caption worse, so they are warned about.
     """
-    if not (EMBEDDED_CAPTIONER_DIR / "model.safetensors").is_file():
-        raise ConfigError(f"model.weights is 'embedded' but {str(EMBEDDED_CAPTIONER_DIR)!r} holds no "
-                          "model.safetensors; reinstall vlmbench, or recreate the weights with "
-                          "scripts/train_tiny_captioner.py.")
+    _require_embedded_weights()
     used = {"img_size": cfg.inference.img_size, "prompt": cfg.inference.prompt}
     for key, trained in EMBEDDED_CAPTIONER_INPUT.items():
         if used[key] != trained:
@@ -233,31 +238,37 @@ def local_model_identity(folder: Path) -> str:
     return "local:" + hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
-def embedded_model_identity(folder: Path) -> str:
-    """'embedded:<16 hex>': sha256 of the packaged captioner's config and weight bytes (1-2 MB, read whole:
-    a clone or an install sets new mtimes, so unlike `local_model_identity` the content decides)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for pattern in MODEL_FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return "embedded:" + digest.hexdigest()[:16]
-
-
 def model_identity(cfg: ExperimentConfig) -> Optional[str]:
     """The identity of the model `cfg` measures, for model.identity.
 
-    Random weights: None (the config and the seed identify them). The embedded captioner: the
-    `local_model_identity` of its packaged folder (retrained weights never mix with old chunks). A
-    local folder: its `local_model_identity`. A Hub id: 'hub:<commit>' that model.revision (null:
-    main) resolves to.
+    Random weights: None (the config and the seed identify them). The embedded captioner:
+    `embedded_model_identity` (a retrained model never shares chunks with the old one). A local folder: its
+    `local_model_identity`. A Hub id: 'hub:<commit>' that model.revision (null: main) resolves to.
     """
     if cfg.model.weights == "random":
         return None
     if cfg.model.weights == "embedded":
-        return embedded_model_identity(EMBEDDED_CAPTIONER_DIR)
+        return embedded_model_identity()
     if Path(cfg.model_id).is_dir():
         return local_model_identity(Path(cfg.model_id))
     from vlmbench.hub import resolve_model_commit
     return f"hub:{resolve_model_commit(cfg.model_id, cfg.model.revision)}"
+
+
+def embedded_model_identity() -> str:
+    """'embedded:<16 hex>': sha256 over the name and bytes of the packaged captioner's config and weight files.
+
+    The bytes, not the times (as `local_model_identity` uses): the folder is small (a few MB, hashed in
+    milliseconds) and ships inside the package, so every install of the same weights gets the same identity
+    and a retrained model always gets a new one. ConfigError if the weights are missing.
+    """
+    _require_embedded_weights()
+    digest = hashlib.sha256()
+    files = {p for pattern in MODEL_FILE_PATTERNS for p in EMBEDDED_CAPTIONER_DIR.glob(pattern) if p.is_file()}
+    for path in sorted(files):
+        digest.update(json.dumps([path.name, path.stat().st_size]).encode())
+        digest.update(path.read_bytes())
+    return "embedded:" + digest.hexdigest()[:16]
 
 
 def with_model_identity(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -100,6 +100,17 @@ def scene_captions(groups: list[Group], background: str) -> list[str]:
             f"a simple drawing of {scene} on a plain {background} background", f"a {background} image with {scene}"]
 
 
+def caption_attributes(caption: str) -> tuple[frozenset, frozenset]:
+    """The colour words and the shape words (singular) a caption names, e.g. for checking a model's captions.
+
+    "two red circles on the left and a blue square" -> ({"red", "blue"}, {"circle", "square"}).
+    """
+    words = [w.strip(".,") for w in caption.lower().split()]
+    colours = frozenset(w for w in words if w in COLOURS)
+    shapes = frozenset(w.removesuffix("s") for w in words if w.removesuffix("s") in SHAPES)
+    return colours, shapes
+
+
 def draw_scene(rng: random.Random) -> tuple[Image.Image, list[str]]:
     """One SIZE x SIZE image of one or two groups of shapes, and five captions that describe it."""
     bg_name = rng.choice(list(BACKGROUNDS))

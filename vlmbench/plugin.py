@@ -225,13 +225,21 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"vlmbench: {exc}") from None
     else:
         session.identify_model()  # the worker's fingerprint must be the controller's (model.identity in it)
-        done = {_case(item): f"{_csv_name(*_case(item))} is complete for this experiment (delete it to recompute)"
-                for item in cases if session.fresh_chunk_status(*_case(item)) == "complete"}
+        done = {_case(item): reason for item in cases if (reason := _worker_skip_reason(session, *_case(item)))}
     for item in cases:
         if _case(item) in done:
             item.add_marker(pytest.mark.skip(reason=done[_case(item)]))
         else:
             item.stash[CSV_SEEN_KEY] = _csv_signature(session, *_case(item))
+
+
+def _worker_skip_reason(session, variant: str, chunk_id: int):
+    """A worker's skip decision, read-only: the owner's rules (failed rows counted, chunks whose
+    unavailable images are back rerun); a CSV the controller already refused or moved aside runs."""
+    try:
+        return session.skip_reason(variant, chunk_id)
+    except ConfigError:
+        return None
 
 
 def _csv_name(variant: str, chunk_id: int) -> str:

@@ -257,3 +257,13 @@ def test_a_failing_quality_section_leaves_the_summary(monkeypatch):
     monkeypatch.setattr(quality, "count_degenerate", lambda *a, **k: 1 / 0)
     info = quality.add_quality_or_reason({"fp16": {}}, {"fp16": _rows(["a dog"])}, load_config(), None)
     assert info == {"baseline": "fp16", "quality_null_reason": "ZeroDivisionError: division by zero"}
+
+
+def test_delta_reason_says_when_the_baseline_did_not_run():
+    """`-k int8_vit` leaves fp16 without chunks: the delta's reason says so, not 'no per-image scores'."""
+    from vlmbench.config import load_config
+    from vlmbench.quality import add_intervals
+    entries = {"int8_vit": {"cider_per_image": {"1": 1.0, "2": 0.5}}}
+    add_intervals(entries, "fp16", load_config())
+    assert entries["int8_vit"]["cider_delta_ci"] is None
+    assert entries["int8_vit"]["cider_delta_ci_null_reason"] == "baseline 'fp16' has no finished chunk in this results folder"

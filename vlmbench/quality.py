@@ -40,7 +40,9 @@ def add_intervals(entries: dict, baseline: str, cfg) -> None:
             continue
         if base is None:
             entry["cider_delta_ci"] = None
-            entry["cider_delta_ci_null_reason"] = f"baseline {baseline!r} has no per-image CIDEr-D scores"
+            entry["cider_delta_ci_null_reason"] = (f"baseline {baseline!r} has no per-image CIDEr-D scores"
+                                                   if baseline in entries else
+                                                   f"baseline {baseline!r} has no finished chunk in this results folder")
             continue
         q = cfg.quality
         delta = bootstrap.paired_difference(scores, base, q.bootstrap_samples, q.confidence, cfg.seed)

@@ -150,7 +150,7 @@ def write_interval_plot(summary: dict, plot_dir: Path, unwritten: Optional[list[
                     yerr=[[points[n]["point"] - points[n]["low"] for n in names],
                           [points[n]["high"] - points[n]["point"] for n in names]])
         ax.set_xticks(range(len(names)), names)
-        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.set_xlim(-0.5, max(len(names), 1) - 0.5)  # an empty panel (no deltas) keeps a valid range
         ax.set_ylabel("CIDEr-D")
         ax.set_title(f"{title}, {int(round(100 * next(iter(cis.values()))['confidence']))}% bootstrap CI")
     axes[1].axhline(0, color="grey", linewidth=1)

@@ -70,6 +70,14 @@ def _refs_and_predictions(n=12):
     return {i: r[1:] for i, r in refs.items()}, {i: r[0] for i, r in refs.items()}
 
 
+def _written_folder(tmp_path: Path, images: int = 12, **sections):
+    """A results folder written by hand (tests/results_factory.py) and its config."""
+    results = tmp_path / "results"
+    cfg = tiny_config(results, images, **sections)
+    write_results(cfg, results)
+    return results, cfg
+
+
 def _latest_summary(results_dir: Path) -> dict:
     return json.loads(sorted(results_dir.glob("summary_*.json"))[-1].read_text())
 
@@ -114,9 +122,7 @@ def test_a_scorer_that_raises_leaves_cider_null_and_the_rest_written(tmp_path, m
     def broken_scorer(refs, preds):
         raise RuntimeError("scorer exploded")
     monkeypatch.setattr("vlmbench.summary.cider_from_tokens", broken_scorer)
-    results = tmp_path / "results"
-    cfg = tiny_config(results, 12)
-    write_results(cfg, results)
+    results, cfg = _written_folder(tmp_path)
     summary, verdict = report(results, cfg, 0.0, None, "nltk-treebank")
     for entry in summary["variants"].values():
         assert entry["cider"] is None and entry["cider_null_reason"] == "scoring failed: RuntimeError: scorer exploded"
@@ -128,23 +134,19 @@ def test_a_scorer_that_raises_leaves_cider_null_and_the_rest_written(tmp_path, m
 
 def test_a_tokenizer_that_raises_leaves_cider_null_with_the_reason(tmp_path, monkeypatch):
     def broken_tokenizer(captions):
-        raise LookupError("nltk data missing")
+        raise LookupError("tokenizer data missing")
     monkeypatch.setattr("vlmbench.metrics.tokenize_python", broken_tokenizer)
-    results = tmp_path / "results"
-    cfg = tiny_config(results, 12)
-    write_results(cfg, results)
+    results, cfg = _written_folder(tmp_path)
     summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
     assert summary["variants"]["fp16"]["cider"] is None
-    assert "tokenizing failed (LookupError: nltk data missing)" in summary["variants"]["fp16"]["cider_null_reason"]
+    assert "tokenizing failed (LookupError: tokenizer data missing)" in summary["variants"]["fp16"]["cider_null_reason"]
 
 
 def test_broken_plotting_still_writes_the_summary(tmp_path, monkeypatch):
     def broken_plots(summary, plot_dir, unwritten=None):
         raise RuntimeError("no display")
     monkeypatch.setattr("vlmbench.report.write_plots", broken_plots)
-    results = tmp_path / "results"
-    cfg = tiny_config(results, 12)
-    write_results(cfg, results)
+    results, cfg = _written_folder(tmp_path)
     summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
     assert summary["plots"] == [] and summary["plots_null_reason"] == "plotting failed: RuntimeError: no display"
     assert _latest_summary(results)["variants"]["fp16"]["cider"] > 1.0
@@ -153,9 +155,7 @@ def test_broken_plotting_still_writes_the_summary(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- item 3: too few images for CIDEr-D
 @pytest.mark.parametrize("images", [1, MIN_CIDER_IMAGES - 1])
 def test_cider_on_too_few_common_images_is_null_with_the_reason(tmp_path, images):
-    results = tmp_path / "results"
-    cfg = tiny_config(results, images)
-    write_results(cfg, results)
+    results, cfg = _written_folder(tmp_path, images)
     summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
     assert summary["cider_scoring"]["common_images"] == images
     for entry in summary["variants"].values():
@@ -166,9 +166,7 @@ def test_cider_on_too_few_common_images_is_null_with_the_reason(tmp_path, images
 
 
 def test_cider_at_the_minimum_is_reported(tmp_path):
-    results = tmp_path / "results"
-    cfg = tiny_config(results, MIN_CIDER_IMAGES)
-    write_results(cfg, results)
+    results, cfg = _written_folder(tmp_path, MIN_CIDER_IMAGES)
     summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
     assert summary["variants"]["fp16"]["cider"] > 1.0 and "cider_null_reason" not in summary["variants"]["fp16"]
 
@@ -194,9 +192,7 @@ def test_gate_makes_no_cider_decision_on_too_few_images(tmp_path):
 
 
 def test_gate_makes_no_cider_decision_against_a_baseline_scored_on_one_image(tmp_path):
-    results = tmp_path / "results"
-    cfg = tiny_config(results, 12, thresholds={"default": {"cider_drop_abs": 0.05}})
-    write_results(cfg, results)
+    results, cfg = _written_folder(tmp_path, 12, thresholds={"default": {"cider_drop_abs": 0.05}})
     summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
     old = json.loads(json.dumps(summary))
     for entry in old["variants"].values():

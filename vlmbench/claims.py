@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlmbench.paths import pid_alive
+
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0  # 20 missed heartbeats: a live holder on a loaded shared filesystem stays well inside
 
@@ -44,13 +46,8 @@ def _process_start(pid: int) -> str | None:
 
 
 def _pid_alive(pid: int, started: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return started is None or _process_start(pid) in (None, started)
+    """Alive, and the same process (its start time matches): a reused pid is not the claim's holder."""
+    return pid_alive(pid) and (started is None or _process_start(pid) in (None, started))
 
 
 @dataclass

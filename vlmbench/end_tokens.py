@@ -45,8 +45,3 @@ def until_end(sequence: torch.Tensor, generation_config) -> list[int]:
         if token in stops:
             return tokens[:position]
     return tokens
-
-
-def count_generated(sequence: torch.Tensor, generation_config) -> int:
-    """Tokens generated before the first end or padding token."""
-    return len(until_end(sequence, generation_config))

@@ -86,21 +86,24 @@ def owned_temp_dir(parent: Path, prefix: str) -> Path:
     return Path(tempfile.mkdtemp(dir=parent, prefix=f"{prefix}{owner_tag()}"))
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (signal 0; another user's process counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def owner_is_gone(name: str) -> bool:
     """True when `name` carries an owner tag of this host whose process no longer exists."""
     match = OWNER.search(name)
     if not match or match.group(2) != socket.gethostname().replace("-", "_"):
         return False
     pid = int(match.group(1))
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by another user
-        return False
-    return False
+    return pid != os.getpid() and not pid_alive(pid)
 
 
 def sweep_leftovers(folder: Path, depth: int = 1) -> list[str]:

@@ -243,7 +243,8 @@ def _worker_skip_reason(session, variant: str, chunk_id: int):
 
 
 def _csv_name(variant: str, chunk_id: int) -> str:
-    return f"{variant}_batch_{chunk_id}.csv"
+    from vlmbench.records import chunk_csv_path
+    return chunk_csv_path(Path("."), variant, chunk_id).name  # the one place that names chunk CSVs
 
 
 def _keep_shard_share(config, items, cases):

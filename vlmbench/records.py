@@ -40,7 +40,6 @@ CSV_COLUMNS = IMAGE_COLUMNS + CHUNK_COLUMNS
 VERSIONED_LIBRARIES = ("torch", "transformers", "bitsandbytes")
 # columns added after the first release: a CSV without them is still complete (no GPU hour recomputed)
 OPTIONAL_COLUMNS = tuple(f"{lib}_version" for lib in VERSIONED_LIBRARIES) + ("gpu_uuid", "worker")
-LATER_COLUMNS = OPTIONAL_COLUMNS
 
 
 def chunk_csv_path(results_dir: Path, variant: str, chunk_id: int) -> Path:

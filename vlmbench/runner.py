@@ -18,7 +18,7 @@ import torch
 
 from vlmbench.config import ExperimentConfig
 from vlmbench.data import ImageRow
-from vlmbench.end_tokens import KNOWN_END_TOKENS, count_generated, end_tokens, until_end  # noqa: F401 (re-exported)
+from vlmbench.end_tokens import end_tokens, until_end  # noqa: F401 (end_tokens re-exported for tests)
 from vlmbench.images import LoadedImage, load_image
 from vlmbench.measure import EnergyWindow, Nvml, Reading, average_power, idle_share, peak_memory, per_image, \
     reset_peak_memory, timed

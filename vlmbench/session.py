@@ -295,12 +295,18 @@ class BenchSession:
             notes["gpu_uuid"] = self.nvml.reason
         return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "engine": self.cfg.inference.engine,
                 "device": self.device,
-                "device_name": self._device_name(), "gpu_uuid": self.nvml.uuid, "worker": self.worker, "dtype": dtype,
-                "measure_notes": json.dumps(notes, sort_keys=True), **library_versions(),
+                "device_name": self.device_name, "gpu_uuid": self.nvml.uuid, "worker": self.worker, "dtype": dtype,
+                "measure_notes": json.dumps(notes, sort_keys=True), **self.library_versions,
                 "config_fingerprint": self.cfg.fingerprint}
 
-    def _device_name(self) -> str:
-        """NVML's GPU name, torch's when NVML cannot say, 'cpu' without a GPU."""
+    @cached_property
+    def library_versions(self) -> dict:
+        """torch / transformers / bitsandbytes versions, read once per session (recorded on every chunk)."""
+        return library_versions()
+
+    @cached_property
+    def device_name(self) -> str:
+        """NVML's GPU name, torch's when NVML cannot say, 'cpu' without a GPU (queried once per session)."""
         if self.device != "cuda":
             return "cpu"
         import torch

@@ -46,6 +46,7 @@ def reference_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     return out
 
 
+@functools.cache
 def flash_attn_kernel() -> Optional[Callable]:
     """flash-attn's varlen function when the package is installed, else None."""
     try:
@@ -55,6 +56,7 @@ def flash_attn_kernel() -> Optional[Callable]:
     return flash_attn_varlen_func
 
 
+@functools.cache
 def torch_varlen_kernel() -> Optional[Callable]:
     """torch's `varlen_attn` (torch >= 2.9), else None."""
     try:

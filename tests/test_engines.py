@@ -167,3 +167,16 @@ def test_report_resolves_auto_as_the_run_did(tmp_path):
     write_config_snapshot(tmp_path, cfg.with_engine("cuda"), "20261129T000000")  # a GPU run's folder
     assert engine_as_run(cfg, tmp_path).inference.engine == "fast"
     assert engine_as_run(cfg.with_engine("cpu"), tmp_path).inference.engine == "stock"  # a named engine is kept
+
+
+def test_report_resolves_the_engine_of_a_gpu_run_after_its_model_identity(tmp_path):
+    """vlmbench-report --config on a CPU machine, for a folder a GPU run made with the embedded model: the
+    recorded fingerprint holds the identity, so the identity must be known before the engine is matched."""
+    from vlmbench.cli import engine_as_run, identity_as_run
+    from vlmbench.modeling import with_model_identity
+    from vlmbench.records import write_config_snapshot
+    cfg = load_config("configs/smoke.yaml")
+    gpu_run = with_model_identity(cfg).with_engine("cuda")
+    write_config_snapshot(tmp_path, gpu_run, "20260101T000000")
+    resolved = engine_as_run(identity_as_run(cfg), tmp_path)
+    assert resolved.inference.engine == "fast" and resolved.fingerprint == gpu_run.fingerprint

@@ -43,12 +43,11 @@ def engine_as_run(cfg, results_dir: Path):
     say which), else as this machine would; a named engine is kept."""
     if cfg.inference.engine != "auto":
         return cfg
-    import yaml
-    recorded = {(yaml.safe_load(p.read_text()) or {}).get("fingerprint")
-                for p in results_dir.glob("experiment_config_*.yaml")}
-    for device in ("cuda", "cpu"):
-        if cfg.with_engine(device).fingerprint in recorded:
-            return cfg.with_engine(device)
+    from vlmbench.records import snapshots_by_fingerprint
+    recorded = snapshots_by_fingerprint(results_dir)  # unreadable snapshots are skipped there
+    for resolved in (cfg.with_engine("cuda"), cfg.with_engine("cpu")):
+        if resolved.fingerprint in recorded:
+            return resolved
     import torch
     return cfg.with_engine("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -87,8 +86,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         snapshot = args.config or newest_snapshot(args.results_dir)
-        cfg = allow_differences(identity_as_run(engine_as_run(load_config(snapshot), args.results_dir)),
-                                args.allow_difference)
+        cfg = allow_differences(engine_as_run(identity_as_run(load_config(snapshot)), args.results_dir),
+                                args.allow_difference)  # identity first: the recorded fingerprints hold it
         if not (args.results_dir / "references.json").is_file():
             raise ConfigError(f"{args.results_dir}/references.json is missing; rerun pytest benchmarks once to write it.")
         _warn_running_chunks(args.results_dir)

@@ -129,12 +129,13 @@ def decode_image(data: bytes, size: int) -> Image.Image:
 DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
 
 
-def read_bytes(source: str, cache=None) -> bytes:
-    """A local file's bytes, or a URL's through the image cache. Raises OSError when they cannot be had."""
-    if not is_url(source):
-        return read_local(source)
+def read_bytes(row: ImageRow, cache=None) -> bytes:
+    """The row's image bytes: a local file confined to its folder (`row.local_path()`, UnsafeFileName
+    otherwise), or a URL's through the image cache. Raises OSError when they cannot be had."""
+    if not is_url(row.source):
+        return read_local(row.local_path())
     from vlmbench.fetch import image_cache_for
-    return (cache or image_cache_for()).get(source)
+    return (cache or image_cache_for()).get(row.source)
 
 
 def decode_or_refetch(source: str, data: bytes, size: int, cache=None) -> Image.Image:
@@ -154,7 +155,7 @@ def load_image(row: ImageRow, size: int, cache=None) -> LoadedImage:
     A local file_name that escapes its folder fails as unavailable with UnsafeFileName (an OSError),
     before anything is opened."""
     try:
-        data = read_local(row.local_path()) if not is_url(row.source) else read_bytes(row.source, cache)
+        data = read_bytes(row, cache)
     except OSError as exc:
         return _failed(row, UNAVAILABLE, exc)
     try:

@@ -21,8 +21,9 @@ SEED_SWEEP_IMAGES = 5000  # per variant: the seed experiment's dataset.limit
 
 def latest_summary(folder: Path) -> Optional[dict]:
     """The newest summary_*.json in `folder`, or None."""
-    paths = sorted(Path(folder).glob("summary_*.json"))
-    return json.loads(paths[-1].read_text()) if paths else None
+    from vlmbench.records import newest_first
+    paths = newest_first(Path(folder).glob("summary_*.json"))  # summary_<stamp>_10 is newer than _2
+    return json.loads(paths[0].read_text()) if paths else None
 
 
 def coefficient_of_variation(values: list[Optional[float]]) -> Optional[float]:

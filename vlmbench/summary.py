@@ -193,10 +193,10 @@ def _score(entries: dict, predictions: dict, references: dict, tokenizer: str, i
     """Fills each entry's `cider`; returns the reason when nothing could be scored."""
     try:
         refs, preds, done = tokenize_for_scoring(references, predictions, tokenizer)
-    except ImportError as exc:  # e.g. a GPU box without pycocoevalcap/nltk: score later with vlmbench-report
+    except ImportError as exc:  # e.g. a GPU box without pycocoevalcap: score later with vlmbench-report
         return f"scorer unavailable here ({exc}); run vlmbench-report where it is installed"
     except Exception as exc:  # noqa: BLE001 - whatever breaks, the summary is still written
-        return f"tokenizing failed ({type(exc).__name__}: {exc}); rerun vlmbench-report --tokenizer nltk-treebank"
+        return f"tokenizing failed ({type(exc).__name__}: {exc}); rerun vlmbench-report --tokenizer ptb-python"
     info["tokenizer"] = done.tokenizer
     if done.fallback_reason:
         info["tokenizer_fallback_reason"] = done.fallback_reason

@@ -44,3 +44,35 @@ def test_seed_image_size_gives_1369_tokens(qwen_files, coco_sample, write_config
     batch = captioner.prepare(0, [ImageRow(139, "a", str(coco_sample / "val2017" / "000000000139.jpg"), ())])
     image_token = captioner.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert int((batch.inputs["input_ids"] == image_token).sum()) == 1369
+
+
+def test_micro_batch_images_decode_in_parallel_in_order_with_failures_kept(qwen_files, coco_sample, write_config,
+                                                                           tmp_path, monkeypatch):
+    import threading
+    from vlmbench import runner
+    from vlmbench.runner import Captioner
+
+    class NoModel:
+        device = "cpu"
+    names = ["000000000139.jpg", "000000000802.jpg", "000000011813.jpg", "missing.jpg", "000000012280.jpg"]
+    rows = [ImageRow(i, n, str(coco_sample / "val2017" / n), ()) for i, n in enumerate(names)]
+    threads = set()
+    real_load = runner.load_image
+
+    def recording_load(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return real_load(*args, **kwargs)
+    monkeypatch.setattr(runner, "load_image", recording_load)
+    prepared = {}
+    for workers in (1, 4):
+        cfg = load_config(write_config({"model": {"processor": str(qwen_files)},
+                                        "inference": {"img_size": 112, "decode_workers": workers}}))
+        threads.clear()
+        batch = Captioner(NoModel(), build_processor(cfg), cfg, "cpu").prepare(0, rows)
+        prepared[workers] = batch, set(threads)
+    serial, parallel = prepared[1][0], prepared[4][0]
+    assert [x.row.image_id for x in parallel.ok] == [0, 1, 2, 4] == [x.row.image_id for x in serial.ok]
+    assert [x.row.image_id for x in parallel.failed] == [3] and parallel.failed[0].error.startswith("unavailable")
+    assert (parallel.inputs["pixel_values"] == serial.inputs["pixel_values"]).all()
+    assert len(prepared[1][1]) == 1 and len(prepared[4][1]) > 1
+    assert all(name.startswith("vlmbench-decode") for name in prepared[4][1])

@@ -34,7 +34,7 @@ DTYPES = ("fp16", "bf16", "fp32")
 MODEL_WEIGHTS = ("pretrained", "random", "embedded")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
 NON_RESULT_FIELDS = ("experiment_name", "variants", "baseline", "quality", "results_dir", "thresholds",
-                     "inference.prefetch_batches",
+                     "inference.prefetch_batches", "inference.decode_workers",
                      "inference.progress_interval_s",
                      "dataset.hub_endpoint", "dataset.image_url_prefix",
                      "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images",
@@ -103,6 +103,8 @@ class InferenceConfig:
     prompt: str = _help("the user instruction sent with each image",
                         "Describe this image in one short sentence.")
     prefetch_batches: int = _help("micro-batches read and preprocessed ahead of the device", 2)
+    decode_workers: int = _help("threads that read and decode the images of one micro-batch in parallel (Pillow "
+                                "releases the GIL while decoding and resizing)", 8)
     engine: str = _help("how captions are generated: stock (plain transformers generate), fast (varlen vision "
                         "attention, static KV cache + compiled decoding where the variant allows, processor on "
                         "the device) or auto (fast on CUDA, stock on CPU; the resolved name is recorded)", "auto")
@@ -335,6 +337,7 @@ INT_RANGES = (
      "a micro-batch is a part of one chunk: lower it or raise inference.batch_size; or auto (sized per variant "
      "from free device memory)"),
     ("inference.prefetch_batches", 0, 64, "each prefetched micro-batch holds its decoded images in memory"),
+    ("inference.decode_workers", 1, 64, "one thread per image at most pays off; more only contend for the GIL"),
     ("measure.latency_images", 0, None, ""),
     ("measure.warmup_batches", 0, None, ""),
     ("quality.bootstrap_samples", 100, None, "fewer resamples give percentile bounds that move from seed to seed"),

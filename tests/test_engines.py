@@ -51,12 +51,74 @@ def test_micro_batch_size_accepts_auto_and_null_but_not_zero():
 
 
 # ---------------------------------------------------------------- decode plan
-def test_decode_plan_compiles_only_on_cuda_and_not_for_uncompileable_quantizers():
-    assert decode_plan("cuda", None)[0] is True
-    compiled, why = decode_plan("cuda", False)
+def test_decode_plan_compiles_only_on_cuda_and_not_where_decoding_runs_bitsandbytes_layers():
+    assert decode_plan("cuda", None, False)[0] is True
+    compiled, why = decode_plan("cuda", False, True)
     assert compiled is False and why.startswith("not compiled:") and "bitsandbytes" in why
-    compiled, why = decode_plan("cpu", None)
+    compiled, why = decode_plan("cuda", False, False)  # int8_vit: int8 in the vision tower only
+    assert compiled is True and "vision tower only" in why
+    compiled, why = decode_plan("cpu", None, False)
     assert compiled is False and "no CUDA device" in why
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tmp_path_factory):
+    """The tiny Qwen2.5-VL as int8 and int8_vit (bitsandbytes on CPU), with its config and processor."""
+    from vlmbench.config import from_plain
+    from vlmbench.modeling import build_processor, load_variant_model, random_weights_dir
+    from vlmbench.variants import get_variant
+    from tests.conftest import TINY, merge
+    cfg = from_plain(merge(TINY, {"results_dir": str(tmp_path_factory.mktemp("r"))}))
+    processor = build_processor(cfg)
+    source = str(random_weights_dir(cfg, processor))
+    return cfg, processor, {name: load_variant_model(cfg, get_variant(name), source, "cpu")
+                            for name in ("int8", "int8_vit")}
+
+
+def test_only_int8_vit_decodes_without_bitsandbytes_layers(tiny_int8):
+    from vlmbench.engines.fast import decode_path_int8, quantizer_compileable
+    _, _, models = tiny_int8
+    assert quantizer_compileable(models["int8_vit"]) is False  # transformers' model-wide verdict
+    assert decode_path_int8(models["int8"]) is True and decode_path_int8(models["int8_vit"]) is False
+
+
+def test_hidden_quantizer_makes_transformers_compile_int8_vit_decoding_with_equal_tokens(tiny_int8):
+    """The bypass against the installed transformers: its compile check flips, the quantizer comes back,
+    and greedy tokens of the compiled decode step (dynamo, eager backend on CPU) equal plain decoding."""
+    from transformers import CompileConfig, GenerationConfig
+    from vlmbench.engines.fast import quantizer_hidden_from_compile_check
+    _, processor, models = tiny_int8
+    model = models["int8_vit"]
+    compile_config = CompileConfig(backend="eager")
+    compile_config._compile_all_devices = True  # transformers compiles on CUDA only unless told
+
+    class CompileableCache:
+        is_compileable = True
+    plan = GenerationConfig(compile_config=compile_config)
+    assert model._valid_auto_compile_criteria({"cache": CompileableCache()}, plan) is False
+    with quantizer_hidden_from_compile_check(model):
+        assert model.hf_quantizer is None
+        assert model._valid_auto_compile_criteria({"cache": CompileableCache()}, plan) is True
+    assert model.hf_quantizer is not None
+    with pytest.raises(RuntimeError), quantizer_hidden_from_compile_check(model):
+        raise RuntimeError("generate failed")
+    assert model.hf_quantizer is not None
+    import numpy as np
+    from PIL import Image
+    image = Image.fromarray(np.random.RandomState(0).randint(0, 255, (56, 56, 3), dtype=np.uint8))
+    inputs = processor(text=["<|vision_start|><|image_pad|><|vision_end|>Caption:"] * 2, images=[image, image],
+                       return_tensors="pt", padding=True)
+    greedy = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0)
+    with torch.inference_mode():
+        plain = model.generate(**inputs, generation_config=GenerationConfig(**greedy))
+        torch._dynamo.reset()
+        counters = torch._dynamo.utils.counters
+        counters.clear()
+        with quantizer_hidden_from_compile_check(model):
+            compiled = model.generate(**inputs, generation_config=GenerationConfig(
+                **greedy, cache_implementation="static", compile_config=compile_config))
+    assert counters["stats"]["unique_graphs"] >= 1  # the decode step went through dynamo
+    assert torch.equal(plain, compiled)
 
 
 # ---------------------------------------------------------------- vision attention

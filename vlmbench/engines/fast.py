@@ -6,9 +6,10 @@ attention loop and in Python between decode steps (docs/PERFORMANCE.md); the fix
 own extension points, chosen per variant, with the reason recorded where one is not used:
 - vision attention: vlmbench.engines.vision_attention (every variant);
 - decoding: `cache_implementation="static"`, which makes transformers compile the decode step on
-  CUDA; not for models whose quantizer transformers marks as not compileable (bitsandbytes: a
-  static cache without compilation was measured slower, 5.39 vs 6.35 img/s for int8 on an H200, and
-  a forced compilation broke into graphs per layer and was slower still);
+  CUDA; not where the decode step runs bitsandbytes layers (int8: a static cache without compilation
+  was measured slower, 5.39 vs 6.35 img/s on an H200, and a forced compilation broke into graphs per
+  layer and was slower still); int8_vit's decode step runs only 16-bit layers (census), so it is
+  compiled, with the quantizer's model-wide refusal hidden from transformers' check during generate;
 - padding: with a compiled decode step every new batch size compiles again (52-72 s on an H200), so
   a chunk's last, smaller micro-batch is padded to the full size with copies of its last image, and
   the extra outputs are dropped;
@@ -17,26 +18,37 @@ own extension points, chosen per variant, with the reason recorded where one is 
 """
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager, nullcontext
+from typing import Iterator, Optional
 
+import torch
 
+from vlmbench.census import take_census
 from vlmbench.engines import vision_attention
 from vlmbench.engines.stock import StockEngine
 
 
-def decode_plan(device: str, quantizer_compileable: Optional[bool]) -> tuple[bool, str]:
+DECODE_UNUSED_COMPONENTS = ("vision",)  # census components a decode step never runs (pixels enter at prefill only)
+
+
+def decode_plan(device: str, quantizer_compileable: Optional[bool], decode_path_int8: bool) -> tuple[bool, str]:
     """(compile the decode step with a static KV cache?, why / why not).
 
-    `quantizer_compileable` is None for an unquantized model, else the quantizer's `is_compileable`.
+    `quantizer_compileable` is None for an unquantized model, else the quantizer's `is_compileable`;
+    `decode_path_int8` says whether the census found bitsandbytes layers outside the vision tower.
     """
     if device != "cuda":
         return False, "not compiled: no CUDA device (transformers compiles the decode step on CUDA only)"
-    if quantizer_compileable is False:
+    if quantizer_compileable is False and decode_path_int8:
         return False, ("not compiled: transformers does not compile a model whose quantizer has "
                        "is_compileable=False (bitsandbytes 8-bit); forced, the decode step broke into a graph per "
                        "layer, hit dynamo's recompile limit and was slower (H200, 2026-11-29: 11.2 s vs about 6.7 s "
                        "per micro-batch of 8, docs/perf/h200-2026-11-29-fast-check); a static cache alone was slower "
                        "too, so the cache stays dynamic")
+    if quantizer_compileable is False:
+        return True, ("compiled: cache_implementation='static'; the quantizer says is_compileable=False for the whole "
+                      "model, but the census finds bitsandbytes layers in the vision tower only, which the decode "
+                      "step never runs, so the quantizer is hidden from transformers' compile check during generate")
     return True, "compiled: cache_implementation='static' (transformers' automatic compile of the decode step)"
 
 
@@ -44,6 +56,29 @@ def quantizer_compileable(model) -> Optional[bool]:
     """None for a model without a quantizer, else its quantizer's `is_compileable`."""
     quantizer = getattr(model, "hf_quantizer", None)
     return None if quantizer is None else bool(quantizer.is_compileable)
+
+
+def decode_path_int8(model) -> bool:
+    """True when the census finds an int8 Linear layer in a component the decode step runs."""
+    census = take_census(model)
+    return any(entry["int8"] for name, entry in census.items() if name not in DECODE_UNUSED_COMPONENTS)
+
+
+@contextmanager
+def quantizer_hidden_from_compile_check(model) -> Iterator[None]:
+    """`model.hf_quantizer` is None inside, restored after (also on error).
+
+    transformers decides whether to compile the decode step in `_valid_auto_compile_criteria`, which
+    refuses any model whose quantizer has is_compileable=False; the quantizer is read nowhere else in
+    `generate`. Used only when `decode_path_int8` is False (int8_vit): the compiled graph then holds no
+    bitsandbytes layer. Checked against the installed transformers in tests/test_engines.py.
+    """
+    saved = model.hf_quantizer
+    model.hf_quantizer = None
+    try:
+        yield
+    finally:
+        model.hf_quantizer = saved
 
 
 class FastEngine(StockEngine):
@@ -54,13 +89,16 @@ class FastEngine(StockEngine):
     def __init__(self, model, processor, cfg, variant, device: str):
         super().__init__(model, processor, cfg, variant, device)
         kernel = vision_attention.use_for_vision(model)
-        self.compiled, why = decode_plan(device, quantizer_compileable(model))
+        compileable = quantizer_compileable(model)
+        self.compiled, why = decode_plan(device, compileable, compileable is False and decode_path_int8(model))
+        self.hide_quantizer = self.compiled and compileable is False
         if self.compiled:
             self.generation_config.cache_implementation = "static"
         self.preprocess_device = device if device == "cuda" and cfg.inference.device_preprocessing else None
         self.report = {"engine": self.name, "vision_attention": f"{vision_attention.VARLEN_ATTENTION}: {kernel}",
                        "kv_cache": "static" if self.compiled else "dynamic", "decode_compiled": self.compiled,
-                       "decode_compiled_reason": why, "pad_last_micro_batch": self.compiled,
+                       "decode_compiled_reason": why, "quantizer_hidden_from_compile_check": self.hide_quantizer,
+                       "pad_last_micro_batch": self.compiled,
                        "preprocess_device": self.preprocess_device or "cpu"}
 
     def padded_size(self, images: int, micro_batch_size: int) -> Optional[int]:
@@ -68,3 +106,9 @@ class FastEngine(StockEngine):
         if self.compiled and 0 < images < micro_batch_size:
             return micro_batch_size
         return None
+
+    def generate(self, on_device: dict) -> torch.Tensor:
+        """As StockEngine.generate; with the quantizer hidden from the compile check where planned."""
+        hidden = quantizer_hidden_from_compile_check(self.model) if self.hide_quantizer else nullcontext()
+        with hidden:
+            return super().generate(on_device)

@@ -7,9 +7,11 @@
 # Each part is one or more `pytest benchmarks` runs with their own results folders OUTDIR/<run>/ and
 # logs OUTDIR/<run>.log. ENGINE (default auto = fast on CUDA) sets inference.engine for mb32/mb8/mb1.
 #   compare    stock and fast on the same 64 images (micro-batch 32), one after the other in this
-#              invocation; prints the speed-up per variant (throughput, batch-1 latency p50, idle share).
-#   repeat     one case (REPEAT_VARIANT, default fp16; engine ENGINE) three times; prints the
-#              coefficient of variation (stdev/mean) of throughput and of batch-1 latency p50.
+#              invocation (variants COMPARE_VARIANTS, default all three); prints the speed-up per
+#              variant (throughput, batch-1 latency p50, idle share).
+#   repeat     one case (REPEAT_VARIANT, default fp16; engine ENGINE) three times, batch-1 latency on
+#              REPEAT_LATENCY_IMAGES per chunk (default 16); prints the coefficient of variation
+#              (stdev/mean) of throughput and of batch-1 latency p50.
 #   xdist1     the repeat case once more under pytest-xdist with one worker (-n 1), to set against repeat.
 #   chunk1000  one chunk of 1000 generated images at 1024 px per variant (CHUNK1000_VARIANTS, default
 #              "fp16 int8 int8_vit"), micro-batch sized from free memory; confirms a sweep projection.
@@ -28,6 +30,7 @@ python3 -c "import importlib.metadata as m; m.distribution('vlmbench')" 2>/dev/n
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
 
 engine=${ENGINE:-auto}
+as_list() { echo "$1" | sed 's/ \+/, /g'; }  # "fp16 int8" -> "fp16, int8" (a YAML flow list's items)
 gpu=(--vlm-config configs/gpu-3b-random.yaml --vlm-set "inference.engine=$engine")
 
 run() {
@@ -61,13 +64,14 @@ for part in "${parts[@]}"; do
     compare)
       for e in stock fast; do
         run "compare-$e" --vlm-config configs/gpu-3b-random.yaml --vlm-set "inference.engine=$e" \
-          --vlm-set inference.micro_batch_size=32 --vlm-set measure.model_size=false
+          --vlm-set inference.micro_batch_size=32 --vlm-set measure.model_size=false \
+          --vlm-set "variants=[$(as_list "${COMPARE_VARIANTS:-fp16 int8 int8_vit}")]"
       done
       table compare "$out" compare-stock compare-fast ;;
     repeat)
       for i in 1 2 3; do
         run "repeat-$i" "${gpu[@]}" --vlm-set inference.micro_batch_size=32 --vlm-set measure.model_size=false \
-          --vlm-set "variants=[${REPEAT_VARIANT:-fp16}]"
+          --vlm-set "measure.latency_images=${REPEAT_LATENCY_IMAGES:-16}" --vlm-set "variants=[${REPEAT_VARIANT:-fp16}]"
       done
       table repeat "$out" repeat-1 repeat-2 repeat-3 ;;
     xdist1)  # the repeat case under pytest-xdist with one worker (issue 11: -n 1 against -n 0)
@@ -75,7 +79,7 @@ for part in "${parts[@]}"; do
         --vlm-set "variants=[${REPEAT_VARIANT:-fp16}]" -n 1
       table runs "$out" xdist1 ;;
     chunk1000)
-      variants=$(echo "${CHUNK1000_VARIANTS:-fp16 int8 int8_vit}" | sed 's/ \+/, /g')
+      variants=$(as_list "${CHUNK1000_VARIANTS:-fp16 int8 int8_vit}")
       run chunk1000 "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
         --vlm-set dataset.synthetic_images=1000 --vlm-set dataset.limit=1000 --vlm-set inference.batch_size=1000 \
         --vlm-set inference.micro_batch_size=auto --vlm-set measure.model_size=false --vlm-set measure.latency_images=0 \

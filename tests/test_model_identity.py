@@ -187,3 +187,112 @@ def test_embedded_identity_is_the_weights_digest_and_changes_with_them(tmp_path,
     (folder / "model.safetensors").unlink()
     with pytest.raises(ConfigError, match="holds no model.safetensors"):
         model_identity(cfg)
+
+
+# ---------------------------------------------------------------- pytest-xdist: the controller resolves, workers adopt
+WORKER_CONFTEST = """
+def pytest_configure(config):
+    config.workerinput = {"workerid": "gw0", "vlmbench_model_identity": %r}
+"""
+CASES_WITHOUT_A_MODEL = """
+import pytest
+
+@pytest.fixture(scope="session")
+def vlm_variant(request):  # the case ids and skip rules of the suite, no model loaded
+    return request.param
+
+def test_caption(vlm_variant, vlm_chunk):
+    pass
+"""
+
+
+def _hub_config(path, results):
+    """A Hub model (org/model) on 4 synthetic images in 2 chunks, written as YAML for --vlm-config."""
+    import yaml
+    path.write_text(yaml.safe_dump({"model_id": "org/model", "results_dir": str(results), "variants": ["fp16"],
+                                    "dataset": {"synthetic_images": 4, "limit": 4}, "model": {"processor": "builtin"},
+                                    "inference": {"batch_size": 2, "micro_batch_size": 2}}))
+    return path
+
+
+def _complete_chunk(session, variant, chunk_id):
+    """Writes a complete CSV of the chunk under the session's current fingerprint."""
+    rows = [{"image_id": r.image_id, "file_name": r.file_name, "variant": variant, "chunk_id": chunk_id,
+             "status": "ok", "error": "", "caption": "x", "generated_tokens": 1, "micro_batch_index": 0,
+             "micro_batch_size": 2, "chunk_wall_s": 1.0, "chunk_images_ok": 2, "measure_notes": "{}",
+             "config_fingerprint": session.cfg.fingerprint} for r in session.chunks[chunk_id]]
+    write_chunk_csv(chunk_csv_path(session.results_dir, variant, chunk_id), rows)
+
+
+def _no_resolving(monkeypatch):
+    def resolve(cfg):
+        raise AssertionError("model identity resolved again")
+    monkeypatch.setattr("vlmbench.modeling.model_identity", resolve)
+
+
+def test_an_xdist_worker_uses_the_controllers_identity_and_never_resolves(pytester, tmp_path, monkeypatch):
+    """A worker judges finished chunks under the identity the controller sent; the resolver is never called
+    (the old worker resolved the identity itself: one Hub lookup per worker, another commit if a branch moved)."""
+    results = tmp_path / "results"
+    config = _hub_config(tmp_path / "hub.yaml", results)
+    owner = BenchSession(load_config(config), results)
+    owner.use_model_identity(f"hub:{COMMIT}")
+    results.mkdir()
+    _complete_chunk(owner, "fp16", 0)
+    _no_resolving(monkeypatch)
+    pytester.makeconftest(WORKER_CONFTEST % ({"identity": f"hub:{COMMIT}"},))
+    pytester.makepyfile(test_cases=CASES_WITHOUT_A_MODEL)
+    run = pytester.runpytest_inprocess("--vlm-config", str(config), "-p", "no:xdist", "-p", "no:randomly",
+                                       "-p", "no:cacheprovider", "-rs")
+    run.assert_outcomes(passed=1, skipped=1)
+    run.stdout.fnmatch_lines(["*fp16_batch_0.csv is complete for this experiment*"])
+    assert not list(results.glob("summary_*")) and not list(results.glob("experiment_config_*"))  # owner's work
+
+
+def test_a_worker_given_the_controllers_failure_stops_with_it(pytester, tmp_path, monkeypatch):
+    config = _hub_config(tmp_path / "hub.yaml", tmp_path / "results")
+    _no_resolving(monkeypatch)
+    pytester.makeconftest(WORKER_CONFTEST % ({"error": "model 'org/model' is not in the Hugging Face cache"},))
+    pytester.makepyfile(test_cases=CASES_WITHOUT_A_MODEL)
+    run = pytester.runpytest_inprocess("--vlm-config", str(config), "-p", "no:xdist", "-p", "no:randomly",
+                                       "-p", "no:cacheprovider")
+    assert run.ret == pytest.ExitCode.USAGE_ERROR
+    run.stderr.fnmatch_lines(["*vlmbench: model 'org/model' is not in the Hugging Face cache*"])
+
+
+def _fake_node(config, worker):
+    from types import SimpleNamespace
+    return SimpleNamespace(config=config, workerinput={"workerid": worker})
+
+
+def test_the_controller_resolves_once_for_every_worker(pytester, tmp_path, monkeypatch):
+    """Each starting worker (a restarted one too) gets the one identity the controller resolved."""
+    from vlmbench import plugin
+    calls = []
+    monkeypatch.setattr("vlmbench.modeling.model_identity", lambda cfg: calls.append(1) or f"hub:{len(calls)}")
+    config = pytester.parseconfigure("--vlm-config", str(_hub_config(tmp_path / "hub.yaml", tmp_path / "results")))
+    nodes = [_fake_node(config, worker) for worker in ("gw0", "gw1", "gw0")]
+    for node in nodes:
+        plugin.pytest_configure_node(node)
+    assert [n.workerinput[plugin.IDENTITY_INPUT] for n in nodes] == [{"identity": "hub:1"}] * 3 and len(calls) == 1
+    session = plugin._session(config)
+    plugin._identify_as_owner(config, session)  # the controller's own checks reuse it
+    assert session.cfg.model.identity == "hub:1" and len(calls) == 1
+
+
+def test_a_controller_that_cannot_resolve_passes_the_failure_on(pytester, tmp_path, monkeypatch):
+    """No exception at worker start (a run of other tests is not stopped); the owner's checks raise it, no retry."""
+    from vlmbench import plugin
+    calls = []
+
+    def unreachable(cfg):
+        calls.append(1)
+        raise ConfigError("model 'org/model' is not in the Hugging Face cache")
+    monkeypatch.setattr("vlmbench.modeling.model_identity", unreachable)
+    config = pytester.parseconfigure("--vlm-config", str(_hub_config(tmp_path / "hub.yaml", tmp_path / "results")))
+    node = _fake_node(config, "gw0")
+    plugin.pytest_configure_node(node)
+    assert node.workerinput[plugin.IDENTITY_INPUT] == {"error": "model 'org/model' is not in the Hugging Face cache"}
+    with pytest.raises(ConfigError, match="not in the Hugging Face cache"):
+        plugin._identify_as_owner(config, plugin._session(config))
+    assert len(calls) == 1

@@ -273,7 +273,12 @@ def embedded_model_identity() -> str:
 
 def with_model_identity(cfg: ExperimentConfig) -> ExperimentConfig:
     """`cfg` with model.identity computed now (it enters the fingerprint)."""
-    return cfg.replace(model=dataclasses.replace(cfg.model, identity=model_identity(cfg)))
+    return with_identity(cfg, model_identity(cfg))
+
+
+def with_identity(cfg: ExperimentConfig, identity: str | None) -> ExperimentConfig:
+    """`cfg` with model.identity set to `identity` (a `model_identity` value), resolving nothing."""
+    return cfg.replace(model=dataclasses.replace(cfg.model, identity=identity))
 
 
 def hub_commit(cfg: ExperimentConfig) -> Optional[str]:

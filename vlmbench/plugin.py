@@ -19,6 +19,9 @@ Scale-out (`-n N` with pytest-xdist, `--vlm-shard K/N` on a cluster):
   (quarantining damaged ones, refusing foreign ones) and runs the preflight, once. Under xdist the
   controller does not collect: it runs these checks when the first worker reports its collection,
   before any case is sent. Workers only read the folder to skip finished chunks.
+- The controller resolves the model identity (model.identity: Hub commit, folder digest) once, as its
+  first worker starts, and sends it to every worker in `workerinput`; workers never resolve it, so the
+  run makes one Hub lookup and has one fingerprint. A --vlm-shard process resolves its own.
 - Each worker owns one GPU (vlmbench/devices.py); cases reach workers in contiguous slices
   (vlmbench/scheduling.py); each chunk is claimed before it runs (vlmbench/claims.py).
 - The summary, plots, table and gate are written by the owner once, after every worker finished;
@@ -27,6 +30,7 @@ Scale-out (`-n N` with pytest-xdist, `--vlm-shard K/N` on a cluster):
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,12 +38,30 @@ import pytest
 from vlmbench.config import ConfigError, load_config, parse_assignment
 
 SESSION_KEY = pytest.StashKey["object"]()
-USES_KEY = pytest.StashKey[bool]()
 SHARD_KEY = pytest.StashKey["object"]()
 CSV_SEEN_KEY = pytest.StashKey[object]()  # a pending case's CSV signature at collection (_csv_signature)
-DONE_KEY = pytest.StashKey[dict]()  # (variant, chunk id) -> skip reason, found complete by the owner's check
 DEVICES_KEY = pytest.StashKey[dict]()  # xdist controller: {"all": [...], "held": {worker id: device}}
 CLAIM_KEY = pytest.StashKey["object"]()
+IDENTITY_KEY = pytest.StashKey[dict]()  # xdist controller: what it sends as IDENTITY_INPUT, resolved once
+IDENTITY_INPUT = "vlmbench_model_identity"  # workerinput: {"identity": str or None} or {"error": one line}
+
+
+@dataclass(frozen=True)
+class OwnerCheck:
+    """The result of the owner's checks of the results folder (`_check_folder`), kept under OWNER_CHECK_KEY.
+
+    The owner is the process without xdist or the xdist controller; it stores this once, when every check
+    passed and the run's first writes are made, so its presence means "the owner's checks ran": the
+    controller runs them no second time, and only a session that holds one writes the summary at its end.
+    xdist workers and runs whose checks were refused (or that selected no chunk case) never hold one.
+
+    done: (variant, chunk id) -> skip reason, for each selected case whose CSV is already complete; the
+    xdist scheduler sends out the other cases as slices.
+    """
+    done: dict
+
+
+OWNER_CHECK_KEY = pytest.StashKey[OwnerCheck]()
 
 
 def pytest_addoption(parser):
@@ -105,8 +127,10 @@ def pytest_xdist_auto_num_workers(config):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
-    """Gives a starting worker a GPU no live worker holds (a restarted worker takes its dead one's)."""
+    """Gives a starting worker the run's model identity and a GPU no live worker holds (a restarted worker
+    takes its dead one's)."""
     from vlmbench.devices import device_for_worker
+    node.workerinput[IDENTITY_INPUT] = _controller_identity(node.config)
     devices = node.config.stash.get(DEVICES_KEY, None)
     if devices is None:
         return
@@ -118,6 +142,21 @@ def pytest_configure_node(node):
     node.workerinput["vlmbench_device"] = device
     if device is not None:
         devices["held"][worker] = device
+
+
+def _controller_identity(config) -> dict:
+    """The model identity the controller resolves once for all its workers (restarted ones too), so the run
+    makes one Hub lookup and has one fingerprint even if a Hub branch moves while workers start. A failure
+    is passed on as {"error": ...}: raised where the run needs the identity, so a run that selects no
+    vlmbench case is not stopped by it."""
+    if IDENTITY_KEY not in config.stash:
+        session = _session(config)
+        try:
+            session.identify_model()
+            config.stash[IDENTITY_KEY] = {"identity": session.cfg.model.identity}
+        except ConfigError as exc:
+            config.stash[IDENTITY_KEY] = {"error": str(exc)}
+    return config.stash[IDENTITY_KEY]
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -133,7 +172,7 @@ def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") != "load":
         return None
     from vlmbench.scheduling import SliceScheduling
-    return SliceScheduling(config, log, pending=lambda v, c: (v, c) not in config.stash.get(DONE_KEY, {}))
+    return SliceScheduling(config, log, pending=lambda v, c: (v, c) not in _owner_check(config).done)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -141,7 +180,7 @@ def pytest_xdist_node_collection_finished(node, ids):
     """The controller's once-only checks of the folder, when the first worker has collected."""
     from vlmbench.sharding import case_from_nodeid
     config = node.config
-    if config.stash.get(USES_KEY, False):
+    if OWNER_CHECK_KEY in config.stash:
         return
     cases = [c for c in map(case_from_nodeid, ids) if c is not None]
     if not cases:
@@ -191,7 +230,6 @@ def _terminal_sink(config):
 def pytest_generate_tests(metafunc):
     if "vlm_variant" not in metafunc.fixturenames:
         return
-    metafunc.config.stash[USES_KEY] = True
     cfg = _session(metafunc.config).cfg
     metafunc.parametrize("vlm_variant", list(cfg.variants), indirect=True, scope="session")
     if "vlm_chunk" in metafunc.fixturenames:
@@ -218,19 +256,28 @@ def pytest_collection_modifyitems(config, items):
     session = _session(config)
     session.worker = " ".join(filter(None, [f"shard {config.stash[SHARD_KEY]}" if SHARD_KEY in config.stash else "",
                                             _worker_id(config) or ""])) or "main"
-    if _worker_id(config) is None:
-        try:
+    try:
+        if _worker_id(config) is None:
             done = _check_folder(config, [_case(item) for item in cases])
-        except ConfigError as exc:
-            raise pytest.UsageError(f"vlmbench: {exc}") from None
-    else:
-        session.identify_model()  # the worker's fingerprint must be the controller's (model.identity in it)
-        done = {_case(item): reason for item in cases if (reason := _worker_skip_reason(session, *_case(item)))}
+        else:
+            done = _worker_skips(config, session, [_case(item) for item in cases])
+    except ConfigError as exc:
+        raise pytest.UsageError(f"vlmbench: {exc}") from None
     for item in cases:
         if _case(item) in done:
             item.add_marker(pytest.mark.skip(reason=done[_case(item)]))
         else:
             item.stash[CSV_SEEN_KEY] = _csv_signature(session, *_case(item))
+
+
+def _worker_skips(config, session, cases) -> dict:
+    """An xdist worker's finished cases with their skip reasons, judged under the controller's model
+    identity (the fingerprint must be the controller's); the worker never resolves the identity itself."""
+    given = config.workerinput[IDENTITY_INPUT]
+    if "error" in given:
+        raise ConfigError(given["error"])
+    session.use_model_identity(given["identity"])
+    return {case: reason for case in cases if (reason := _worker_skip_reason(session, *case))}
 
 
 def _worker_skip_reason(session, variant: str, chunk_id: int):
@@ -268,9 +315,8 @@ def _check_folder(config, cases) -> dict:
     from vlmbench.lock import FolderBusy, FolderUnusable
     from vlmbench.paths import WriteFailed
     session = _session(config)
-    config.stash[USES_KEY] = True
     try:
-        session.identify_model()
+        _identify_as_owner(config, session)
         session.claim_folder(shared=_shares_folder(config))
         session.check_chunks(cases)
         done = {case: reason for case in cases if (reason := session.skip_reason(*case))}
@@ -283,9 +329,22 @@ def _check_folder(config, cases) -> dict:
     except OSError as exc:  # e.g. a damaged CSV that cannot be moved aside: one line, nothing computed
         session.release_folder(refused=True)
         raise ConfigError(f"{exc}; nothing was computed") from None
-    config.stash[DONE_KEY] = done
-    session.ready = True
+    config.stash[OWNER_CHECK_KEY] = OwnerCheck(done)
     return done
+
+
+def _identify_as_owner(config, session) -> None:
+    """The owner's model identity: an xdist controller's from its one resolution for the workers (the
+    same failure, no second lookup); otherwise resolved here (a plain run, each --vlm-shard process)."""
+    given = config.stash.get(IDENTITY_KEY, None)
+    if given is not None and "error" in given:
+        raise ConfigError(given["error"])
+    session.identify_model()  # a no-op when the controller resolved it already
+
+
+def _owner_check(config) -> OwnerCheck:
+    """The owner's check result; an empty one (nothing known finished) before or without it."""
+    return config.stash.get(OWNER_CHECK_KEY, None) or OwnerCheck({})
 
 
 def _shares_folder(config) -> bool:
@@ -400,12 +459,8 @@ def vlm_chunk(request):
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
-    if not config.stash.get(USES_KEY, False) or SESSION_KEY not in config.stash:
-        return
-    if not config.stash[SESSION_KEY].ready or config.option.collectonly:
-        return  # collection stopped (bad config, foreign CSV) or only collected: nothing new to report
-    if _worker_id(config) is not None:
-        return  # an xdist worker: the controller reports once
+    if OWNER_CHECK_KEY not in config.stash or config.option.collectonly:
+        return  # an xdist worker (the controller reports once), checks refused or never run, or only collected
     from vlmbench.report import finish_run
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     bench = config.stash[SESSION_KEY]

@@ -39,12 +39,12 @@ class BenchSession:
     stamp: str = field(default_factory=timestamp)
     started_at: float = field(default_factory=time.time)
     notes: list[str] = field(default_factory=list)
-    ready: bool = False  # set once collection checked every chunk
     _availability: dict[int, bool] = field(default_factory=dict, repr=False)
     lock: Optional[object] = None  # the FolderLock held from collection to the end of the session
     chunk_states: dict = field(default_factory=dict)  # (variant, chunk id) -> ChunkState, read before any write
     snapshot: Optional[Path] = None  # this run's experiment_config_*.yaml
     progress_sink: Optional[Callable[[str], None]] = None  # live progress lines (default: sys.__stderr__)
+    model_identified: bool = False  # model.identity is in cfg (resolved here, or given by the xdist controller)
 
     def __post_init__(self):
         """Resolves `inference.engine: auto` for this machine, so that the fingerprint and the snapshot
@@ -82,9 +82,18 @@ class BenchSession:
     # as it found it; start() makes the run's first writes.
     def identify_model(self) -> None:
         """Puts the model's identity (resolved Hub commit or local folder digest) into the config, so that
-        it enters the fingerprint before the folder lock and the chunk checks read it."""
-        from vlmbench.modeling import with_model_identity
-        self.cfg = with_model_identity(self.cfg)
+        it enters the fingerprint before the folder lock and the chunk checks read it. Resolves once per
+        session (a Hub model: one lookup); ConfigError, naming the fix, when it cannot be resolved."""
+        from vlmbench.modeling import model_identity
+        if not self.model_identified:
+            self.use_model_identity(model_identity(self.cfg))
+
+    def use_model_identity(self, identity: str | None) -> None:
+        """Puts an identity resolved elsewhere (an xdist worker gets its controller's) into the config and
+        resolves nothing, so every process of one run shares one fingerprint even if a Hub branch moves."""
+        from vlmbench.modeling import with_identity
+        self.cfg = with_identity(self.cfg, identity)
+        self.model_identified = True
 
     def claim_folder(self, shared: bool = False) -> None:
         """Checks the results folder and takes its lock; FolderUnusable or FolderBusy (one line) otherwise."""

@@ -17,10 +17,11 @@ COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white
            "gold", "teal"]
 
 
-def tiny_config(results_dir: Path, images: int, chunks: int = 1, **sections) -> ExperimentConfig:
+def tiny_config(results_dir: Path, images: int, chunks: int = 1, variants=("fp16", "int8"),
+                **sections) -> ExperimentConfig:
     data = {"experiment_name": "made-by-hand", "dataset": {"synthetic_images": images, "limit": images},
             "inference": {"batch_size": -(-images // chunks), "micro_batch_size": min(2, -(-images // chunks))},
-            "variants": ["fp16", "int8"], "model": {"weights": "random", "tiny": True, "processor": "builtin"},
+            "variants": list(variants), "model": {"weights": "random", "tiny": True, "processor": "builtin"},
             "results_dir": str(results_dir)}
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}

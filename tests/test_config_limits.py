@@ -124,3 +124,12 @@ def test_snapshots_never_hold_aliases(tmp_path):
     path = tmp_path / "snap.yaml"
     path.write_text(text)
     assert load_config(path) == cfg
+
+
+def test_shown_keeps_both_ends_of_a_long_string_within_a_short_limit():
+    """config.shown serves every message (config, data cells, file names, CSV cells); a short limit
+    still shows a string's start and end (a file name keeps its extension) and its quotes."""
+    text = shown("../" + "x" * 500 + ".jpg", 60)
+    assert len(text) <= 60 and text.startswith("'../x") and text.endswith("x.jpg'") and "..." in text
+    assert len(shown({"captions": ["x" * 500] * 50, "more": list(range(10**4))}, 45)) <= 45
+    assert shown("a dog", 45) == "'a dog'" and shown(None, 45) == "None"

@@ -193,3 +193,12 @@ def test_coco_file_that_is_not_the_schema(tmp_path):
     path.write_text(json.dumps({"images": []}))
     with pytest.raises(ConfigError, match="field 'annotations' is no such key"):
         rows_from_coco_dir(tmp_path)
+
+
+
+def test_a_huge_cell_is_shown_bounded_with_both_ends():
+    """Cells are shown through config.shown: bounded, both ends of a long string kept."""
+    assert captions_of(["x" * 100_000] * 3 + [7])[1] == "element 3 is a int 7; expected a caption string"
+    for cell in ("y" * 100_000 + "end", b"y" * 100_000 + b"end", ["a dog", " " * 100_000 + "\t"]):
+        problem = captions_of(cell)[1]
+        assert len(problem) < 400 and ("end'" in problem or "\\t'" in problem), problem

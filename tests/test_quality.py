@@ -6,9 +6,12 @@ from vlmbench.bootstrap import interval, paired_difference
 from vlmbench.config import ConfigError, from_plain, load_config
 from vlmbench.degenerate import baseline_flag, count_degenerate, kinds_of
 from vlmbench.drift import drift
+from vlmbench.metrics import MIN_CIDER_IMAGES, java_available
 from vlmbench.quality import add_quality, cider_drop_holds, quality_table
 from vlmbench.summary import add_deltas
 from vlmbench.variants import compute_dtype, get_variant
+
+needs_java = pytest.mark.skipif(not java_available(), reason="Java is needed for the official PTB tokenizer")
 
 
 def _row(image_id, caption, tokens=5, status="ok"):
@@ -100,42 +103,91 @@ def test_empty_scores_are_refused():
 
 
 # ---------------------------------------------------------------- drift
-def _fake_score(refs, preds):
-    return sum(preds[i] == refs[i][0] for i in preds) / len(preds)
+def _fake_score(ids):
+    return float(len(ids))
+
+
+# twelve captions of the kind a model writes (capitals, punctuation, clitics, brackets), none ending in a
+# single letter and a period (the one place where the PTB lexer's look past the line end matters)
+MODEL_CAPTIONS = ["A red circle on the left.", "Two blue squares at the top!", "a green star (small) in the middle",
+                  "Three yellow triangles, side by side.", "A man's dog on a sofa...", "The cat isn't on the mat",
+                  "a purple ring", "An orange cross -- near the edge", "a black heart; a white moon",
+                  "\"A kite\" in the sky?", "A pink arrow pointing at St. Mark's", "a brown diamond on grey"]
+OTHER_CAPTIONS = ["A red circle at the left.", "Two blue squares at the top!", "a green star in the middle",
+                  "Three triangles.", "A dog on a sofa", "The cat is on the mat", "a purple ring", "a cross",
+                  "a black heart and a moon", "a kite", "an arrow", "a diamond"]
+
+
+def _drift_via_summary_tokens(rows, base_rows, tokenizer):
+    from vlmbench.quality import drift_scorer
+    from vlmbench.summary import tokenize_summary
+    tokens = tokenize_summary({"v": rows, "base": base_rows}, {}, {}, tokenizer, {})
+    return drift(rows, base_rows, drift_scorer(tokens, "v", "base"))
 
 
 def test_drift_on_hand_made_caption_sets():
     base = [_row(1, "a red circle"), _row(2, "two blue squares"), _row(3, "a green star", 40), _row(4, "x")]
     variant = [_row(1, "a red circle "), _row(2, "two squares", 40), _row(3, "a big green star", 40),
                _row(4, "", status="failed")]
-    out = drift(variant, base, 40, _fake_score)
+    out = drift(variant, base, _fake_score)
     assert out["images"] == 3
     assert out["identical_pct"] == pytest.approx(100 / 3)
     assert out["mean_words"] == pytest.approx(3.0) and out["baseline_mean_words"] == pytest.approx(3.0)
     assert out["mean_words_change"] == pytest.approx(0.0)
-    assert out["hit_max_new_tokens_pct"] == pytest.approx(200 / 3)
-    assert out["cider_vs_baseline"] == pytest.approx(0.0)  # "a red circle " != "a red circle" for the fake scorer
+
+
+@pytest.mark.parametrize("images", [2, MIN_CIDER_IMAGES - 1])
+def test_drift_cider_below_the_cider_minimum_is_null_with_the_reason(images):
+    rows = _rows(MODEL_CAPTIONS[:images])
+    out = drift(rows, rows, _fake_score)
+    assert out["cider_vs_baseline"] is None and out["identical_pct"] == 100.0
+    assert out["cider_vs_baseline_null_reason"].startswith(
+        f"only {images} image(s) captioned by both this variant and the baseline; CIDEr-D needs at least "
+        f"{MIN_CIDER_IMAGES}")
+
+
+def test_drift_cider_at_the_cider_minimum_is_reported():
+    rows = _rows(MODEL_CAPTIONS[:MIN_CIDER_IMAGES])
+    assert drift(rows, rows, _fake_score)["cider_vs_baseline"] == MIN_CIDER_IMAGES
 
 
 def test_drift_cider_against_baseline_captions_with_the_real_scorer():
-    from vlmbench.metrics import cider
-    base = [_row(i, c) for i, c in enumerate(["a red circle on the left", "two blue squares at the top",
-                                              "a green star in the middle", "three yellow triangles"])]
-    same = drift(base, base, 40, lambda r, p: cider(r, p, "nltk-treebank").score)
-    other = drift([_row(i, "a dog on a sofa") for i in range(4)], base, 40,
-                  lambda r, p: cider(r, p, "nltk-treebank").score)
+    base = _rows(MODEL_CAPTIONS)
+    same = _drift_via_summary_tokens(base, base, "ptb-python")
+    other = _drift_via_summary_tokens(_rows(["two horses grazing in a field"] * 12), base, "ptb-python")
     assert same["identical_pct"] == 100.0 and same["cider_vs_baseline"] > 5
     assert other["identical_pct"] == 0.0 and other["cider_vs_baseline"] < 0.5
 
 
+@pytest.mark.parametrize("tokenizer", ["ptb-python", pytest.param("ptb-java", marks=needs_java)])
+def test_drift_from_the_summary_tokens_equals_drift_tokenized_on_its_own(tokenizer):
+    """The old path: one tokenizer call per variant (metrics.cider on the raw captions)."""
+    from vlmbench.metrics import cider
+    rows, base = _rows(OTHER_CAPTIONS) + [_row(20, "failed", status="failed")], _rows(MODEL_CAPTIONS)
+    old = drift(rows, base, lambda ids: cider({i: [MODEL_CAPTIONS[i]] for i in ids},
+                                              {i: OTHER_CAPTIONS[i] for i in ids}, tokenizer).score)
+    new = _drift_via_summary_tokens(rows, base, tokenizer)
+    assert new == old and 0.5 < new["cider_vs_baseline"] < 5
+
+
 def test_drift_against_empty_baseline_captions_is_null_with_reason():
-    out = drift(_rows(["a dog", "a cat"]), _rows(["", " "]), 40, _fake_score)
+    out = drift(_rows(["a dog"] * 12), _rows(["", " "] * 6), _fake_score)
     assert out["cider_vs_baseline"] is None
     assert "every baseline caption is empty" in out["cider_vs_baseline_null_reason"]
 
 
+def test_drift_without_summary_tokens_is_null_with_the_reason():
+    from vlmbench.quality import drift_scorer
+    from vlmbench.summary import SummaryTokens
+    rows = _rows(MODEL_CAPTIONS)
+    failed = drift(rows, rows, drift_scorer(SummaryTokens(failure="tokenizing failed (boom)"), "v", "base"))
+    assert failed["cider_vs_baseline"] is None
+    assert failed["cider_vs_baseline_null_reason"] == "scoring failed: TokenizerError: tokenizing failed (boom)"
+    assert "no tokenized captions" in drift(rows, rows, drift_scorer(None, "v", "b"))["cider_vs_baseline_null_reason"]
+
+
 def test_drift_without_shared_images_is_null_with_reason():
-    out = drift([_row(1, "a")], [_row(2, "b")], 40, _fake_score)
+    out = drift([_row(1, "a")], [_row(2, "b")], _fake_score)
     assert out["identical_pct"] is None and "no image captioned by both" in out["identical_pct_null_reason"]
 
 
@@ -205,12 +257,14 @@ def test_quality_section_and_table():
     entries = {"fp16": {"cider_per_image": base_scores},
                "int8": {"cider_per_image": {k: v - 0.5 for k, v in base_scores.items()}}}
     rows = {"fp16": _rows(["!!!!"] + ["a dog"] * 5), "int8": _rows(["a cat"] * 6)}
-    info = add_quality(entries, rows, cfg, "nltk-treebank")
+    info = add_quality(entries, rows, cfg, None)
     assert info["baseline"] == "fp16" and "WARNING: baseline 'fp16'" in info["baseline_warning"]
     assert entries["int8"]["cider_delta_ci"]["point"] == pytest.approx(-0.5)
     assert entries["int8"]["cider_delta_ci"]["low"] == entries["int8"]["cider_delta_ci"]["high"]  # a constant shift
     assert entries["int8"]["drift"]["identical_pct"] == 0.0
     assert entries["fp16"]["drift"]["is_baseline"] and entries["fp16"]["degenerate"]["repeated"] == 1
+    for name in rows:  # counted once, by vlmbench.degenerate, and shown with drift
+        assert entries[name]["drift"]["hit_max_new_tokens_pct"] == entries[name]["degenerate"]["hit_max_new_tokens_pct"]
     table = quality_table({"quality": info, "variants": entries})
     assert "| int8 | " in table and "-0.5 [-0.5, -0.5] *" in table and "**WARNING: baseline" in table
 

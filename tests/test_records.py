@@ -157,3 +157,11 @@ def test_names_of_one_second_do_not_collide_and_sort_in_order(tmp_path):
     later = write_config_snapshot(tmp_path, cfg, "20260101T000001")
     assert newest_first(tmp_path.glob("*.yaml")) == [later] + paths[::-1]
     assert unique_path(tmp_path, "summary_", "20260101T000000", ".json").name == "summary_20260101T000000.json"
+
+
+@pytest.mark.parametrize("column", ["generated_tokens", "config_fingerprint", "status"])
+def test_a_huge_cell_gives_a_bounded_damage_reason(tmp_path, column):
+    path = chunk_csv_path(tmp_path, "fp16", 0)
+    _write_edited(path, column, "9" * 100_000 + "end")
+    reason = _damaged_reason(path)
+    assert len(reason) < 300 and "end'" in reason, reason

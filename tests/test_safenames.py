@@ -127,3 +127,10 @@ def test_cache_file_names_of_ordinary_urls_keep_their_name(tmp_path):
     url = "http://images.cocodataset.org/val2017/000000000139.jpg"
     assert cache.path_for(url).name.endswith("-000000000139.jpg")
     assert cache.path_for(url) != cache.path_for(url + "?v=2")
+
+
+def test_a_long_unsafe_name_gives_a_bounded_message_that_keeps_its_end(tmp_path):
+    with pytest.raises(UnsafeFileName) as info:
+        confined_path(tmp_path, "../" + "x" * 5000 + ".jpg")
+    message = str(info.value)
+    assert "escapes the image folder" in message and message.count("x.jpg'") == 2 and len(message) < 600

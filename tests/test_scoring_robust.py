@@ -152,6 +152,34 @@ def test_broken_plotting_still_writes_the_summary(tmp_path, monkeypatch):
     assert _latest_summary(results)["variants"]["fp16"]["cider"] > 1.0
 
 
+# ---------------------------------------------------------------- one tokenization per summary, drift included
+@pytest.mark.parametrize("tokenizer", ["ptb-python", pytest.param("ptb-java", marks=needs_java)])
+@pytest.mark.parametrize("failed_in_int8_vit", [0, 3])
+def test_one_tokenizer_call_per_summary_and_drift_as_before(tmp_path, monkeypatch, tokenizer, failed_in_int8_vit):
+    """CIDEr-D and every variant's drift come from one tokenizer call (one JVM start with Java), also when
+    CIDEr-D is null (int8_vit failed on 3 of 12 images: 9 common) and drift has more images; drift's
+    numbers equal those of the old path, which tokenized each variant on its own (metrics.cider)."""
+    import vlmbench.metrics as metrics
+    target = "_run_ptb" if tokenizer == "ptb-java" else "tokenize_python"
+    real, calls = getattr(metrics, target), []
+    monkeypatch.setattr(metrics, target, lambda captions: calls.append(len(captions)) or real(captions))
+    results = tmp_path / "results"
+    cfg = tiny_config(results, 12, variants=["fp16", "int8", "int8_vit"])
+    failed = {"status": "failed", "error": "OSError: broken", "caption": ""}
+    changed = {("int8", i): {"caption": f"A shape, number {i}."} for i in range(1, 7)}
+    refs = write_results(cfg, results, image_cells=changed | {("int8_vit", i): failed
+                                                              for i in range(1, failed_in_int8_vit + 1)})
+    summary, _ = report(results, cfg, 0.0, None, tokenizer)
+    assert len(calls) == 1
+    assert (summary["variants"]["int8"]["cider"] is None) == (failed_in_int8_vit > 0)
+    int8 = summary["variants"]["int8"]["drift"]
+    assert int8["images"] == 12 and int8["identical_pct"] == 50.0
+    captions = {i: changed.get(("int8", i), {}).get("caption", refs[i][0]) for i in refs}
+    calls.clear()
+    old = cider({i: [refs[i][0]] for i in refs}, captions, tokenizer).score
+    assert int8["cider_vs_baseline"] == old and len(calls) == 1
+
+
 # ---------------------------------------------------------------- item 3: too few images for CIDEr-D
 @pytest.mark.parametrize("images", [1, MIN_CIDER_IMAGES - 1])
 def test_cider_on_too_few_common_images_is_null_with_the_reason(tmp_path, images):

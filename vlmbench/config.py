@@ -267,11 +267,17 @@ def diff_result_fields(old: dict, new: dict) -> list[str]:
 
 # ---------------------------------------------------------------- validation of values
 def shown(value: Any, limit: int = 160) -> str:
-    """A bounded repr for messages: nested values are cut at depth 3 and after 5 items, long strings after
-    80 characters, the whole after `limit` characters, so a huge or aliased value cannot blow up a message."""
+    """A bounded repr for every error message of vlmbench (config, data cells, file names, CSV cells).
+
+    Nested values are cut at depth 3 and after 5 items; a string longer than min(80, `limit`)
+    characters keeps its start and end around "..." (quotes kept, so a file name keeps its extension);
+    the whole is cut after `limit` characters (a trailing "..."). A huge or aliased value cannot blow
+    up a message. Returns at most `limit` characters (`limit` >= 10).
+    """
     brief = reprlib.Repr()
     brief.maxlevel, brief.maxlist, brief.maxtuple, brief.maxdict = 3, 5, 5, 5
-    brief.maxstring, brief.maxother, brief.maxlong = 80, 80, 40
+    brief.maxstring = brief.maxother = min(80, limit)
+    brief.maxlong = 40
     text = brief.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

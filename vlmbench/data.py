@@ -14,8 +14,8 @@ from typing import Optional
 
 import pandas as pd
 
-from vlmbench.config import ConfigError, DatasetConfig, ExperimentConfig
-from vlmbench.datacheck import (Problems, caption_problem, captions_of, excerpt, file_name_problem, image_id_of,
+from vlmbench.config import ConfigError, DatasetConfig, ExperimentConfig, shown
+from vlmbench.datacheck import (EXCERPT_CHARS, Problems, caption_problem, captions_of, file_name_problem, image_id_of,
                                 is_missing, type_name)
 from vlmbench.safenames import UnsafeFileName, confined_path
 
@@ -126,7 +126,8 @@ def _coco_images(entries: list, problems: Problems) -> dict[int, tuple[int, str]
     for index, entry in enumerate(entries):
         where = f"images[{index}]"
         if not isinstance(entry, dict):
-            problems.add(where, f"is {type_name(entry)} {excerpt(entry)}; expected an object with id and file_name")
+            problems.add(where, f"is {type_name(entry)} {shown(entry, EXCERPT_CHARS)}; "
+                                "expected an object with id and file_name")
             continue
         image_id, id_problem = image_id_of(entry.get("id"))
         problems.add(where + ".id", id_problem)
@@ -146,7 +147,8 @@ def _coco_captions(entries: list, images: dict, problems: Problems) -> dict[int,
     for index, entry in enumerate(entries):
         where = f"annotations[{index}]"
         if not isinstance(entry, dict):
-            problems.add(where, f"is {type_name(entry)} {excerpt(entry)}; expected an object with image_id and caption")
+            problems.add(where, f"is {type_name(entry)} {shown(entry, EXCERPT_CHARS)}; "
+                                "expected an object with image_id and caption")
             continue
         raw_id = entry.get("image_id")
         image_id, id_problem = image_id_of(raw_id)
@@ -227,7 +229,7 @@ def url_problem_of(value) -> Optional[str]:
         return None
     if is_missing(value):
         return "missing; expected an http(s) URL (or set dataset.image_dir)"
-    return f"is {type_name(value)} {excerpt(value)}; expected an http(s) URL (or set dataset.image_dir)"
+    return f"is {type_name(value)} {shown(value, EXCERPT_CHARS)}; expected an http(s) URL (or set dataset.image_dir)"
 
 
 def image_source(file_name: str, coco_url: str, ds: DatasetConfig) -> str:

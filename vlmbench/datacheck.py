@@ -27,10 +27,10 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from vlmbench.config import ConfigError
+from vlmbench.config import ConfigError, shown
 
 SHOWN_PROBLEMS = 5
-EXCERPT_CHARS = 60
+EXCERPT_CHARS = 60  # a cell as config.shown shows it in messages: at most this many characters
 
 
 class Problems:
@@ -51,12 +51,6 @@ class Problems:
         more = f"\n  ... and {len(self.found) - SHOWN_PROBLEMS} more" if len(self.found) > SHOWN_PROBLEMS else ""
         raise ConfigError(f"data source {self.source!r} has {len(self.found)} structural problem(s), found when "
                           f"its rows were loaded (before any model):\n  - {shown}{more}\n{fix}")
-
-
-def excerpt(value: Any) -> str:
-    """A short, bounded repr of a cell for messages."""
-    text = repr(value)
-    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
 
 
 def type_name(value: Any) -> str:
@@ -84,15 +78,16 @@ def image_id_of(value: Any) -> tuple[Optional[int], Optional[str]]:
     if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
         return int(value), None
     if isinstance(value, str):
-        return None, f"is the string {excerpt(value)}; expected an integer image id (write ids as integers)"
-    return None, f"is {type_name(value)} {excerpt(value)}; expected an integer image id"
+        return None, (f"is the string {shown(value, EXCERPT_CHARS)}; expected an integer image id "
+                      "(write ids as integers)")
+    return None, f"is {type_name(value)} {shown(value, EXCERPT_CHARS)}; expected an integer image id"
 
 
 def file_name_problem(value: Any) -> Optional[str]:
     if is_missing(value):
         return "missing; expected the image's file name"
     if not isinstance(value, str):
-        return f"is {type_name(value)} {excerpt(value)}; expected the image's file name as a string"
+        return f"is {type_name(value)} {shown(value, EXCERPT_CHARS)}; expected the image's file name as a string"
     if not value.strip():
         return f"is the blank string {value!r}; expected the image's file name"
     return None
@@ -107,7 +102,8 @@ def captions_of(value: Any) -> tuple[Optional[tuple[str, ...]], Optional[str]]:
     if isinstance(value, np.ndarray) and value.ndim != 1:
         return None, f"is a {value.ndim}-D array; expected a flat list of reference captions (strings)"
     if not isinstance(value, (list, tuple, np.ndarray)):
-        return None, f"is {type_name(value)} {excerpt(value)}; expected a non-empty list of reference captions"
+        return None, (f"is {type_name(value)} {shown(value, EXCERPT_CHARS)}; "
+                      "expected a non-empty list of reference captions")
     if len(value) == 0:
         return None, "is an empty list; every image needs at least one reference caption"
     for index, caption in enumerate(value):
@@ -120,9 +116,9 @@ def captions_of(value: Any) -> tuple[Optional[tuple[str, ...]], Optional[str]]:
 def caption_problem(value: Any) -> Optional[str]:
     """What is wrong with one reference caption, or None."""
     if not isinstance(value, str):
-        return f"is {type_name(value)} {excerpt(value)}; expected a caption string"
+        return f"is {type_name(value)} {shown(value, EXCERPT_CHARS)}; expected a caption string"
     if not value.strip():
-        return f"is the blank string {value!r}; expected a caption"
+        return f"is the blank string {shown(value, EXCERPT_CHARS)}; expected a caption"
     return None
 
 
@@ -131,4 +127,5 @@ def _text_cell_problem(value: str | bytes) -> str:
     hint = (" It looks like a list stored as text (JSON or a Python repr): store it as a list column, e.g. "
             "frame['captions'] = frame['captions'].map(json.loads) before to_parquet."
             if looks_like_list else " A plain string would be read as one reference per character.")
-    return f"is {type_name(value)} {excerpt(value)}, not a list; expected a non-empty list of reference captions.{hint}"
+    return (f"is {type_name(value)} {shown(value, EXCERPT_CHARS)}, not a list; "
+            f"expected a non-empty list of reference captions.{hint}")

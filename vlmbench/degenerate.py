@@ -14,6 +14,7 @@ baseline that does it makes every delta wrong. The kinds, on one caption of a ca
 A caption may be of several kinds; `degenerate` counts captions of at least one kind. When
 `inference.min_new_tokens` forces `max_new_tokens` tokens, every caption hits the limit by
 construction: `hit_max_new_tokens` is still counted but is then left out of `degenerate`.
+Its share, `hit_max_new_tokens_pct`, is counted here only; the drift section shows the same number.
 """
 from __future__ import annotations
 

@@ -141,18 +141,27 @@ def tokenize(captions: dict, prefer: str = "auto") -> Tokenized:
 
 
 def tokenize_for_scoring(references: dict[int, list[str]], predictions: dict[str, dict[int, str]],
-                         prefer: str = "auto") -> tuple[dict, dict[str, dict], Tokenized]:
+                         prefer: str = "auto", unscored: Optional[dict[str, dict[int, str]]] = None,
+                         ) -> tuple[dict, dict[str, dict], Tokenized]:
     """References and every variant's predictions tokenized in one call, so all share one tokenizer.
 
     `predictions` maps variant -> image id -> caption; the references of all predicted images are
-    tokenized. Returns (references, predictions by variant, the Tokenized record).
+    tokenized. `unscored` (variant -> image id -> caption, ids not in that variant's `predictions`)
+    joins the same call without references: captions that only drift compares. They come first in
+    the tokenizer's input, because the PTB lexer looks past a line end (vlmbench.ptb.ptb_tokens), so
+    every scored caption keeps the neighbour, and the tokens, it has without them.
+    Returns (references, tokenized captions by variant (predictions and unscored), the Tokenized record).
     """
+    unscored = unscored or {}
     ids = sorted({i for preds in predictions.values() for i in preds})
-    captions = {("ref", i): list(references.get(i, ())) for i in ids}
+    captions = {("unscored", v, i): [c] for v, preds in unscored.items() for i, c in preds.items()}
+    captions |= {("ref", i): list(references.get(i, ())) for i in ids}
     captions |= {(variant, i): [c] for variant, preds in predictions.items() for i, c in preds.items()}
     done = tokenize(captions, prefer)
     refs = {i: done.captions[("ref", i)] for i in ids}
-    preds = {v: {i: done.captions[(v, i)] for i in p} for v, p in predictions.items()}
+    preds = {v: {i: done.captions[("unscored", v, i)] for i in p} for v, p in unscored.items()}
+    for variant, p in predictions.items():
+        preds.setdefault(variant, {}).update({i: done.captions[(variant, i)] for i in p})
     return refs, preds, done
 
 
@@ -184,9 +193,12 @@ def common_image_set(ok_ids_by_variant: dict[str, set[int]]) -> set[int]:
     return set.intersection(*sets) if sets else set()
 
 
-def too_few_images_reason(n_images: int) -> Optional[str]:
-    """Why CIDEr-D is not reported on `n_images` common images (None when there are enough)."""
+def too_few_images_reason(n_images: int, captioned_by: str = "every variant") -> Optional[str]:
+    """Why CIDEr-D is not reported on `n_images` common images (None when there are enough).
+
+    `captioned_by` names who captioned them ("every variant"; drift: "this variant and the baseline").
+    """
     if n_images >= MIN_CIDER_IMAGES:
         return None
-    return (f"only {n_images} image(s) captioned by every variant; CIDEr-D needs at least {MIN_CIDER_IMAGES} "
+    return (f"only {n_images} image(s) captioned by {captioned_by}; CIDEr-D needs at least {MIN_CIDER_IMAGES} "
             "(its idf comes from the scored set: on fewer images the score is biased and unstable)")

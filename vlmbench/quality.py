@@ -9,11 +9,12 @@ interval when `thresholds.cider_decision` is `interval`.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from vlmbench import bootstrap
 from vlmbench.degenerate import baseline_flag, count_degenerate
-from vlmbench.drift import captions_of, drift, hit_max_pct, mean_words
+from vlmbench.drift import captions_of, drift, mean_words
+from vlmbench.metrics import TokenizerError, cider_from_tokens
 
 
 def _per_image(entry: dict) -> Optional[dict]:
@@ -49,34 +50,53 @@ def add_intervals(entries: dict, baseline: str, cfg) -> None:
         entry["cider_delta_ci"] = {**delta.as_dict(), "baseline": baseline, "excludes_zero": delta.excludes_zero}
 
 
-def add_drift(entries: dict, rows_by_variant: dict, baseline: str, cfg, score) -> None:
-    max_new = cfg.inference.max_new_tokens
+def drift_scorer(tokens, variant: str, baseline: str) -> Callable[[list[int]], float]:
+    """drift's `score(ids)`: CIDEr-D of `variant`'s tokenized captions with `baseline`'s as the single
+    reference of each image, from `tokens` (summary.SummaryTokens); raises TokenizerError when the
+    summary has no tokens (None, or tokenizing failed), which drift turns into a null with the reason."""
+    def score(ids: list[int]) -> float:
+        if tokens is None or tokens.failure:
+            raise TokenizerError(tokens.failure if tokens else "the summary passed no tokenized captions")
+        mine, base = tokens.captions[variant], tokens.captions[baseline]
+        return cider_from_tokens({i: base[i] for i in ids}, {i: mine[i] for i in ids})[0]
+    return score
+
+
+def hit_max_new_tokens(entry: dict) -> dict:
+    """The variant's `hit_max_new_tokens_pct` (and its null reason) as vlmbench.degenerate counted it."""
+    counts = entry["degenerate"]
+    return {k: counts[k] for k in ("hit_max_new_tokens_pct", "hit_max_new_tokens_pct_null_reason") if k in counts}
+
+
+def add_drift(entries: dict, rows_by_variant: dict, baseline: str, tokens) -> None:
+    """`drift` per variant against `baseline`, scored from `tokens` (summary.SummaryTokens or None);
+    needs the `degenerate` counts in `entries` (their hit_max_new_tokens_pct is shown with drift)."""
     for name, rows in rows_by_variant.items():
         if name == baseline:
             captions = captions_of(rows)
             entries[name]["drift"] = {"is_baseline": True, "mean_words": mean_words(captions, sorted(captions)),
-                                      "hit_max_new_tokens_pct": hit_max_pct(rows, max_new)}
+                                      **hit_max_new_tokens(entries[name])}
         elif baseline in rows_by_variant:
-            entries[name]["drift"] = {"baseline": baseline, **drift(rows, rows_by_variant[baseline], max_new, score)}
+            found = drift(rows, rows_by_variant[baseline], drift_scorer(tokens, name, baseline))
+            entries[name]["drift"] = {"baseline": baseline, **found, **hit_max_new_tokens(entries[name])}
         else:
             entries[name]["drift"] = None
             entries[name]["drift_null_reason"] = f"baseline variant {baseline!r} has no rows in this folder"
 
 
-def add_quality(entries: dict, rows_by_variant: dict, cfg, tokenizer: Optional[str]) -> dict:
+def add_quality(entries: dict, rows_by_variant: dict, cfg, tokens) -> dict:
     """Adds degenerate counts, intervals and drift to `entries`; returns the summary's `quality` record.
 
-    `tokenizer` is the one CIDEr-D was scored with ('ptb-java', 'nltk-treebank'; None: auto), so that
-    drift's CIDEr-D uses the same.
+    `tokens` are the summary's tokenized captions (summary.SummaryTokens from summary.add_cider), so
+    that drift's CIDEr-D uses the same tokenizer and tokens as CIDEr-D and starts none of its own;
+    None leaves drift's CIDEr-D null with the reason.
     """
-    from vlmbench.metrics import cider
     baseline, q = cfg.baseline_variant, cfg.quality
     forced = cfg.inference.min_new_tokens == cfg.inference.max_new_tokens
     for name, rows in rows_by_variant.items():
         entries[name]["degenerate"] = count_degenerate(rows, cfg.inference.max_new_tokens, forced, q.examples)
     add_intervals(entries, baseline, cfg)
-    add_drift(entries, rows_by_variant, baseline, cfg,
-              lambda refs, preds: cider(refs, preds, tokenizer or "auto").score)
+    add_drift(entries, rows_by_variant, baseline, tokens)
     warning = baseline_flag(baseline, (entries.get(baseline) or {}).get("degenerate"), q.degenerate_max_pct)
     return {"baseline": baseline, "baseline_in_run": baseline in entries, "baseline_warning": warning,
             "degenerate_max_pct": q.degenerate_max_pct, "bootstrap_samples": q.bootstrap_samples,
@@ -86,10 +106,10 @@ def add_quality(entries: dict, rows_by_variant: dict, cfg, tokenizer: Optional[s
                                 "images for both variants"}
 
 
-def add_quality_or_reason(entries: dict, rows_by_variant: dict, cfg, tokenizer: Optional[str]) -> dict:
+def add_quality_or_reason(entries: dict, rows_by_variant: dict, cfg, tokens) -> dict:
     """add_quality, but a failure becomes a reason in the summary instead of costing the summary."""
     try:
-        return add_quality(entries, rows_by_variant, cfg, tokenizer)
+        return add_quality(entries, rows_by_variant, cfg, tokens)
     except Exception as exc:  # the run's measurements matter more than this section
         return {"baseline": cfg.baseline_variant, "quality_null_reason": f"{type(exc).__name__}: {exc}"}
 

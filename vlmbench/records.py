@@ -25,7 +25,7 @@ from typing import Optional
 
 import yaml
 
-from vlmbench.config import ExperimentConfig, config_to_yaml, diff_result_fields
+from vlmbench.config import ExperimentConfig, config_to_yaml, diff_result_fields, shown
 from vlmbench.paths import atomic_write_text
 
 IMAGE_COLUMNS = ["image_id", "file_name", "variant", "chunk_id", "status", "error", "caption", "generated_tokens",
@@ -151,6 +151,7 @@ FLOAT_COLUMNS = {"micro_batch_s": True, "latency_s": True, "chunk_wall_s": False
                  "chunk_energy_j": True, "chunk_energy_j_per_image": True, "chunk_avg_power_w": True,
                  "chunk_peak_alloc_mib": True, "chunk_peak_reserved_mib": True, "chunk_nvml_used_mib": True}
 FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+CELL_CHARS = 45  # a CSV cell in a damage reason, as config.shown bounds it
 
 
 def chunk_of_path(path: Path) -> tuple[str, int]:
@@ -209,19 +210,19 @@ def _row_problem(rows: list[dict], path: Path, expected_ids: list[int]) -> Optio
 
 def _cell_problem(row: dict) -> Optional[str]:
     if row["status"] not in ("ok", "failed"):
-        return f"unknown status {_excerpt(row['status'])} (truncated file?)"
+        return f"unknown status {shown(row['status'], CELL_CHARS)} (truncated file?)"
     for column, may_be_empty in INT_COLUMNS.items():
         empty_ok = may_be_empty and (column != "generated_tokens" or row["status"] == "failed")
         if not _parses(row[column], int, empty_ok):
-            return f"{column} is {_excerpt(row[column])}, not an integer"
+            return f"{column} is {shown(row[column], CELL_CHARS)}, not an integer"
     for column, empty_ok in FLOAT_COLUMNS.items():
         if not _parses(row[column], float, empty_ok):
-            return f"{column} is {_excerpt(row[column])}, not a number"
+            return f"{column} is {shown(row[column], CELL_CHARS)}, not a number"
     try:
         notes_ok = isinstance(json.loads(row["measure_notes"] or "{}"), dict)
     except json.JSONDecodeError:
         notes_ok = False
-    return None if notes_ok else f"measure_notes is {_excerpt(row['measure_notes'])}, not a JSON object"
+    return None if notes_ok else f"measure_notes is {shown(row['measure_notes'], CELL_CHARS)}, not a JSON object"
 
 
 def _parses(text: str, kind, empty_ok: bool) -> bool:
@@ -233,19 +234,16 @@ def _parses(text: str, kind, empty_ok: bool) -> bool:
         return False
 
 
-def _excerpt(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
 def _fingerprint_state(rows: list[dict], fingerprint: str) -> ChunkState:
     found = {r["config_fingerprint"] for r in rows}
     if len(found) > 1:
-        return ChunkState("damaged", f"rows from several experiments ({', '.join(sorted(map(_excerpt, found)))})")
+        shown_found = ", ".join(sorted(shown(f, CELL_CHARS) for f in found))
+        return ChunkState("damaged", f"rows from several experiments ({shown_found})")
     other = found.pop()
     if other == fingerprint:
         return complete_state(rows)
     if not FINGERPRINT.fullmatch(other):
-        return ChunkState("damaged", f"config_fingerprint {_excerpt(other)} is not a fingerprint (torn row?)")
+        return ChunkState("damaged", f"config_fingerprint {shown(other, CELL_CHARS)} is not a fingerprint (torn row?)")
     return ChunkState("foreign", f"made with config fingerprint {other}", fingerprint=other)
 
 

@@ -14,8 +14,11 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
+from vlmbench.config import shown
+
 DRIVE = re.compile(r"^[A-Za-z]:")
 CACHE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+NAME_CHARS = 120  # a file name in a message, as config.shown bounds it
 CACHE_NAME_MAX_CHARS = 80  # well under the 255-byte name limit of common file systems, digest included
 
 
@@ -26,16 +29,16 @@ class UnsafeFileName(OSError):
 def confined_path(folder: str | Path, name: str) -> Path:
     """The resolved path of `name` inside `folder` (symlinks followed); raises UnsafeFileName when it
     would lie anywhere else or name no file (empty, NUL byte, the folder itself)."""
-    reason = _unusable_name(name)
+    reason, named = _unusable_name(name), f"file name {shown(name, NAME_CHARS)}"
     if reason:
-        raise UnsafeFileName(f"file name {_shown(name)} {reason}; it must name a file inside {str(folder)!r}")
+        raise UnsafeFileName(f"{named} {reason}; it must name a file inside {str(folder)!r}")
     root = Path(folder).resolve()
     resolved = (root / name.replace("\\", "/")).resolve()
     if resolved == root:
-        raise UnsafeFileName(f"file name {_shown(name)} names the image folder {str(folder)!r} itself, not a file")
+        raise UnsafeFileName(f"{named} names the image folder {str(folder)!r} itself, not a file")
     if not resolved.is_relative_to(root):
-        raise UnsafeFileName(f"file name {_shown(name)} escapes the image folder {str(folder)!r}: it resolves to "
-                             f"{str(resolved)!r} (through '..', an absolute path or a symlink); only files inside "
+        raise UnsafeFileName(f"{named} escapes the image folder {str(folder)!r}: it resolves to "
+                             f"{shown(str(resolved), NAME_CHARS)} (through '..', an absolute path or a symlink); only files inside "
                              "the folder are read")
     return resolved
 
@@ -50,11 +53,6 @@ def _unusable_name(name) -> str:
     if PurePosixPath(posix).is_absolute() or DRIVE.match(posix):
         return "is an absolute path and escapes the image folder"
     return ""
-
-
-def _shown(name, limit: int = 120) -> str:
-    text = repr(name)
-    return text if len(text) <= limit else text[:limit] + "...'"
 
 
 def safe_cache_name(name: str) -> str:

@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -147,8 +148,25 @@ def variant_entry(rows: list[dict], missing_chunks: list[int], num_chunks: int, 
             **latency_stats(rows), **efficiency(rows), **record}
 
 
-def add_cider(entries: dict, rows_by_variant: dict, references: dict, tokenizer: str) -> dict:
-    """Scores every variant on the images all of them captioned; returns the scoring's own record.
+@dataclass
+class SummaryTokens:
+    """Every caption of one summary, tokenized in one tokenizer call (one JVM start with the Java one).
+
+    `references`: image id -> tokenized reference captions of the scored (common) images;
+    `captions`: variant -> image id -> [tokenized caption] for each of its captioned (status ok) rows;
+    `tokenizer`: the tokenizer used (None when nothing was tokenized); `failure`: why nothing was.
+    Drift (vlmbench.drift) scores from these, so it tokenizes nothing itself.
+    """
+    references: dict = field(default_factory=dict)
+    captions: dict = field(default_factory=dict)
+    tokenizer: Optional[str] = None
+    failure: Optional[str] = None
+
+
+def add_cider(entries: dict, rows_by_variant: dict, references: dict,
+              tokenizer: str) -> tuple[dict, SummaryTokens]:
+    """Scores every variant on the images all of them captioned; returns the scoring's own record and
+    the summary's tokenized captions (for drift).
 
     Never raises for a scoring fault: a tokenizer that fails falls back (reason in
     `tokenizer_fallback_reason`) and anything else makes each variant's CIDEr null with the reason.
@@ -162,13 +180,15 @@ def add_cider(entries: dict, rows_by_variant: dict, references: dict, tokenizer:
                    for v, rows in rows_by_variant.items()}
     why = ("no image was captioned by every variant" if not common else
            unreferenced_reason(predictions, references) or too_few_images_reason(len(common)))
+    tokens = tokenize_summary(rows_by_variant, references, predictions if why is None else {}, tokenizer, info)
+    why = why or tokens.failure
     if why is None:
-        why = _score(entries, predictions, references, tokenizer, info)
-    if why is not None:
+        _score(entries, tokens, common)
+    else:
         info["cider_null_reason"] = why
         for entry in entries.values():
             entry["cider"], entry["cider_null_reason"] = None, why
-    return info
+    return info, tokens
 
 
 def _exclusions(rows: list[dict], ok_ids: set[int], common: set[int]) -> dict:
@@ -189,26 +209,41 @@ def unreferenced_reason(predictions: dict, references: dict) -> Optional[str]:
             "it belongs to another experiment; rerun pytest benchmarks once to rewrite it")
 
 
-def _score(entries: dict, predictions: dict, references: dict, tokenizer: str, info: dict) -> Optional[str]:
-    """Fills each entry's `cider`; returns the reason when nothing could be scored."""
+def tokenize_summary(rows_by_variant: dict, references: dict, scored: dict, prefer: str,
+                     info: dict) -> SummaryTokens:
+    """The captioned rows' captions of every variant, and the references of the `scored` predictions
+    (variant -> image id -> caption), in one tokenizer call (metrics.tokenize_for_scoring).
+
+    Records the tokenizer (and a fallback's reason) in `info`; a failure becomes `failure`, never raised.
+    """
+    unscored = {v: {int(r["image_id"]): r["caption"] for r in rows
+                    if r["status"] == "ok" and int(r["image_id"]) not in scored.get(v, {})}
+                for v, rows in rows_by_variant.items()}
+    if not any(scored.values()) and not any(unscored.values()):
+        return SummaryTokens(failure="no captioned image to tokenize")
     try:
-        refs, preds, done = tokenize_for_scoring(references, predictions, tokenizer)
+        refs, captions, done = tokenize_for_scoring(references, scored, prefer, unscored)
     except ImportError as exc:  # e.g. a GPU box without pycocoevalcap: score later with vlmbench-report
-        return f"scorer unavailable here ({exc}); run vlmbench-report where it is installed"
+        return SummaryTokens(failure=f"scorer unavailable here ({exc}); run vlmbench-report where it is installed")
     except Exception as exc:  # noqa: BLE001 - whatever breaks, the summary is still written
-        return f"tokenizing failed ({type(exc).__name__}: {exc}); rerun vlmbench-report --tokenizer ptb-python"
+        return SummaryTokens(failure=f"tokenizing failed ({type(exc).__name__}: {exc}); "
+                                     "rerun vlmbench-report --tokenizer ptb-python")
     info["tokenizer"] = done.tokenizer
     if done.fallback_reason:
         info["tokenizer_fallback_reason"] = done.fallback_reason
-    for variant, variant_preds in preds.items():
+    return SummaryTokens(refs, captions, done.tokenizer)
+
+
+def _score(entries: dict, tokens: SummaryTokens, common: set[int]) -> None:
+    """Fills each entry's `cider` (and `cider_per_image`, for quality.py) from the tokenized captions."""
+    for variant, captions in tokens.captions.items():
         try:
-            score, per_image = cider_from_tokens(refs, variant_preds)
+            score, per_image = cider_from_tokens(tokens.references, {i: captions[i] for i in common})
             entries[variant]["cider"] = score
-            entries[variant]["cider_per_image"] = {str(i): s for i, s in per_image.items()}  # for quality.py
+            entries[variant]["cider_per_image"] = {str(i): s for i, s in per_image.items()}
         except Exception as exc:  # noqa: BLE001 - e.g. an image without references
             entries[variant]["cider"] = None
             entries[variant]["cider_null_reason"] = f"scoring failed: {type(exc).__name__}: {exc}"
-    return None
 
 
 # per-chunk columns that describe where a chunk was made; more than one value in a summary is a warning
@@ -303,9 +338,9 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
             continue
         rows_by_variant[variant] = rows
         entries[variant] = variant_entry(rows, missing, cfg.num_chunks, variant_record(results_dir, variant))
-    scoring = add_cider(entries, rows_by_variant, references, tokenizer) if entries else {}
+    scoring, tokens = add_cider(entries, rows_by_variant, references, tokenizer) if entries else ({}, None)
     add_deltas(entries, cfg.baseline_variant)
-    quality = add_quality_or_reason(entries, rows_by_variant, cfg, scoring.get("tokenizer")) if entries else {}
+    quality = add_quality_or_reason(entries, rows_by_variant, cfg, tokens) if entries else {}
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
             "config_fingerprint": cfg.fingerprint, "started_at": iso(started_at), "finished_at": iso(time.time()),
             "environment": {**environment(), **gpu_info(results_dir, cfg.variants)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,

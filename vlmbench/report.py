@@ -91,7 +91,20 @@ def table_warnings(summary: dict) -> list[str]:
     mixed = summary.get("mixed_environment")
     if mixed:
         notes.append(f"WARNING mixed environment: {mixed['warning']}")
+    notes += writer_warnings(summary)
     return [""] + notes if notes else []
+
+
+def writer_warnings(summary: dict) -> list[str]:
+    """A variant whose chunks were made by processes that loaded it differently (micro-batch, engine, ...)."""
+    from vlmbench.variant_records import SETTING_FIELDS
+    lines = []
+    for name, entry in summary["variants"].items():
+        differ = [f for f in entry.get("writers_differ") or [] if f in SETTING_FIELDS]
+        if differ:
+            lines.append(f"WARNING {name}: the {len(entry['writers'])} processes that made its chunks differed in "
+                         f"{', '.join(differ)} (values in the n/a lines); its numbers mix those setups")
+    return lines
 
 
 # ---------------------------------------------------------------- plots

@@ -20,7 +20,8 @@ from vlmbench.data import ImageRow, load_rows, make_chunks
 from vlmbench.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
 from vlmbench.paths import cache_dir, sweep_leftovers
 from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
-                              variant_record_path, write_chunk_csv, write_config_snapshot, write_json)
+                              write_chunk_csv, write_config_snapshot)
+from vlmbench.variant_records import merge_variant_record
 from vlmbench.variants import compute_dtype, get_variant
 
 
@@ -249,9 +250,9 @@ class BenchSession:
                       model, self.cfg.measure.model_size), "idle_power_w": self.idle_power,
                   "device": self.device, "dtype": compute_dtype(variant, self.cfg.precision.language_model),
                   "micro_batch_size": micro.size, "micro_batch_size_source": micro.source,
-                  "micro_batch_size_reason": micro.reason, "engine": engine.report,
+                  "micro_batch_size_reason": micro.reason, "engine": engine.report, "worker": self.worker,
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
-        write_json(variant_record_path(self.results_dir, name), _plain(record))
+        merge_variant_record(self.results_dir, _plain(record))  # beside the records of other workers and GPUs
         return LoadedVariant(name, model, captioner)
 
     def micro_batch_for(self, variant):

@@ -97,3 +97,35 @@ def test_writers_merging_at_the_same_time_lose_no_record(tmp_path):
     records = read_variant_records(tmp_path, "fp16")
     assert sorted(records) == [f"gw{i} on no GPU UUID" for i in range(4)]
     assert {r["n"] for r in records.values()} == {24}
+
+
+def test_a_finishing_shard_reads_each_chunk_csv_and_variant_record_once(tmp_path, monkeypatch):
+    """The shard's check that the experiment is complete reads every CSV; the report uses those rows."""
+    import builtins
+    import io
+    from collections import Counter
+    from pathlib import Path
+
+    from vlmbench.plugin import _read_experiment_chunks
+    from vlmbench.report import finish_run
+    from vlmbench.session import BenchSession
+    cfg = _split_folder(tmp_path)
+    merge_variant_record(tmp_path, _record(cfg, "gw0", "GPU-a"))
+    merge_variant_record(tmp_path, {**_record(cfg, "main", "GPU-a"), "variant": "int8"})
+    bench = BenchSession(cfg, tmp_path)
+    assert len(bench.chunks) == 2  # the experiment's rows resolved before counting
+    reads, real_open = Counter(), io.open
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if str(file).startswith(str(tmp_path)) and mode.startswith("r"):
+            reads[Path(file).name] += 1
+        return real_open(file, mode, *args, **kwargs)
+    monkeypatch.setattr(io, "open", counting_open)
+    monkeypatch.setattr(builtins, "open", counting_open)
+    unfinished, known_rows = _read_experiment_chunks(bench)
+    verdict = finish_run(bench, None, known_rows)
+    monkeypatch.undo()
+    assert unfinished == [] and not verdict.failed, verdict.text
+    assert {name: n for name, n in reads.items() if name.endswith((".csv", ".json"))} == {
+        "fp16_batch_0.csv": 1, "fp16_batch_1.csv": 1, "int8_batch_0.csv": 1, "int8_batch_1.csv": 1,
+        "variant_fp16.json": 1, "variant_int8.json": 1, "references.json": 1}

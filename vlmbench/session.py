@@ -217,9 +217,13 @@ class BenchSession:
 
     def fresh_chunk_status(self, variant: str, chunk_id: int) -> str:
         """The CSV's status read now ("complete", "missing", "damaged", "foreign"); never cached, never raises,
-        writes nothing (xdist workers' collection, the re-check after a claim, the end of a shard)."""
+        writes nothing (xdist workers' collection, the re-check after a claim)."""
+        return self.fresh_chunk_state(variant, chunk_id).status
+
+    def fresh_chunk_state(self, variant: str, chunk_id: int):
+        """The CSV's ChunkState read now (a complete one carries its rows); never cached, never raises."""
         path = chunk_csv_path(self.results_dir, variant, chunk_id)
-        return inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint).status
+        return inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint)
 
     @cached_property
     def idle_power(self) -> Reading:

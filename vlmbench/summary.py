@@ -35,17 +35,26 @@ def _float(text: str) -> Optional[float]:
     return float(text) if text not in ("", None) else None
 
 
-def load_variant_rows(results_dir: Path, variant: str, num_chunks: int, fingerprint: str) -> tuple[list, list]:
-    """All CSV rows of a variant made with `fingerprint`, and the chunk ids that are missing."""
+def load_variant_rows(results_dir: Path, variant: str, num_chunks: int, fingerprint: str,
+                      known: Optional[dict] = None) -> tuple[list, list]:
+    """All CSV rows of a variant made with `fingerprint`, and the chunk ids that are missing. `known`:
+    (variant, chunk id) -> rows already read (a finishing shard's check), used instead of reading again."""
     rows, missing = [], []
     for chunk_id in range(num_chunks):
-        path = chunk_csv_path(results_dir, variant, chunk_id)
-        chunk = read_chunk_csv(path) if path.exists() else []
-        chunk = [r for r in chunk if r.get("config_fingerprint") == fingerprint]
+        chunk = [r for r in chunk_rows(results_dir, variant, chunk_id, known or {})
+                 if r.get("config_fingerprint") == fingerprint]
         if not chunk:
             missing.append(chunk_id)
         rows += chunk
     return rows, missing
+
+
+def chunk_rows(results_dir: Path, variant: str, chunk_id: int, known: dict) -> list[dict]:
+    """The chunk's rows: as read before when `known` has them, else from its CSV ([] when absent)."""
+    if (variant, chunk_id) in known:
+        return known[(variant, chunk_id)]
+    path = chunk_csv_path(results_dir, variant, chunk_id)
+    return read_chunk_csv(path) if path.exists() else []
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -277,12 +286,14 @@ def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def build_summary(results_dir: Path, cfg, references: dict, started_at: float, tokenizer: str = "auto") -> dict:
-    """The summary document of the experiment `cfg` from the files in `results_dir`."""
+def build_summary(results_dir: Path, cfg, references: dict, started_at: float, tokenizer: str = "auto",
+                  known_rows: Optional[dict] = None) -> dict:
+    """The summary document of the experiment `cfg` from the files in `results_dir` (chunk rows already
+    read may be passed as `known_rows`: (variant, chunk id) -> rows)."""
     entries, rows_by_variant = {}, {}
     records = {variant: read_variant_records(results_dir, variant) for variant in cfg.variants}  # read once
     for variant in cfg.variants:
-        rows, missing = load_variant_rows(results_dir, variant, cfg.num_chunks, cfg.fingerprint)
+        rows, missing = load_variant_rows(results_dir, variant, cfg.num_chunks, cfg.fingerprint, known_rows)
         if not rows:
             continue
         rows_by_variant[variant] = rows

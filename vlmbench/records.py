@@ -7,7 +7,8 @@ rows, the image ids the chunk must hold and the config fingerprint, and says wha
 Files, per results folder:
 - `<variant>_batch_<id>.csv`: one row per image (columns in CSV_COLUMNS); chunk-level measurements
   repeat on each row in the `chunk_*` columns so that one file is the whole record of one chunk.
-- `variant_<variant>.json`: what was measured when the variant loaded (census, size on disk, ...).
+- `variant_<variant>.json`: what was measured when the variant loaded (census, size on disk, ...), one
+  record per process that loaded it (written and read by `vlmbench/variant_records.py`).
 - `experiment_config_<timestamp>.yaml`: the resolved config and its fingerprint, per run.
 """
 from __future__ import annotations

@@ -368,9 +368,9 @@ def _try_write(unwritten: list[str], write):
 
 
 def used_chunks(summary: dict) -> set[tuple[str, int]]:
-    """(variant, chunk id) of every chunk the summary was made from."""
+    """(variant, chunk id) of every chunk the summary was made from (none for an entry that does not say)."""
     return {(name, chunk_id) for name, entry in summary["variants"].items()
-            for chunk_id in range(entry["chunks_expected"]) if chunk_id not in entry["missing_chunks"]}
+            for chunk_id in range(entry.get("chunks_expected", 0)) if chunk_id not in entry.get("missing_chunks", ())}
 
 
 def completeness_lines(summary: dict) -> list[str]:

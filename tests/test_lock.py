@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -172,3 +173,48 @@ def test_a_refused_run_removes_the_folder_it_created(tmp_path, write_config):
     assert (results / LOCK_NAME).exists()
     session.release_folder(refused=True)
     assert not results.exists()
+
+
+# ---------------------------------------------------------------- vlmbench-report holds the folder too
+def _folder_files(folder):
+    return {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_report_is_refused_while_a_run_holds_the_folder_and_the_run_is_undisturbed(tmp_path, holder, capsys):
+    from tests.results_factory import tiny_config, write_results
+    from vlmbench.cli import main
+    cfg = tiny_config(tmp_path, 4)
+    write_results(cfg, tmp_path)
+    proc = holder(tmp_path, cfg.fingerprint, "shared")  # a shard of this experiment at work
+    before = _folder_files(tmp_path)
+    assert main([str(tmp_path), "--tokenizer", "nltk-treebank"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"in use by a run: pid {proc.pid} on host " in err and "run vlmbench-report again" in err
+    assert "\n" not in err and "--vlm-results" not in err
+    assert _folder_files(tmp_path) == before  # no summary, the holder's lock file as it was
+    assert proc.poll() is None and read_holder(tmp_path)["pid"] == proc.pid
+    with FolderLock(tmp_path, cfg.fingerprint, shared=True) as joined:  # the run's shared lock still stands
+        assert not joined.first
+    proc.kill()
+    proc.wait()
+    assert main([str(tmp_path), "--tokenizer", "nltk-treebank"]) == 0  # the run is over: the report goes ahead
+    assert list(tmp_path.glob("summary_*.json")) and not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_run_started_during_a_report_is_refused_naming_the_report(tmp_path, monkeypatch):
+    from tests.results_factory import tiny_config, write_results
+    from vlmbench import cli
+    cfg = tiny_config(tmp_path, 4)
+    write_results(cfg, tmp_path)
+    refusals = []
+
+    def report_while_a_run_starts(results_dir, *args):
+        with pytest.raises(FolderBusy) as refused:
+            FolderLock(results_dir, cfg.fingerprint, shared=True).acquire()
+        refusals.append(str(refused.value))
+        return {}, SimpleNamespace(text="reported", failed=False)
+    monkeypatch.setattr(cli, "report", report_while_a_run_starts)
+    assert cli.main([str(tmp_path)]) == 0
+    assert f"in use by a report (vlmbench-report): pid {os.getpid()} on host " in refusals[0]
+    assert "(vlmbench-report, exclusive, experiment" in refusals[0] and "--vlm-results" in refusals[0]
+    assert not (tmp_path / LOCK_NAME).exists()  # released at the end of the report

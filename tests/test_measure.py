@@ -130,7 +130,6 @@ def test_a_counter_that_goes_backwards_is_not_a_negative_energy():
 
 def test_a_chunk_case_runs_on_a_gpu_that_cannot_report_power(nvml_with, tmp_path):
     """The session path a case takes (idle power, variant record, chunk CSV) survives NotSupported."""
-    import json
     from tests.conftest import TINY
     from vlmbench.config import ExperimentConfig, build
     from vlmbench.records import read_chunk_csv
@@ -141,7 +140,8 @@ def test_a_chunk_case_runs_on_a_gpu_that_cannot_report_power(nvml_with, tmp_path
     assert session.read_idle_power().value is None
     loaded = session.load_variant("fp16")
     session.run_chunk(loaded, 0)
-    record = json.loads((tmp_path / "variant_fp16.json").read_text())
+    from vlmbench.variant_records import read_variant_records
+    [record] = read_variant_records(tmp_path, "fp16").values()  # one writer: this process
     assert record["idle_power_w"] is None and "NotSupported" in record["idle_power_w_null_reason"]
     assert record["gpu_name"] is None and "nvmlDeviceGetName failed" in record["gpu_name_null_reason"]
     rows = read_chunk_csv(tmp_path / "fp16_batch_0.csv")

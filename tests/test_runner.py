@@ -1,5 +1,4 @@
 """Generation stops where the model ends its caption: every end token the checkpoint declares."""
-import json
 import types
 
 import pytest
@@ -47,7 +46,8 @@ def test_caption_ends_at_endoftext_as_third_token(tmp_path, monkeypatch):
     rows = read_chunk_csv(tmp_path / "fp16_batch_0.csv")
     assert [(r["caption"], r["generated_tokens"]) for r in rows] == [("ab", "2"), ("ab", "2")]
     assert lengths and set(lengths) == {3}  # decoding stopped at the end token, not at max_new_tokens
-    record = json.loads((tmp_path / "variant_fp16.json").read_text())
+    from vlmbench.variant_records import read_variant_records
+    [record] = read_variant_records(tmp_path, "fp16").values()  # one writer: this process
     assert set(record["end_token_ids"]) == {tok.convert_tokens_to_ids("<|im_end|>"), endoftext}
     assert set(record["end_tokens"]) == {"<|im_end|>", "<|endoftext|>"}
 

@@ -136,3 +136,28 @@ def test_a_killed_worker_loses_no_finished_chunk(config, tmp_path):
     assert code == 0 and "4 skipped" in out, out
     assert not list((results / "claims").glob("*.claim"))  # the dead worker's claim was found stale and removed
     assert {p.name: p.stat().st_mtime_ns for p in results.glob("*_batch_*.csv")} == before
+
+
+def test_a_variant_split_over_two_workers_keeps_both_records(tmp_path):
+    """fp16's two chunks on gw0 and gw1 (and on two shards): variant_fp16.json keeps both loads, the summary
+    says what held for both and where they differed."""
+    from vlmbench.variant_records import read_variant_records
+    config = tmp_path / "one_variant.yaml"
+    config.write_text(yaml.safe_dump(TINY))  # 1 variant x 2 chunks: one chunk per worker
+    results = tmp_path / "split"
+    code, out = run(config, results, "-n", "2")
+    assert code == 0, out
+    assert sorted(workers(results).values()) == ["gw0", "gw1"]
+    records = read_variant_records(results, "fp16")
+    assert sorted(records) == ["gw0 on no GPU UUID", "gw1 on no GPU UUID"]
+    entry = summary(results)["variants"]["fp16"]
+    assert entry["writers"] == sorted(records) and entry["micro_batch_size"] == 2 and entry["dtype"] == "fp16"
+    assert entry["census"] == records["gw0 on no GPU UUID"]["census"] == records["gw1 on no GPU UUID"]["census"]
+    assert "load_s" in entry["writers_differ"] and entry["load_s"] is None  # each worker timed its own load
+    assert "gw0 on no GPU UUID: " in entry["load_s_null_reason"] and "gw1 on no GPU UUID: " in entry["load_s_null_reason"]
+
+    sharded = tmp_path / "sharded"
+    for k in range(2):
+        assert run(config, sharded, "--vlm-shard", f"{k}/2")[0] == 0
+    assert sorted(read_variant_records(sharded, "fp16")) == ["shard 0/2 on no GPU UUID", "shard 1/2 on no GPU UUID"]
+    assert summary(sharded)["variants"]["fp16"]["writers"] == ["shard 0/2 on no GPU UUID", "shard 1/2 on no GPU UUID"]

@@ -10,6 +10,10 @@ variant records, references.json, config snapshots).
 Whatever goes wrong while tokenizing or scoring, the summary, table and plots are written (CIDEr
 null with the reason, or the Java-free tokenizer with the reason recorded); a config problem exits 2
 with the message, a failed regression gate exits 1.
+
+The report holds the folder lock (`vlmbench.lock`, exclusive, holder `vlmbench-report`) while it
+reads and writes: while a run (or a shard) holds the folder, the report exits 2 with one line naming
+the holder, and touches nothing; a run started during a report is refused the same way.
 """
 from __future__ import annotations
 
@@ -90,8 +94,7 @@ def main(argv=None) -> int:
                                 args.allow_difference)  # identity first: the recorded fingerprints hold it
         if not (args.results_dir / "references.json").is_file():
             raise ConfigError(f"{args.results_dir}/references.json is missing; rerun pytest benchmarks once to write it.")
-        _warn_running_chunks(args.results_dir)
-        _, verdict = report(args.results_dir, cfg, snapshot.stat().st_mtime, args.baseline, args.tokenizer)
+        verdict = report_locked(args.results_dir, cfg, snapshot.stat().st_mtime, args.baseline, args.tokenizer)
     except ConfigError as exc:
         print(f"vlmbench-report: {exc}", file=sys.stderr)
         return 2
@@ -101,6 +104,20 @@ def main(argv=None) -> int:
         return 2
     print(verdict.text)
     return 1 if verdict.failed else 0
+
+
+def report_locked(results_dir: Path, cfg, started_at: float, baseline, tokenizer: str):
+    """The report, made while holding the folder lock; ConfigError (one line) when a run holds it."""
+    from vlmbench.lock import REPORT, FolderBusy, FolderLock, FolderUnusable
+    try:
+        lock = FolderLock(results_dir, cfg.fingerprint, command=REPORT).acquire()
+    except (FolderBusy, FolderUnusable) as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        _warn_running_chunks(results_dir)
+        return report(results_dir, cfg, started_at, baseline, tokenizer)[1]
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

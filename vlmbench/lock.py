@@ -16,6 +16,11 @@ Public API::
   holders with the same config fingerprint share the folder; a holder of another fingerprint, or
   any exclusive holder, is refused. Which chunk each shard computes is not decided here (claims
   per chunk are the scale-out code's job); this lock only guarantees one experiment per folder.
+- `command`: who holds it, `"pytest benchmarks"` (a run, the default) or `"vlmbench-report"` (a report
+  holds the folder exclusively, so that it never reads a folder a run is writing, and a run never
+  starts under a report); it is in the holder information, and it picks the advice in messages (FIXES).
+- `folder_guard(results_dir)`: the short exclusive guard below, for other read-modify-writes of
+  files in the folder by processes that may not hold the lock (xdist workers merging variant records).
 - `FolderBusy` (a `RuntimeError`) is raised when the folder is held; `FolderUnusable` (an
   `OSError`) when the folder cannot be a results folder (a file, read-only, not creatable).
 
@@ -48,6 +53,14 @@ from pathlib import Path
 from typing import Optional
 
 LOCK_NAME = ".vlmbench.lock"
+RUN = "pytest benchmarks"
+REPORT = "vlmbench-report"
+# command -> (what to do when the folder is busy, what to do when it cannot hold results)
+FIXES = {RUN: ("Wait for it to finish, or pass --vlm-results DIR to use another folder.",
+               "pass --vlm-results DIR naming a writable folder"),
+         REPORT: ("Wait for it to finish, then run vlmbench-report again (a report made while a run writes the "
+                  "folder would lack the chunks being written).",
+                  "copy the folder somewhere writable and run vlmbench-report on the copy")}
 
 
 class FolderBusy(RuntimeError):
@@ -58,40 +71,40 @@ class FolderUnusable(OSError):
     """The results folder cannot hold results (a file, read-only, not creatable); one-line message."""
 
 
-def holder_info(fingerprint: str, shared: bool) -> dict:
+def holder_info(fingerprint: str, shared: bool, command: str = RUN) -> dict:
     """What a holder writes into the lock file: who, where, since when, which experiment, which mode."""
     return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "fingerprint": fingerprint, "mode": "shared" if shared else "exclusive"}
+            "fingerprint": fingerprint, "mode": "shared" if shared else "exclusive", "command": command}
 
 
 def describe(info: dict) -> str:
+    command = f"{info['command']}, " if info.get("command") else ""  # lock files of older versions lack it
     return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')} since {info.get('since', '?')} "
-            f"({info.get('mode', '?')}, experiment {info.get('fingerprint', '?')})")
+            f"({command}{info.get('mode', '?')}, experiment {info.get('fingerprint', '?')})")
 
 
-def ensure_results_folder(results_dir: Path) -> None:
-    """Creates the folder if needed; FolderUnusable with one line when it is a file or not writable."""
+def ensure_results_folder(results_dir: Path, fix: str = FIXES[RUN][1]) -> None:
+    """Creates the folder if needed; FolderUnusable with one line (ending with `fix`) when it is a file or
+    not writable."""
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
-        raise FolderUnusable(f"results folder {results_dir} is a file, not a folder; pass --vlm-results DIR naming a "
-                             "folder (or move the file away)")
+        raise FolderUnusable(f"results folder {results_dir} is a file, not a folder; {fix} (or move the file away)")
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FolderUnusable(f"results folder {results_dir} cannot be created: {exc.strerror or exc}; pass "
-                             "--vlm-results DIR naming a writable folder") from None
+        raise FolderUnusable(f"results folder {results_dir} cannot be created: {exc.strerror or exc}; {fix}") from None
     if not os.access(results_dir, os.W_OK | os.X_OK):
-        raise FolderUnusable(f"results folder {results_dir} is read-only (no write permission); pass --vlm-results "
-                             "DIR naming a writable folder, or make it writable")
+        raise FolderUnusable(f"results folder {results_dir} is read-only (no write permission); {fix}, or make it "
+                             "writable")
 
 
 class FolderLock:
     """The lock on one results folder (see the module docstring); a context manager."""
 
-    def __init__(self, results_dir: Path, fingerprint: str, shared: bool = False):
+    def __init__(self, results_dir: Path, fingerprint: str, shared: bool = False, command: str = RUN):
         self.results_dir = Path(results_dir)
         self.path = self.results_dir / LOCK_NAME
-        self.fingerprint, self.shared = fingerprint, shared
+        self.fingerprint, self.shared, self.command = fingerprint, shared, command
         self.fd: Optional[int] = None
         self.first = False
         self.created_folder = False
@@ -114,7 +127,7 @@ class FolderLock:
         if self.held:
             return self
         self.created_folder = not self.results_dir.exists()
-        ensure_results_folder(self.results_dir)
+        ensure_results_folder(self.results_dir, FIXES[self.command][1])
         with self._guard():
             fd = self._open()
             try:
@@ -141,17 +154,17 @@ class FolderLock:
         if stale:
             self.notes.append(f"took over a stale lock on {self.results_dir}: {describe(stale)} ended without "
                               "releasing it (killed?); its finished chunks are kept, unfinished ones run again")
-        _write_info(fd, holder_info(self.fingerprint, self.shared))
+        _write_info(fd, holder_info(self.fingerprint, self.shared, self.command))
         if self.shared:
             fcntl.flock(fd, fcntl.LOCK_SH)  # a conversion; safe under the guard
         self.first = True
 
     def _busy_message(self, info: dict) -> str:
         holder = describe(info) if info else "another process (no holder information yet)"
-        why = ("another experiment" if info.get("fingerprint") not in (None, self.fingerprint)
-               else "an exclusive run" if info.get("mode") == "exclusive" or not self.shared else "a run")
-        return (f"results folder {self.results_dir} is in use by {why}: {holder}. Wait for it to finish, "
-                f"or pass --vlm-results DIR to use another folder.")
+        why = ("a report (vlmbench-report)" if info.get("command") == REPORT
+               else "another experiment" if info.get("fingerprint") not in (None, self.fingerprint)
+               else "an exclusive run" if info.get("mode") == "exclusive" else "a run")
+        return f"results folder {self.results_dir} is in use by {why}: {holder}. {FIXES[self.command][0]}"
 
     # ------------------------------------------------------------ leaving
     def release(self) -> None:
@@ -179,17 +192,23 @@ class FolderLock:
             return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise FolderUnusable(f"results folder {self.results_dir}: cannot create {LOCK_NAME} "
-                                 f"({exc.strerror or exc}); pass --vlm-results DIR naming a writable folder") from None
+                                 f"({exc.strerror or exc}); {FIXES[self.command][1]}") from None
 
-    @contextmanager
     def _guard(self):
-        """A short exclusive flock on the folder's directory descriptor around each state change."""
-        dir_fd = os.open(self.results_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            fcntl.flock(dir_fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(dir_fd)  # closing releases the flock
+        return folder_guard(self.results_dir)
+
+
+@contextmanager
+def folder_guard(results_dir: Path):
+    """A short exclusive flock on the folder's directory descriptor (the directory's inode never changes,
+    unlike a file replaced by an atomic rename): around each lock state change and each merge of a
+    variant record. Blocks while another process is inside it."""
+    dir_fd = os.open(results_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(dir_fd)  # closing releases the flock
 
 
 def _try_flock(fd: int, kind: int) -> bool:

@@ -464,8 +464,9 @@ def pytest_sessionfinish(session, exitstatus):
     from vlmbench.report import finish_run
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     bench = config.stash[SESSION_KEY]
+    known_rows = None
     if SHARD_KEY in config.stash:
-        unfinished = _unfinished(bench)
+        unfinished, known_rows = _read_experiment_chunks(bench)
         if unfinished:
             if reporter is not None:
                 reporter.write_sep("=", "vlmbench shard")
@@ -474,7 +475,7 @@ def pytest_sessionfinish(session, exitstatus):
                                     f"the last shard to finish writes the summary, or run: vlmbench-report "
                                     f"{bench.results_dir}")
             return
-    verdict = finish_run(bench, config.getoption("--vlm-baseline"))
+    verdict = finish_run(bench, config.getoption("--vlm-baseline"), known_rows)
     if reporter is not None:
         reporter.write_sep("=", "vlmbench summary")
         reporter.write_line(verdict.text)
@@ -482,8 +483,17 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _unfinished(bench) -> list[str]:
-    """CSV names of the experiment's chunks that are not complete in the folder (all variants, all chunks)."""
-    return [_csv_name(v, c) for v in bench.cfg.variants for c in range(bench.cfg.num_chunks)
-            if bench.fresh_chunk_status(v, c) != "complete"]
+def _read_experiment_chunks(bench) -> tuple[list[str], dict]:
+    """Every chunk of the experiment (all variants, all chunks) checked once: the CSV names not complete in
+    the folder, and the complete ones' rows, (variant, chunk id) -> rows, which the summary then uses
+    instead of reading each CSV again."""
+    unfinished, known_rows = [], {}
+    for variant in bench.cfg.variants:
+        for chunk_id in range(bench.cfg.num_chunks):
+            state = bench.fresh_chunk_state(variant, chunk_id)
+            if state.status == "complete":
+                known_rows[(variant, chunk_id)] = state.rows
+            else:
+                unfinished.append(_csv_name(variant, chunk_id))
+    return unfinished, known_rows
 

@@ -7,7 +7,8 @@ rows, the image ids the chunk must hold and the config fingerprint, and says wha
 Files, per results folder:
 - `<variant>_batch_<id>.csv`: one row per image (columns in CSV_COLUMNS); chunk-level measurements
   repeat on each row in the `chunk_*` columns so that one file is the whole record of one chunk.
-- `variant_<variant>.json`: what was measured when the variant loaded (census, size on disk, ...).
+- `variant_<variant>.json`: what was measured when the variant loaded (census, size on disk, ...), one
+  record per process that loaded it (written and read by `vlmbench/variant_records.py`).
 - `experiment_config_<timestamp>.yaml`: the resolved config and its fingerprint, per run.
 """
 from __future__ import annotations
@@ -128,6 +129,7 @@ class ChunkState:
     fingerprint: Optional[str] = None
     failed: dict[str, int] = field(default_factory=dict)  # failed rows of a complete chunk, per failure kind
     unavailable_ids: list[int] = field(default_factory=list)  # image ids whose rows failed as 'unavailable'
+    rows: list[dict] = field(default_factory=list, repr=False)  # a complete chunk's rows, as read (for the summary)
 
     def failed_summary(self) -> str:
         """'2 failed rows (unavailable: 1, undecodable: 1)', or '' when every row is ok."""
@@ -254,7 +256,8 @@ def complete_state(rows: list[dict]) -> ChunkState:
     failed: dict[str, int] = {}
     for kind in kinds.values():
         failed[kind] = failed.get(kind, 0) + 1
-    return ChunkState("complete", failed=failed, unavailable_ids=[i for i, k in kinds.items() if k == UNAVAILABLE])
+    return ChunkState("complete", failed=failed, unavailable_ids=[i for i, k in kinds.items() if k == UNAVAILABLE],
+                      rows=rows)
 
 
 def quarantine(path: Path) -> Path:
@@ -304,12 +307,15 @@ def first_row_fingerprint(path: Path) -> str:
     return (row or {}).get("config_fingerprint") or "unreadable"
 
 
-def ignored_chunk_csvs(results_dir: Path, cfg: ExperimentConfig) -> dict[str, list[str]]:
+def ignored_chunk_csvs(results_dir: Path, cfg: ExperimentConfig, used=frozenset()) -> dict[str, list[str]]:
     """Chunk CSVs in the folder that a report of `cfg` does not read, by their fingerprint
-    (another experiment, or this experiment's fingerprint for a variant or chunk outside `cfg`)."""
+    (another experiment, or this experiment's fingerprint for a variant or chunk outside `cfg`).
+    `used`: the (variant, chunk id) the report read, not opened again."""
     ignored: dict[str, list[str]] = {}
     for path in sorted(Path(results_dir).glob("*_batch_*.csv")):
         variant, chunk_id = chunk_of_path(path)
+        if (variant, chunk_id) in used:
+            continue
         fingerprint = first_row_fingerprint(path)
         if fingerprint != cfg.fingerprint or variant not in cfg.variants or not 0 <= chunk_id < cfg.num_chunks:
             ignored.setdefault(fingerprint, []).append(path.name)

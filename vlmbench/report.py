@@ -91,7 +91,20 @@ def table_warnings(summary: dict) -> list[str]:
     mixed = summary.get("mixed_environment")
     if mixed:
         notes.append(f"WARNING mixed environment: {mixed['warning']}")
+    notes += writer_warnings(summary)
     return [""] + notes if notes else []
+
+
+def writer_warnings(summary: dict) -> list[str]:
+    """A variant whose chunks were made by processes that loaded it differently (micro-batch, engine, ...)."""
+    from vlmbench.variant_records import SETTING_FIELDS
+    lines = []
+    for name, entry in summary["variants"].items():
+        differ = [f for f in entry.get("writers_differ") or [] if f in SETTING_FIELDS]
+        if differ:
+            lines.append(f"WARNING {name}: the {len(entry['writers'])} processes that made its chunks differed in "
+                         f"{', '.join(differ)} (values in the n/a lines); its numbers mix those setups")
+    return lines
 
 
 # ---------------------------------------------------------------- plots
@@ -290,11 +303,12 @@ def write_references(results_dir: Path, rows) -> None:
 
 
 def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline: Optional[str],
-           tokenizer: str = "auto") -> tuple[dict, Verdict]:
+           tokenizer: str = "auto", known_rows: Optional[dict] = None) -> tuple[dict, Verdict]:
     """Builds the summary, then writes what it can, each file atomically: the summary JSON first, the
     markdown table, then the plots. A file that cannot be written (disk full) is named in the verdict,
-    and the rest is still written; the summary is rewritten with the list of plots at the end."""
-    summary = build_summary(results_dir, cfg, load_references(results_dir), started_at, tokenizer)
+    and the rest is still written; the summary is rewritten with the list of plots at the end.
+    `known_rows`: chunk rows already read, (variant, chunk id) -> rows (see summary.build_summary)."""
+    summary = build_summary(results_dir, cfg, load_references(results_dir), started_at, tokenizer, known_rows)
     summary["plots"] = []
     verdict = gate(summary, baseline, cfg)
     summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches,
@@ -309,7 +323,7 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
         summary["plots"] = _plots_or_reason(summary, results_dir / "plots", unwritten)
         if path is not None and (summary["plots"] or "plots_null_reason" in summary):
             _try_write(unwritten, lambda: write_json(path, summary))
-    lines = [table, "", *completeness_lines(summary), *ignored_lines(results_dir, cfg),
+    lines = [table, "", *completeness_lines(summary), *ignored_lines(results_dir, cfg, summary),
              f"summary: {path if path is not None else 'NOT WRITTEN'}"]
     if unwritten:
         lines += [f"could not write: {u}" for u in unwritten]
@@ -353,6 +367,12 @@ def _try_write(unwritten: list[str], write):
         return None
 
 
+def used_chunks(summary: dict) -> set[tuple[str, int]]:
+    """(variant, chunk id) of every chunk the summary was made from (none for an entry that does not say)."""
+    return {(name, chunk_id) for name, entry in summary["variants"].items()
+            for chunk_id in range(entry.get("chunks_expected", 0)) if chunk_id not in entry.get("missing_chunks", ())}
+
+
 def completeness_lines(summary: dict) -> list[str]:
     """What the summary lacks, printed (not only stored in the JSON): missing chunks and variants."""
     lines = [f"{name}: chunks {entry.get('missing_chunks')} missing ({entry['chunks_done']} of "
@@ -362,10 +382,10 @@ def completeness_lines(summary: dict) -> list[str]:
     return lines
 
 
-def ignored_lines(results_dir: Path, cfg: ExperimentConfig) -> list[str]:
+def ignored_lines(results_dir: Path, cfg: ExperimentConfig, summary: dict) -> list[str]:
     """Chunk CSVs in the folder that this report did not use (another experiment or variant), and how to report them."""
     from vlmbench.records import ignored_chunk_csvs, snapshots_by_fingerprint
-    ignored = ignored_chunk_csvs(results_dir, cfg)
+    ignored = ignored_chunk_csvs(results_dir, cfg, used_chunks(summary))
     if not ignored:
         return []
     snapshots = snapshots_by_fingerprint(results_dir)
@@ -379,10 +399,10 @@ def ignored_lines(results_dir: Path, cfg: ExperimentConfig) -> list[str]:
     return lines
 
 
-def finish_run(session, baseline: Optional[str]) -> Verdict:
+def finish_run(session, baseline: Optional[str], known_rows: Optional[dict] = None) -> Verdict:
     """The session-finish report; never raises: what could not be done is the verdict's text."""
     try:
-        return report(session.results_dir, session.cfg, session.started_at, baseline)[1]
+        return report(session.results_dir, session.cfg, session.started_at, baseline, known_rows=known_rows)[1]
     except Exception as exc:  # the run's CSVs are written already: report the failure in one line, lose nothing
         return Verdict(f"the end-of-run report failed: {type(exc).__name__}: {exc}. Finished chunks are kept; "
                        f"rebuild the summary with: vlmbench-report {session.results_dir}", failed=True)

@@ -20,7 +20,8 @@ from vlmbench.data import ImageRow, load_rows, make_chunks
 from vlmbench.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
 from vlmbench.paths import cache_dir, sweep_leftovers
 from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
-                              variant_record_path, write_chunk_csv, write_config_snapshot, write_json)
+                              write_chunk_csv, write_config_snapshot)
+from vlmbench.variant_records import merge_variant_record
 from vlmbench.variants import compute_dtype, get_variant
 
 
@@ -225,9 +226,13 @@ class BenchSession:
 
     def fresh_chunk_status(self, variant: str, chunk_id: int) -> str:
         """The CSV's status read now ("complete", "missing", "damaged", "foreign"); never cached, never raises,
-        writes nothing (xdist workers' collection, the re-check after a claim, the end of a shard)."""
+        writes nothing (xdist workers' collection, the re-check after a claim)."""
+        return self.fresh_chunk_state(variant, chunk_id).status
+
+    def fresh_chunk_state(self, variant: str, chunk_id: int):
+        """The CSV's ChunkState read now (a complete one carries its rows); never cached, never raises."""
         path = chunk_csv_path(self.results_dir, variant, chunk_id)
-        return inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint).status
+        return inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint)
 
     @cached_property
     def idle_power(self) -> Reading:
@@ -258,9 +263,9 @@ class BenchSession:
                       model, self.cfg.measure.model_size), "idle_power_w": self.idle_power,
                   "device": self.device, "dtype": compute_dtype(variant, self.cfg.precision.language_model),
                   "micro_batch_size": micro.size, "micro_batch_size_source": micro.source,
-                  "micro_batch_size_reason": micro.reason, "engine": engine.report,
+                  "micro_batch_size_reason": micro.reason, "engine": engine.report, "worker": self.worker,
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
-        write_json(variant_record_path(self.results_dir, name), _plain(record))
+        merge_variant_record(self.results_dir, _plain(record))  # beside the records of other workers and GPUs
         return LoadedVariant(name, model, captioner)
 
     def micro_batch_for(self, variant):

@@ -20,7 +20,8 @@ from typing import Optional
 from vlmbench.metrics import (MIN_CIDER_IMAGES, cider_from_tokens, common_image_set, too_few_images_reason,
                               tokenize_for_scoring)
 from vlmbench.quality import add_quality_or_reason
-from vlmbench.records import chunk_csv_path, read_chunk_csv, variant_record_path
+from vlmbench.records import chunk_csv_path, read_chunk_csv
+from vlmbench.variant_records import combined_record, gpu_of_records, read_variant_records
 
 SCHEMA = "vlmbench.summary/1"
 # metric key -> True when higher is better
@@ -35,17 +36,26 @@ def _float(text: str) -> Optional[float]:
     return float(text) if text not in ("", None) else None
 
 
-def load_variant_rows(results_dir: Path, variant: str, num_chunks: int, fingerprint: str) -> tuple[list, list]:
-    """All CSV rows of a variant made with `fingerprint`, and the chunk ids that are missing."""
+def load_variant_rows(results_dir: Path, variant: str, num_chunks: int, fingerprint: str,
+                      known: Optional[dict] = None) -> tuple[list, list]:
+    """All CSV rows of a variant made with `fingerprint`, and the chunk ids that are missing. `known`:
+    (variant, chunk id) -> rows already read (a finishing shard's check), used instead of reading again."""
     rows, missing = [], []
     for chunk_id in range(num_chunks):
-        path = chunk_csv_path(results_dir, variant, chunk_id)
-        chunk = read_chunk_csv(path) if path.exists() else []
-        chunk = [r for r in chunk if r.get("config_fingerprint") == fingerprint]
+        chunk = [r for r in chunk_rows(results_dir, variant, chunk_id, known or {})
+                 if r.get("config_fingerprint") == fingerprint]
         if not chunk:
             missing.append(chunk_id)
         rows += chunk
     return rows, missing
+
+
+def chunk_rows(results_dir: Path, variant: str, chunk_id: int, known: dict) -> list[dict]:
+    """The chunk's rows: as read before when `known` has them, else from its CSV ([] when absent)."""
+    if (variant, chunk_id) in known:
+        return known[(variant, chunk_id)]
+    path = chunk_csv_path(results_dir, variant, chunk_id)
+    return read_chunk_csv(path) if path.exists() else []
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -125,16 +135,11 @@ def variant_idle_share(chunks: list[dict], wall_s: float) -> dict:
     return out
 
 
-def variant_record(results_dir: Path, variant: str) -> dict:
-    path = variant_record_path(results_dir, variant)
-    if not path.exists():
-        why = f"{path.name} missing: the variant was not loaded in this results folder; rerun one of its chunks"
-        return {"model_size_mb": None, "model_size_mb_null_reason": why, "census": None, "weights_mib": None,
-                "weights_mib_null_reason": why, "idle_power_w": None, "idle_power_w_null_reason": why}
-    record = json.loads(path.read_text())
-    keep = ("census", "model_size_mb", "weights_mib", "idle_power_w", "load_s", "dtype", "device", "engine",
-            "micro_batch_size", "micro_batch_size_source", "micro_batch_size_reason")
-    return {k: v for k, v in record.items() if k in keep or any(k == f"{m}_null_reason" for m in keep)}
+def chunk_writers(rows: list[dict]) -> set[str]:
+    """Who made the chunks of these rows (`variant_records.writer_key` of their `worker` and `gpu_uuid`);
+    empty for CSVs of versions that did not record it."""
+    from vlmbench.variant_records import writer_key
+    return {writer_key(c.get("worker"), c.get("gpu_uuid")) for c in _chunks(rows) if c.get("worker")}
 
 
 def variant_entry(rows: list[dict], missing_chunks: list[int], num_chunks: int, record: dict) -> dict:
@@ -316,34 +321,25 @@ def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def gpu_info(results_dir: Path, variants) -> dict:
-    """GPU name and driver as the variant records saw them (null with the reason on CPU)."""
-    why = None
-    for variant in variants:
-        path = variant_record_path(results_dir, variant)
-        if path.exists():
-            record = json.loads(path.read_text())
-            if record.get("gpu_name"):
-                return {"gpu_name": record["gpu_name"], "driver": record.get("driver")}
-            why = record.get("gpu_null_reason")
-    return {"gpu_name": None, "driver": None, "gpu_null_reason": why or "no variant record names a GPU"}
-
-
-def build_summary(results_dir: Path, cfg, references: dict, started_at: float, tokenizer: str = "auto") -> dict:
-    """The summary document of the experiment `cfg` from the files in `results_dir`."""
+def build_summary(results_dir: Path, cfg, references: dict, started_at: float, tokenizer: str = "auto",
+                  known_rows: Optional[dict] = None) -> dict:
+    """The summary document of the experiment `cfg` from the files in `results_dir` (chunk rows already
+    read may be passed as `known_rows`: (variant, chunk id) -> rows)."""
     entries, rows_by_variant = {}, {}
+    records = {variant: read_variant_records(results_dir, variant) for variant in cfg.variants}  # read once
     for variant in cfg.variants:
-        rows, missing = load_variant_rows(results_dir, variant, cfg.num_chunks, cfg.fingerprint)
+        rows, missing = load_variant_rows(results_dir, variant, cfg.num_chunks, cfg.fingerprint, known_rows)
         if not rows:
             continue
         rows_by_variant[variant] = rows
-        entries[variant] = variant_entry(rows, missing, cfg.num_chunks, variant_record(results_dir, variant))
+        record = combined_record(records[variant], chunk_writers(rows), cfg.fingerprint, variant)
+        entries[variant] = variant_entry(rows, missing, cfg.num_chunks, record)
     scoring, tokens = add_cider(entries, rows_by_variant, references, tokenizer) if entries else ({}, None)
     add_deltas(entries, cfg.baseline_variant)
     quality = add_quality_or_reason(entries, rows_by_variant, cfg, tokens) if entries else {}
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
             "config_fingerprint": cfg.fingerprint, "started_at": iso(started_at), "finished_at": iso(time.time()),
-            "environment": {**environment(), **gpu_info(results_dir, cfg.variants)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,
+            "environment": {**environment(), **gpu_of_records(records)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,
             "mixed_environment": mixed_environment(rows_by_variant),
             "variants_not_run": [v for v in cfg.variants if v not in entries],
             "variants": entries, "config": cfg.to_dict()}

@@ -280,6 +280,16 @@ def test_the_controller_resolves_once_for_every_worker(pytester, tmp_path, monke
     assert session.cfg.model.identity == "hub:1" and len(calls) == 1
 
 
+def test_a_controller_without_vlmbench_options_reads_no_config_and_workers_resolve(pytester, monkeypatch):
+    """`pytest tests -n 2` with vlmbench installed: the controller neither reads a config nor asks the Hub."""
+    from vlmbench import plugin
+    monkeypatch.setattr("vlmbench.modeling.model_identity", lambda cfg: pytest.fail("the controller resolved"))
+    config = pytester.parseconfigure()
+    node = _fake_node(config, "gw0")
+    plugin.pytest_configure_node(node)
+    assert node.workerinput[plugin.IDENTITY_INPUT] == {} and plugin.SESSION_KEY not in config.stash
+
+
 def test_a_controller_that_cannot_resolve_passes_the_failure_on(pytester, tmp_path, monkeypatch):
     """No exception at worker start (a run of other tests is not stopped); the owner's checks raise it, no retry."""
     from vlmbench import plugin

@@ -43,7 +43,7 @@ CSV_SEEN_KEY = pytest.StashKey[object]()  # a pending case's CSV signature at co
 DEVICES_KEY = pytest.StashKey[dict]()  # xdist controller: {"all": [...], "held": {worker id: device}}
 CLAIM_KEY = pytest.StashKey["object"]()
 IDENTITY_KEY = pytest.StashKey[dict]()  # xdist controller: what it sends as IDENTITY_INPUT, resolved once
-IDENTITY_INPUT = "vlmbench_model_identity"  # workerinput: {"identity": str or None} or {"error": one line}
+IDENTITY_INPUT = "vlmbench_model_identity"  # workerinput: {"identity": str or None}, {"error": one line} or {}
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,11 @@ def _controller_identity(config) -> dict:
     """The model identity the controller resolves once for all its workers (restarted ones too), so the run
     makes one Hub lookup and has one fingerprint even if a Hub branch moves while workers start. A failure
     is passed on as {"error": ...}: raised where the run needs the identity, so a run that selects no
-    vlmbench case is not stopped by it."""
+    vlmbench case is not stopped by it. Without a --vlm-* option the controller cannot tell a benchmark
+    run from `pytest tests -n 2`, which must read no config and make no Hub lookup: it sends {} and each
+    worker that collects benchmark cases resolves the identity itself."""
+    if SESSION_KEY not in config.stash:  # built at configure only when a --vlm-* option was given
+        return {}
     if IDENTITY_KEY not in config.stash:
         session = _session(config)
         try:
@@ -272,11 +276,15 @@ def pytest_collection_modifyitems(config, items):
 
 def _worker_skips(config, session, cases) -> dict:
     """An xdist worker's finished cases with their skip reasons, judged under the controller's model
-    identity (the fingerprint must be the controller's); the worker never resolves the identity itself."""
-    given = config.workerinput[IDENTITY_INPUT]
+    identity (the fingerprint must be the controller's); it resolves the identity itself only when the
+    controller sent none (no --vlm-* option: see _controller_identity)."""
+    given = config.workerinput.get(IDENTITY_INPUT, {})
     if "error" in given:
         raise ConfigError(given["error"])
-    session.use_model_identity(given["identity"])
+    if "identity" in given:
+        session.use_model_identity(given["identity"])
+    else:
+        session.identify_model()
     return {case: reason for case in cases if (reason := _worker_skip_reason(session, *case))}
 
 

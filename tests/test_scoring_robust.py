@@ -231,3 +231,16 @@ def test_gate_makes_no_cider_decision_against_a_baseline_scored_on_one_image(tmp
     assert not verdict.failed and len(verdict.undecided) == 2
     assert "computed on 1 image(s), fewer than the 10 needed" in verdict.undecided[0]
     assert markdown_table(summary)  # still renders
+
+
+def test_gate_names_a_variant_the_baseline_lacks_instead_of_passing_it_silently(tmp_path):
+    """A baseline summary of fp16 alone: int8's thresholds are not decided, and the verdict says so."""
+    results, cfg = _written_folder(tmp_path, 12, thresholds={"default": {"throughput_drop_pct": 50}})
+    summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
+    fp16_only = {**summary, "variants": {"fp16": summary["variants"]["fp16"]}}
+    baseline = tmp_path / "fp16_only_summary.json"
+    baseline.write_text(json.dumps(fp16_only))
+    _, verdict = report(results, cfg, 0.0, str(baseline), "nltk-treebank")
+    assert not verdict.failed, verdict.text
+    assert "(no decision) int8: not in the baseline (it holds fp16); no threshold compared" in verdict.text
+    assert not any(line.startswith("fp16:") for line in verdict.undecided)

@@ -263,9 +263,22 @@ def undecided_reason(metric: str, entry: dict, base: dict):
     return None
 
 
+def _has_thresholds(cfg: ExperimentConfig, variant: str) -> bool:
+    limits = _thresholds_for(cfg, variant)
+    return any(getattr(limits, f.name) is not None for f in fields(Thresholds))
+
+
+def missing_from_baseline(summary: dict, baseline: dict, cfg: ExperimentConfig) -> list[str]:
+    """One line per gated variant of this run that the baseline summary does not hold (nothing compared)."""
+    held = sorted(baseline.get("variants", {}))
+    return [f"{name}: not in the baseline (it holds {', '.join(held) or 'no variant'}); no threshold compared"
+            for name in summary["variants"] if name not in held and _has_thresholds(cfg, name)]
+
+
 def undecided(summary: dict, baseline: dict, cfg: ExperimentConfig) -> list[str]:
-    """One line per threshold that is set but could not be applied, with the reason."""
-    lines = []
+    """One line per threshold that is set but could not be applied, with the reason; a variant the
+    baseline lacks is one line."""
+    lines = missing_from_baseline(summary, baseline, cfg)
     for name, threshold, _, entry, base in _gated_pairs(summary, baseline, cfg):
         why = undecided_reason(GATES[threshold][0], entry, base)
         if why is not None:

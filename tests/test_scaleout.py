@@ -121,6 +121,15 @@ def test_shards_in_turn_and_at_once_produce_exactly_the_unsharded_set(config, un
     assert not list((at_once / "claims").glob("*.claim"))
 
 
+def test_a_shard_with_an_empty_share_succeeds_and_writes_nothing(config, tmp_path):
+    """A Slurm array with more tasks than chunk cases: the extra task exits 0 (pytest's 5 reads as failed)."""
+    results = tmp_path / "empty_share"
+    code, out = run(config, results, "--vlm-shard", "5/6")
+    assert code == 0, out
+    assert "shard 5/6: its share is empty (4 selected chunk case(s) over 6 shards); nothing to do" in out, out
+    assert not results.exists() or not any(results.iterdir())
+
+
 def test_a_killed_worker_loses_no_finished_chunk(config, tmp_path):
     (tmp_path / "killer.py").write_text(KILLER)
     results = tmp_path / "killed"

@@ -54,6 +54,8 @@ def test_shard_share_depends_on_the_case_list_only():
     shares = [Shard(i, 2).share(sweep()) for i in range(2)]
     assert shares[0] + shares[1] == sweep()
     assert parse_shard("1/4", {}) == Shard(1, 4)
+    with pytest.raises(ConfigError, match=r"0-based, from 0 to count-1 \(the shares of 2 are 0/2 \.\.\. 1/2\)"):
+        parse_shard("2/2", {})
     for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
         with pytest.raises(ConfigError, match="--vlm-shard|out of range"):
             parse_shard(bad, {})

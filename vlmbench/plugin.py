@@ -42,6 +42,7 @@ SHARD_KEY = pytest.StashKey["object"]()
 CSV_SEEN_KEY = pytest.StashKey[object]()  # a pending case's CSV signature at collection (_csv_signature)
 DEVICES_KEY = pytest.StashKey[dict]()  # xdist controller: {"all": [...], "held": {worker id: device}}
 CLAIM_KEY = pytest.StashKey["object"]()
+EMPTY_SHARE_KEY = pytest.StashKey[int]()  # a shard whose share of the selected cases is empty: how many there were
 IDENTITY_KEY = pytest.StashKey[dict]()  # xdist controller: what it sends as IDENTITY_INPUT, resolved once
 IDENTITY_INPUT = "vlmbench_model_identity"  # workerinput: {"identity": str or None}, {"error": one line} or {}
 
@@ -256,7 +257,10 @@ def pytest_collection_modifyitems(config, items):
     if not cases:
         return
     if SHARD_KEY in config.stash:
-        cases = _keep_shard_share(config, items, cases)
+        selected, cases = len(cases), _keep_shard_share(config, items, cases)
+        if not cases:  # more shards than cases: nothing to check, nothing to write
+            config.stash[EMPTY_SHARE_KEY] = selected
+            return
     session = _session(config)
     session.worker = " ".join(filter(None, [f"shard {config.stash[SHARD_KEY]}" if SHARD_KEY in config.stash else "",
                                             _worker_id(config) or ""])) or "main"
@@ -467,6 +471,9 @@ def vlm_chunk(request):
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
+    if EMPTY_SHARE_KEY in config.stash:
+        _finish_empty_share(session)
+        return
     if OWNER_CHECK_KEY not in config.stash or config.option.collectonly:
         return  # an xdist worker (the controller reports once), checks refused or never run, or only collected
     from vlmbench.report import finish_run
@@ -489,6 +496,20 @@ def pytest_sessionfinish(session, exitstatus):
         reporter.write_line(verdict.text)
     if verdict.failed and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _finish_empty_share(session) -> None:
+    """A shard with no case (a Slurm array with more tasks than chunks) succeeds and says why, instead of
+    pytest's 'no tests ran' exit status 5, which a scheduler counts as a failed task."""
+    config = session.config
+    shard, selected = config.stash[SHARD_KEY], config.stash[EMPTY_SHARE_KEY]
+    if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "vlmbench shard")
+        reporter.write_line(f"shard {shard}: its share is empty ({selected} selected chunk case(s) over "
+                            f"{shard.count} shards); nothing to do, nothing written")
 
 
 def _read_experiment_chunks(bench) -> tuple[list[str], dict]:

@@ -79,9 +79,14 @@ def parse_shard(text: str, env: Mapping[str, str]) -> Shard:
 
 def _checked(index: int, count: int, source: str) -> Shard:
     if count < 1 or not 0 <= index < count:
-        raise ConfigError(f"shard {index}/{count} from {source} is out of range: the index must be 0..count-1 "
-                          "and the count at least 1")
+        raise ConfigError(f"shard {index}/{count} from {source} is out of range: the index is 0-based, from 0 to "
+                          f"count-1 (the shares of {max(count, 1)} are {_first_and_last(max(count, 1))}), and the "
+                          "count at least 1")
     return Shard(index, count, source)
+
+
+def _first_and_last(count: int) -> str:
+    return f"0/{count}" if count == 1 else f"0/{count} ... {count - 1}/{count}"
 
 
 def _int(env: Mapping[str, str], name: str) -> int:

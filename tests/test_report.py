@@ -83,7 +83,7 @@ def test_table_and_plots(tmp_path):
         entry["device_name"] = "NVIDIA H100"
     assert markdown_table(summary).splitlines()[0] == (
         "exp on NVIDIA H100: CIDEr-D on the 10 images every variant captioned (ptb-java tokenizer); "
-        "latency = one image alone; throughput at micro-batch 8, loading included")
+        "latency = one image alone; throughput at micro-batch 8, image reading and preprocessing included")
     written = write_plots(summary, tmp_path)
     assert "cider.png" in written and "tradeoff_cider_vs_energy_j_per_image.png" in written
     assert all((tmp_path / name).stat().st_size > 1000 for name in written)

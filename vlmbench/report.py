@@ -61,7 +61,7 @@ def table_caption(summary: dict) -> str:
     micro = micro if micro is not None else "sized per variant (micro_batch_size in the summary)"
     return (f"{summary.get('experiment_name', '?')} on {', '.join(devices)}: CIDEr-D on the "
             f"{scoring.get('common_images', '?')} images every variant captioned ({scored or 'not scored'}"
-            f"); latency = one image alone; throughput at micro-batch {micro}, loading included")
+            f"); latency = one image alone; throughput at micro-batch {micro}, image reading and preprocessing included")
 
 
 def markdown_table(summary: dict) -> str:

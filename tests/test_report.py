@@ -181,3 +181,12 @@ def test_git_commit_named_by_the_environment_wins_over_a_copied_git_folder(monke
     assert git_commit() == {"git_commit": "f92158ae64c367a080e77e399388ccd1287933f4"}
     monkeypatch.delenv("VLMBENCH_GIT_COMMIT")
     assert len(git_commit()["git_commit"]) == 40  # this checkout's HEAD
+
+
+def test_vlmbench_report_on_a_mistyped_folder_says_it_is_not_a_folder(tmp_path, capsys):
+    from vlmbench.cli import main
+    missing = tmp_path / "resluts"
+    assert main([str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"vlmbench-report: {missing} is not a folder; pass the results folder of a run" in err
+    assert not missing.exists()

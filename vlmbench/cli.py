@@ -80,15 +80,21 @@ def identity_as_run(cfg):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vlmbench-report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results_dir", type=Path)
+    parser.add_argument("results_dir", type=Path, help="a results folder written by pytest benchmarks")
     parser.add_argument("--config", type=Path, help="experiment YAML (default: newest snapshot in the folder)")
     parser.add_argument("--baseline", help="summary JSON to gate against")
-    parser.add_argument("--tokenizer", choices=("auto", "ptb-java", "ptb-python", "nltk-treebank"), default="auto")
+    parser.add_argument("--tokenizer", choices=("auto", "ptb-java", "ptb-python", "nltk-treebank"), default="auto",
+                        help="PTB tokenizer for CIDEr-D: ptb-java (the official jar, needs java), ptb-python "
+                             "(identical output, no Java; nltk-treebank is its old name), auto (java when it "
+                             "works, else ptb-python; the one used is recorded)")
     parser.add_argument("--allow-difference", action="append", default=[], metavar="FIELD",
                         help="a result field in which the baseline may differ (adds to thresholds.allow_differences; "
                              "repeatable), e.g. inference.micro_batch_size")
     args = parser.parse_args(argv)
     try:
+        if not args.results_dir.is_dir():
+            raise ConfigError(f"{args.results_dir} is not a folder; pass the results folder of a run "
+                              "(its --vlm-results, or results_dir in the config)")
         snapshot = args.config or newest_snapshot(args.results_dir)
         cfg = allow_differences(engine_as_run(identity_as_run(load_config(snapshot)), args.results_dir),
                                 args.allow_difference)  # identity first: the recorded fingerprints hold it

@@ -77,7 +77,7 @@ def test_table_and_plots(tmp_path):
     summary = _summary(model_size_mb=None, model_size_mb_null_reason="disabled in config")
     table = markdown_table(summary)
     assert "| int8 | 1 | 2 | 4 | 16000 | n/a |" in table and "vision:2/2 language_model:3/3" in table
-    assert "n/a model_size_mb: disabled in config" in table
+    assert "n/a model_size_mb (int8): disabled in config" in table  # fp16 has its size
     summary.update(experiment_name="exp", cider_scoring={"common_images": 10, "tokenizer": "ptb-java"})
     for entry in summary["variants"].values():
         entry["device_name"] = "NVIDIA H100"
@@ -190,3 +190,10 @@ def test_vlmbench_report_on_a_mistyped_folder_says_it_is_not_a_folder(tmp_path, 
     err = capsys.readouterr().err
     assert f"vlmbench-report: {missing} is not a folder; pass the results folder of a run" in err
     assert not missing.exists()
+
+
+def test_na_lines_name_the_variants_unless_the_reason_is_everyones():
+    from vlmbench.report import null_lines
+    variants = {"fp16": {"energy_j_null_reason": "no CUDA device", "load_s_null_reason": "differs (gw0: 2; gw1: 3)"},
+                "int8": {"energy_j_null_reason": "no CUDA device"}}
+    assert null_lines(variants) == ["energy_j: no CUDA device", "load_s (fp16): differs (gw0: 2; gw1: 3)"]

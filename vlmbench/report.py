@@ -74,12 +74,22 @@ def markdown_table(summary: dict) -> str:
                      f"{_fmt(v.get('model_size_mb'), 5)} | {_fmt(v.get('energy_j_per_image'))} | "
                      f"{_fmt(v.get('avg_power_w'))} | {v['images_captioned']}/{v['images_failed']} | "
                      f"{_census_cell(v.get('census'))} |")
-    missing = sorted({f"{k.removesuffix('_null_reason')}: {r}" for v in summary["variants"].values()
-                      for k, r in v.items() if k.endswith("_null_reason") and r})
+    missing = null_lines(summary["variants"])
     if missing:
         lines.append("")
         lines += [f"n/a {m}" for m in missing]
     return "\n".join(lines + table_warnings(summary))
+
+
+def null_lines(variants: dict) -> list[str]:
+    """'metric: reason' once per metric and reason; the variants it concerns are named unless all are."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, entry in variants.items():
+        for key, reason in entry.items():
+            if key.endswith("_null_reason") and reason:
+                groups.setdefault((key.removesuffix("_null_reason"), reason), []).append(name)
+    return [f"{metric}{'' if len(names) == len(variants) else ' (' + ', '.join(names) + ')'}: {reason}"
+            for (metric, reason), names in sorted(groups.items())]
 
 
 def table_warnings(summary: dict) -> list[str]:

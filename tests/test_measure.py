@@ -144,6 +144,7 @@ def test_a_chunk_case_runs_on_a_gpu_that_cannot_report_power(nvml_with, tmp_path
     [record] = read_variant_records(tmp_path, "fp16").values()  # one writer: this process
     assert record["idle_power_w"] is None and "NotSupported" in record["idle_power_w_null_reason"]
     assert record["gpu_name"] is None and "nvmlDeviceGetName failed" in record["gpu_name_null_reason"]
+    assert (record["decode_workers"], record["prefetch_batches"]) == (8, 2)  # the speed settings that ran
     rows = read_chunk_csv(tmp_path / "fp16_batch_0.csv")
     assert [r["status"] for r in rows] == ["ok", "ok"] and float(rows[0]["chunk_energy_j"]) == pytest.approx(250.0)
 

@@ -264,6 +264,8 @@ class BenchSession:
                   "device": self.device, "dtype": compute_dtype(variant, self.cfg.precision.language_model),
                   "micro_batch_size": micro.size, "micro_batch_size_source": micro.source,
                   "micro_batch_size_reason": micro.reason, "engine": engine.report, "worker": self.worker,
+                  "decode_workers": self.cfg.inference.decode_workers,  # speed settings outside the fingerprint:
+                  "prefetch_batches": self.cfg.inference.prefetch_batches,  # what made these chunks, not this run
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
         merge_variant_record(self.results_dir, _plain(record))  # beside the records of other workers and GPUs
         return LoadedVariant(name, model, captioner)

@@ -293,12 +293,16 @@ def add_deltas(entries: dict, baseline: str = "fp16") -> None:
 
 
 def environment() -> dict:
-    env = {"python": platform.python_version(), "platform": platform.platform()}
-    for module in ("torch", "transformers", "bitsandbytes", "vlmbench"):
+    """Python, platform, vlmbench's version, library versions (from the installed distributions' metadata:
+    nothing is imported, so a report prints no library's import-time warnings) and the git commit."""
+    from importlib import metadata
+    import vlmbench
+    env = {"python": platform.python_version(), "platform": platform.platform(), "vlmbench": vlmbench.__version__}
+    for library in ("torch", "transformers", "bitsandbytes"):
         try:
-            env[module] = __import__(module).__version__
-        except Exception as exc:  # bitsandbytes may fail to import without its native library
-            env[module], env[f"{module}_null_reason"] = None, f"{type(exc).__name__}: {exc}"
+            env[library] = metadata.version(library)
+        except metadata.PackageNotFoundError:
+            env[library], env[f"{library}_null_reason"] = None, f"{library} is not installed"
     env.update(git_commit())
     return env
 

@@ -51,16 +51,19 @@ def variant_record_path(results_dir: Path, variant: str) -> Path:
     return Path(results_dir) / f"variant_{variant}.json"
 
 
+def installed_version(library: str) -> Optional[str]:
+    """The installed distribution's version of `library` (None when not installed), read from its metadata
+    without importing it (an import can be slow or print the library's own warnings)."""
+    from importlib import metadata
+    try:
+        return metadata.version(library)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def library_versions() -> dict[str, str]:
     """`<library>_version` -> the installed distribution's version ('not installed'), without importing it."""
-    from importlib import metadata
-    versions = {}
-    for library in VERSIONED_LIBRARIES:
-        try:
-            versions[f"{library}_version"] = metadata.version(library)
-        except metadata.PackageNotFoundError:
-            versions[f"{library}_version"] = "not installed"
-    return versions
+    return {f"{library}_version": installed_version(library) or "not installed" for library in VERSIONED_LIBRARIES}
 
 
 def timestamp() -> str:

@@ -20,7 +20,7 @@ from typing import Optional
 from vlmbench.metrics import (MIN_CIDER_IMAGES, cider_from_tokens, common_image_set, too_few_images_reason,
                               tokenize_for_scoring)
 from vlmbench.quality import add_quality_or_reason
-from vlmbench.records import chunk_csv_path, read_chunk_csv
+from vlmbench.records import VERSIONED_LIBRARIES, chunk_csv_path, installed_version, read_chunk_csv
 from vlmbench.variant_records import combined_record, gpu_of_records, read_variant_records
 
 SCHEMA = "vlmbench.summary/1"
@@ -295,14 +295,12 @@ def add_deltas(entries: dict, baseline: str = "fp16") -> None:
 def environment() -> dict:
     """Python, platform, vlmbench's version, library versions (from the installed distributions' metadata:
     nothing is imported, so a report prints no library's import-time warnings) and the git commit."""
-    from importlib import metadata
     import vlmbench
     env = {"python": platform.python_version(), "platform": platform.platform(), "vlmbench": vlmbench.__version__}
-    for library in ("torch", "transformers", "bitsandbytes"):
-        try:
-            env[library] = metadata.version(library)
-        except metadata.PackageNotFoundError:
-            env[library], env[f"{library}_null_reason"] = None, f"{library} is not installed"
+    for library in VERSIONED_LIBRARIES:
+        env[library] = installed_version(library)
+        if env[library] is None:
+            env[f"{library}_null_reason"] = f"{library} is not installed"
     env.update(git_commit())
     return env
 

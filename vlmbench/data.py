@@ -120,14 +120,20 @@ def _read_coco_json(path: Path) -> dict:
     return doc
 
 
+def _is_object(entry, where: str, keys: str, problems: Problems) -> bool:
+    """True for a JSON object; else the problem (what `where` holds instead, and the `keys` expected) is added."""
+    if isinstance(entry, dict):
+        return True
+    problems.add(where, f"is {type_name(entry)} {shown(entry, EXCERPT_CHARS)}; expected an object with {keys}")
+    return False
+
+
 def _coco_images(entries: list, problems: Problems) -> dict[int, tuple[int, str]]:
     """image id -> (its index in 'images', file_name); problems are added, bad entries left out."""
     images: dict[int, tuple[int, str]] = {}
     for index, entry in enumerate(entries):
         where = f"images[{index}]"
-        if not isinstance(entry, dict):
-            problems.add(where, f"is {type_name(entry)} {shown(entry, EXCERPT_CHARS)}; "
-                                "expected an object with id and file_name")
+        if not _is_object(entry, where, "id and file_name", problems):
             continue
         image_id, id_problem = image_id_of(entry.get("id"))
         problems.add(where + ".id", id_problem)
@@ -146,9 +152,7 @@ def _coco_captions(entries: list, images: dict, problems: Problems) -> dict[int,
     example = next(iter(images), None)
     for index, entry in enumerate(entries):
         where = f"annotations[{index}]"
-        if not isinstance(entry, dict):
-            problems.add(where, f"is {type_name(entry)} {shown(entry, EXCERPT_CHARS)}; "
-                                "expected an object with image_id and caption")
+        if not _is_object(entry, where, "image_id and caption", problems):
             continue
         raw_id = entry.get("image_id")
         image_id, id_problem = image_id_of(raw_id)

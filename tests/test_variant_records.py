@@ -129,3 +129,16 @@ def test_a_finishing_shard_reads_each_chunk_csv_and_variant_record_once(tmp_path
     assert {name: n for name, n in reads.items() if name.endswith((".csv", ".json"))} == {
         "fp16_batch_0.csv": 1, "fp16_batch_1.csv": 1, "int8_batch_0.csv": 1, "int8_batch_1.csv": 1,
         "variant_fp16.json": 1, "variant_int8.json": 1, "references.json": 1}
+
+
+def test_the_summary_takes_the_speed_settings_that_made_the_chunks_and_flags_a_difference():
+    """decode_workers and prefetch_batches are outside the fingerprint: the summary shows the values the
+    chunks' processes ran with (not the reporting run's config), and a difference between them."""
+    from vlmbench.variant_records import combined_record
+    record = {"config_fingerprint": "f", "decode_workers": 8, "prefetch_batches": 2}
+    same = combined_record({"gw0 on A": record, "gw1 on B": dict(record)}, {"gw0 on A", "gw1 on B"}, "f", "fp16")
+    assert (same["decode_workers"], same["prefetch_batches"], same["writers_differ"]) == (8, 2, [])
+    other = combined_record({"gw0 on A": record, "gw1 on B": {**record, "decode_workers": 1}},
+                            {"gw0 on A", "gw1 on B"}, "f", "fp16")
+    assert other["decode_workers"] is None and other["writers_differ"] == ["decode_workers"]
+    assert "gw0 on A: 8; gw1 on B: 1" in other["decode_workers_null_reason"]

@@ -19,9 +19,11 @@ Scale-out (`-n N` with pytest-xdist, `--vlm-shard K/N` on a cluster):
   (quarantining damaged ones, refusing foreign ones) and runs the preflight, once. Under xdist the
   controller does not collect: it runs these checks when the first worker reports its collection,
   before any case is sent. Workers only read the folder to skip finished chunks.
-- The controller resolves the model identity (model.identity: Hub commit, folder digest) once, as its
-  first worker starts, and sends it to every worker in `workerinput`; workers never resolve it, so the
-  run makes one Hub lookup and has one fingerprint. A --vlm-shard process resolves its own.
+- With a --vlm-* option, the controller resolves the model identity (model.identity: Hub commit,
+  folder digest) once, as its first worker starts, and sends it to every worker in `workerinput`;
+  workers then never resolve it, so the run makes one Hub lookup and has one fingerprint. Without one
+  (it cannot tell `pytest benchmarks -n 2` from `pytest tests -n 2`) each worker that collects
+  benchmark cases resolves it. A --vlm-shard process resolves its own.
 - Each worker owns one GPU (vlmbench/devices.py); cases reach workers in contiguous slices
   (vlmbench/scheduling.py); each chunk is claimed before it runs (vlmbench/claims.py).
 - The summary, plots, table and gate are written by the owner once, after every worker finished;

@@ -1,4 +1,5 @@
 """Measurement code paths that need no GPU: units, null-with-reason, energy arithmetic, size on disk."""
+import json
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,9 @@ def test_a_chunk_case_runs_on_a_gpu_that_cannot_report_power(nvml_with, tmp_path
     assert (record["decode_workers"], record["prefetch_batches"]) == (8, 2)  # the speed settings that ran
     rows = read_chunk_csv(tmp_path / "fp16_batch_0.csv")
     assert [r["status"] for r in rows] == ["ok", "ok"] and float(rows[0]["chunk_energy_j"]) == pytest.approx(250.0)
+    timed = sum(r["latency_s"] not in ("", None) for r in rows)
+    assert json.loads(rows[0]["measure_notes"])["latency_s"].startswith(
+        f"timed alone (micro-batch 1) for the first {timed} readable image(s) of the chunk only")
 
 
 def test_size_on_disk_copy_lives_in_the_cache_and_is_removed(monkeypatch):

@@ -80,10 +80,14 @@ def test_table_and_plots(tmp_path):
     assert "n/a model_size_mb (int8): disabled in config" in table  # fp16 has its size
     summary.update(experiment_name="exp", cider_scoring={"common_images": 10, "tokenizer": "ptb-java"})
     for entry in summary["variants"].values():
-        entry["device_name"] = "NVIDIA H100"
+        entry["device_name"], entry["latency_images"] = "NVIDIA H100", 6
     assert markdown_table(summary).splitlines()[0] == (
         "exp on NVIDIA H100: CIDEr-D on the 10 images every variant captioned (ptb-java tokenizer); "
-        "latency = one image alone; throughput at micro-batch 8, image reading and preprocessing included")
+        "latency = one image alone, p50 over 6 image(s) per variant; throughput at micro-batch 8, image reading "
+        "and preprocessing included")
+    assert "timed on a CPU" not in markdown_table(summary)
+    summary["variants"]["int8"]["device_name"] = "cpu"
+    assert "note: timed on a CPU, whose cores other work shares" in markdown_table(summary)
     written = write_plots(summary, tmp_path)
     assert "cider.png" in written and "tradeoff_cider_vs_energy_j_per_image.png" in written
     assert all((tmp_path / name).stat().st_size > 1000 for name in written)
@@ -92,7 +96,9 @@ def test_table_and_plots(tmp_path):
 def test_deltas_say_why_they_are_missing():
     from vlmbench.summary import delta
     assert delta(3.0, 4.0, "fp16") == {"abs": -1.0, "rel_pct": -25.0}
-    assert delta(None, 4.0, "fp16")["null_reason"] == "missing in this variant or in fp16"
+    assert delta(None, 4.0, "fp16")["null_reason"] == "null in this variant: no reason recorded"
+    assert delta(None, 4.0, "fp16", "no CUDA device")["null_reason"] == "null in this variant: no CUDA device"
+    assert delta(3.0, None, "fp16", None, "disabled in config")["null_reason"] == "null in fp16: disabled in config"
     zero = delta(0.5, 0.0, "fp16")
     assert zero["abs"] == 0.5 and zero["rel_pct"] is None and zero["null_reason"] == "fp16's value is 0"
 

@@ -61,7 +61,14 @@ def table_caption(summary: dict) -> str:
     micro = micro if micro is not None else "sized per variant (micro_batch_size in the summary)"
     return (f"{summary.get('experiment_name', '?')} on {', '.join(devices)}: CIDEr-D on the "
             f"{scoring.get('common_images', '?')} images every variant captioned ({scored or 'not scored'}"
-            f"); latency = one image alone; throughput at micro-batch {micro}, image reading and preprocessing included")
+            f"); latency = one image alone, p50 over {_latency_counts(summary)} image(s) per variant; throughput at "
+            f"micro-batch {micro}, image reading and preprocessing included")
+
+
+def _latency_counts(summary: dict) -> str:
+    """The number of images timed alone per variant ('6', or '6/3' when the variants differ)."""
+    counts = sorted({v.get("latency_images") for v in summary["variants"].values()}, key=str)
+    return "/".join("?" if c is None else str(c) for c in counts)
 
 
 def markdown_table(summary: dict) -> str:
@@ -92,12 +99,18 @@ def null_lines(variants: dict) -> list[str]:
             for (metric, reason), names in sorted(groups.items())]
 
 
+CPU_TIMING_NOTE = ("note: timed on a CPU, whose cores other work shares: latency and throughput can change several-fold "
+                   "between identical runs, more than between variants; compare speed on a GPU (docs/PERFORMANCE.md)")
+
+
 def table_warnings(summary: dict) -> list[str]:
-    """Lines under the table for what a reader must know: a tokenizer fallback, a mixed environment."""
+    """Lines under the table for what a reader must know: a tokenizer fallback, CPU timings, a mixed environment."""
     notes = []
     fallback = (summary.get("cider_scoring") or {}).get("tokenizer_fallback_reason")
     if fallback:
         notes.append(f"note: {fallback}")
+    if any(v.get("device_name") == "cpu" for v in summary["variants"].values()):
+        notes.append(CPU_TIMING_NOTE)
     mixed = summary.get("mixed_environment")
     if mixed:
         notes.append(f"WARNING mixed environment: {mixed['warning']}")

@@ -299,6 +299,8 @@ class BenchSession:
         latencies = loaded.captioner.measure_latency(rows, self.cfg.measure.latency_images)
         chunk_cells = self._chunk_cells(result.metrics, compute_dtype(get_variant(loaded.name),
                                                                       self.cfg.precision.language_model))
+        chunk_cells["measure_notes"] = _with_latency_note(chunk_cells["measure_notes"], len(latencies),
+                                                          self.cfg.measure.latency_images)
         records = [{**row, "variant": loaded.name, "chunk_id": chunk_id, "latency_s": latencies.get(row["image_id"]),
                     **chunk_cells} for row in _in_chunk_order(result.rows, rows)]
         write_chunk_csv(chunk_csv_path(self.results_dir, loaded.name, chunk_id), records)
@@ -347,3 +349,10 @@ def _plain(value):
                 out[key] = _plain(item)
         return out
     return value
+
+
+def _with_latency_note(notes_json: str, timed: int, asked: int) -> str:
+    """measure_notes with why most `latency_s` cells are empty: only `timed` images were timed alone."""
+    note = (f"timed alone (micro-batch 1) for the first {timed} readable image(s) of the chunk only "
+            f"(measure.latency_images: {asked}); empty for the others")
+    return json.dumps({**json.loads(notes_json), "latency_s": note}, sort_keys=True)

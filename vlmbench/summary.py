@@ -276,10 +276,14 @@ def mixed_environment(rows_by_variant: dict) -> Optional[dict]:
             "values": mixed}
 
 
-def delta(value: Optional[float], base: Optional[float], baseline: str) -> dict:
-    """Absolute and relative (%) change against the baseline variant, null with the reason where undefined."""
-    if value is None or base is None:
-        return {"abs": None, "rel_pct": None, "null_reason": f"missing in this variant or in {baseline}"}
+def delta(value: Optional[float], base: Optional[float], baseline: str, why_value: Optional[str] = None,
+          why_base: Optional[str] = None) -> dict:
+    """Absolute and relative (%) change against the baseline variant, null with the reason where undefined
+    (`why_value` / `why_base`: the metric's own null reason in this variant / the baseline)."""
+    if value is None:
+        return {"abs": None, "rel_pct": None, "null_reason": f"null in this variant: {why_value or 'no reason recorded'}"}
+    if base is None:
+        return {"abs": None, "rel_pct": None, "null_reason": f"null in {baseline}: {why_base or 'no reason recorded'}"}
     if base == 0:
         return {"abs": value - base, "rel_pct": None, "null_reason": f"{baseline}'s value is 0"}
     return {"abs": value - base, "rel_pct": (value - base) / base * 100}
@@ -289,7 +293,8 @@ def add_deltas(entries: dict, baseline: str = "fp16") -> None:
     base = entries.get(baseline)
     for name, entry in entries.items():
         if base is not None and name != baseline:
-            entry[f"delta_vs_{baseline}"] = {m: delta(entry.get(m), base.get(m), baseline) for m in METRICS}
+            entry[f"delta_vs_{baseline}"] = {m: delta(entry.get(m), base.get(m), baseline, entry.get(f"{m}_null_reason"),
+                                                      base.get(f"{m}_null_reason")) for m in METRICS}
 
 
 def environment() -> dict:

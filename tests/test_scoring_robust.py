@@ -244,3 +244,16 @@ def test_gate_names_a_variant_the_baseline_lacks_instead_of_passing_it_silently(
     assert not verdict.failed, verdict.text
     assert "(no decision) int8: not in the baseline (it holds fp16); no threshold compared" in verdict.text
     assert not any(line.startswith("fp16:") for line in verdict.undecided)
+
+
+def test_a_cpu_folder_says_why_plots_and_the_gate_are_missing(tmp_path):
+    """Every absent output carries its reason: plots of metrics no variant has, the gate without a baseline."""
+    results, cfg = _written_folder(tmp_path, 12)
+    summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
+    saved = _latest_summary(results)
+    assert saved["plots_not_drawn"]["peak_vram_mib.png"].startswith("peak_vram_mib is null for every variant: no CUDA")
+    assert "tradeoff_cider_vs_energy_j_per_image.png" in saved["plots_not_drawn"]
+    assert "cider.png" in saved["plots"] and "cider.png" not in saved["plots_not_drawn"]
+    assert saved["regression_gate"]["baseline"] is None
+    assert saved["regression_gate"]["baseline_null_reason"].startswith("no baseline given")
+    assert "regression gate not applied" in (results / "summary_latest.md").read_text()

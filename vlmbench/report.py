@@ -170,6 +170,26 @@ def write_plots(summary: dict, plot_dir: Path, unwritten: Optional[list[str]] = 
     return [name for name in written if name]
 
 
+def plots_not_drawn(summary: dict) -> dict[str, str]:
+    """Plot file -> why write_plots draws it not: no variant has the metric (or, for a trade-off, the
+    metric and CIDEr-D together); the reason is the first variant's null reason."""
+    variants = summary["variants"]
+    missing = {}
+    for metric in PLOTTED:
+        if all(v.get(metric) is None for v in variants.values()):
+            missing[f"{metric}.png"] = _why_null(variants, metric)
+    for metric in TRADE_OFFS:
+        if all(v.get(metric) is None or v.get("cider") is None for v in variants.values()):
+            lacking = metric if all(v.get(metric) is None for v in variants.values()) else "cider"
+            missing[f"tradeoff_cider_vs_{metric}.png"] = _why_null(variants, lacking)
+    return missing
+
+
+def _why_null(variants: dict, metric: str) -> str:
+    reasons = [v.get(f"{metric}_null_reason") for v in variants.values() if v.get(f"{metric}_null_reason")]
+    return f"{metric} is null for every variant" + (f": {reasons[0]}" if reasons else "")
+
+
 def write_interval_plot(summary: dict, plot_dir: Path, unwritten: Optional[list[str]] = None) -> list[str]:
     """CIDEr-D per variant and its paired delta against the baseline, both with bootstrap intervals."""
     import matplotlib.pyplot as plt
@@ -349,15 +369,18 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
     verdict = gate(summary, baseline, cfg)
     summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches,
                                   "undecided": verdict.undecided,
-                                  "allowed_differences": verdict.allowed_differences}
+                                  "allowed_differences": verdict.allowed_differences,
+                                  **({} if baseline else {"baseline_null_reason": verdict.text})}
     unwritten: list[str] = []
     path = _try_write(unwritten, lambda: _write_summary(results_dir, summary))
     table = (markdown_table(summary) + "\n\n" + quality_table(summary) if summary["variants"]
              else "no variant has finished chunks yet")
-    _try_write(unwritten, lambda: atomic_write_text(results_dir / "summary_latest.md", table + "\n"))
+    _try_write(unwritten, lambda: atomic_write_text(results_dir / "summary_latest.md",
+                                                    f"{table}\n\n{verdict.text}\n"))
     if summary["variants"]:
         summary["plots"] = _plots_or_reason(summary, results_dir / "plots", unwritten)
-        if path is not None and (summary["plots"] or "plots_null_reason" in summary):
+        summary["plots_not_drawn"] = plots_not_drawn(summary)
+        if path is not None:  # now with the plots drawn and why others were not
             _try_write(unwritten, lambda: write_json(path, summary))
     lines = [table, "", *completeness_lines(summary), *ignored_lines(results_dir, cfg, summary),
              f"summary: {path if path is not None else 'NOT WRITTEN'}"]

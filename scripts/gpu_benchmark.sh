@@ -43,9 +43,9 @@ run() {
 }
 
 tables=()
-table() {  # python3 -m vlmbench.perf_table KIND OUTDIR RUN... : a markdown table from the runs' summaries
+table() {  # python3 -m vlmbench.results.perf_table KIND OUTDIR RUN... : a markdown table from the runs' summaries
   local text
-  text=$(python3 -m vlmbench.perf_table "$@" 2>&1)
+  text=$(python3 -m vlmbench.results.perf_table "$@" 2>&1)
   echo "$text"
   tables+=("$text")
 }

@@ -54,7 +54,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def synced(fn, *args):
-    from vlmbench.measure import timed
+    from vlmbench.run.measure import timed
     return timed(DEVICE, fn, *args)
 
 
@@ -65,7 +65,7 @@ def dynamo_counts() -> dict:
 
 def main(out: Path) -> None:
     from vlmbench.config import load_config
-    from vlmbench.session import BenchSession
+    from vlmbench.run.session import BenchSession
     global OUT
     OUT = out
     out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +152,7 @@ def main(out: Path) -> None:
     @stage("stock_chunk_13_images_mb8_same_model")
     def _():
         from vlmbench.engines.stock import StockEngine
-        from vlmbench.runner import Captioner
+        from vlmbench.run.runner import Captioner
         model.set_attn_implementation({"vision_config": "sdpa"})
         stock = Captioner(model, session.processor, cfg, DEVICE,
                           StockEngine(model, session.processor, cfg, None, DEVICE), 8, None)
@@ -174,7 +174,7 @@ def main(out: Path) -> None:
         return {"first_call_incl_compile_s": first_s, "latencies_s": list(again.values())}
 
     loaded.model = loaded.captioner = model = cap = None
-    from vlmbench.modeling import free_device_memory
+    from vlmbench.models.loading import free_device_memory
     free_device_memory()
 
     @stage("int8_fast")
@@ -227,7 +227,7 @@ def _bnb_compile_probe(loaded) -> dict:
 
 
 def cap_rows(cap):
-    from vlmbench.data import load_rows
+    from vlmbench.data.sources import load_rows
     return load_rows(cap.cfg)
 
 

@@ -1,6 +1,6 @@
 """Writes tests/data/ptb_parity_captions.json: model-style captions and the official PTB tokens of each.
 
-Why it exists: the Java-free tokenizer (vlmbench/ptb.py) must give the official tokenizer's tokens on
+Why it exists: the Java-free tokenizer (vlmbench/scoring/ptb.py) must give the official tokenizer's tokens on
 what captioning models write, which human COCO captions rarely contain. The captions are written
 here by hand (base sentences in the style of Qwen2.5-VL and BLIP answers) and varied with a seeded
 generator, one phenomenon per variation: curly quotes and apostrophes, en/em dashes, the ellipsis
@@ -250,7 +250,7 @@ def captions(seed: int = 0) -> list[str]:
 
 
 def main() -> None:
-    from vlmbench.metrics import tokenize_ptb_java
+    from vlmbench.scoring.metrics import tokenize_ptb_java
     texts = captions()
     official = tokenize_ptb_java({i: [t] for i, t in enumerate(texts)})
     rows = [{"caption": t, "ptb": official[i][0]} for i, t in enumerate(texts)]

@@ -3,8 +3,8 @@
 Why it exists: the offline run needs a model that really captions, so that CIDEr and the int8
 variants' losses mean something without any download. This script reproduces the shipped weights
 from a seed on a CPU in minutes: a tiny Qwen2.5-VL (the real model's classes, built from config with
-`vlmbench.modeling.TRAINED_TINY_TEXT` / `TRAINED_TINY_VISION`) learns to caption the drawn-shapes
-sample of `vlmbench.sample`, through the same processor (built in code, byte-level tokenizer), chat
+`vlmbench.models.loading.TRAINED_TINY_TEXT` / `TRAINED_TINY_VISION`) learns to caption the drawn-shapes
+sample of `vlmbench.data.sample`, through the same processor (built in code, byte-level tokenizer), chat
 prompt and image path (JPEG, decode, resize to img_size) that the benchmark uses.
 
 Training: teacher forcing on "chat prompt with the image + caption + <|im_end|>", cross-entropy on
@@ -37,12 +37,12 @@ from pathlib import Path
 
 import torch
 
-from vlmbench.images import decode_image
-from vlmbench.metrics import cider
-from vlmbench.modeling import EMBEDDED_CAPTIONER_DIR, EMBEDDED_CAPTIONER_INPUT, TRAINED_TINY_TEXT, \
+from vlmbench.data.images import decode_image
+from vlmbench.scoring.metrics import cider
+from vlmbench.models.loading import EMBEDDED_CAPTIONER_DIR, EMBEDDED_CAPTIONER_INPUT, TRAINED_TINY_TEXT, \
     TRAINED_TINY_VISION, build_builtin_processor, tiny_config_dict
 from vlmbench.paths import atomic_write_text
-from vlmbench.sample import caption_attributes, draw_scene, ensure_synthetic_sample, jpeg_bytes
+from vlmbench.data.sample import caption_attributes, draw_scene, ensure_synthetic_sample, jpeg_bytes
 
 DEFAULT_PROMPT = EMBEDDED_CAPTIONER_INPUT["prompt"]  # what configs/smoke.yaml sends
 
@@ -68,7 +68,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def chat_prompt(processor, prompt: str) -> str:
-    """The generation prompt the benchmark's Captioner sends (vlmbench.runner)."""
+    """The generation prompt the benchmark's Captioner sends (vlmbench.run.runner)."""
     return processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}],
         add_generation_prompt=True, tokenize=False)
@@ -168,8 +168,8 @@ def caption_images(model, processor, images: list, max_new_tokens: int = 96, bat
 
 def heldout_cider(model, processor, args: argparse.Namespace) -> tuple[float, dict, list]:
     """CIDEr-D on the held-out sample (count, seed), the way the benchmark reads it from disk."""
-    from vlmbench.data import rows_from_coco_dir
-    from vlmbench.images import load_image
+    from vlmbench.data.sources import rows_from_coco_dir
+    from vlmbench.data.images import load_image
     rows = rows_from_coco_dir(ensure_synthetic_sample(args.heldout_images, args.heldout_seed))
     model.eval()
     captions = caption_images(model, processor, [load_image(r, args.img_size).image for r in rows])
@@ -209,11 +209,11 @@ Written by `scripts/train_tiny_captioner.py` (do not edit by hand). Reproduce wi
         --log-every {args.log_every} --out {args.out}
 
 - Model: Qwen2_5_VLForConditionalGeneration built from config (`TRAINED_TINY_TEXT`, `TRAINED_TINY_VISION` in
-  vlmbench/modeling.py), {report['parameters']:,} parameters, saved in fp16 ({report['size_mb']:.2f} MB of safetensors).
+  vlmbench/models/loading.py), {report['parameters']:,} parameters, saved in fp16 ({report['size_mb']:.2f} MB of safetensors).
 - Processor: vlmbench's built-in one (byte-level tokenizer, {report['vocab_size']} tokens), prompt
   "{DEFAULT_PROMPT}", images at {args.img_size}x{args.img_size} px ({report['image_tokens']} image tokens).
   The model captions well only with this prompt and image size (configs/smoke.yaml uses both).
-- Data: {args.steps * args.batch_size:,} scenes drawn by vlmbench/sample.py from the stream seeded "train-{args.seed}"
+- Data: {args.steps * args.batch_size:,} scenes drawn by vlmbench/data/sample.py from the stream seeded "train-{args.seed}"
   (fresh scenes every step, none repeated on purpose); target = the first reference caption + `<|im_end|>`;
   loss on caption and end tokens only.
 - Optimizer: AdamW (betas 0.9/0.98, weight decay 0.01), peak lr {args.lr}, {args.warmup} warm-up steps, cosine decay,

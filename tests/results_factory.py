@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from vlmbench.config import ExperimentConfig, from_plain
-from vlmbench.records import chunk_csv_path, library_versions, write_chunk_csv, write_config_snapshot, write_json
+from vlmbench.results.records import chunk_csv_path, library_versions, write_chunk_csv, write_config_snapshot, write_json
 
 SHAPES = ["circle", "square", "triangle", "star", "cross", "ring", "heart", "moon", "arrow", "diamond", "hexagon",
           "oval", "kite", "bolt"]

@@ -1,9 +1,9 @@
 """The census on a tiny Qwen2.5-VL: each variant quantizes exactly the Linear layers it promises."""
 import pytest
 
-from vlmbench.census import CensusMismatch, check_census, take_census
-from vlmbench.modeling import build_processor, load_variant_model, weights_dir
-from vlmbench.variants import get_variant
+from vlmbench.quantize.census import CensusMismatch, check_census, take_census
+from vlmbench.models.loading import build_processor, load_variant_model, weights_dir
+from vlmbench.quantize.variants import get_variant
 
 
 @pytest.fixture(scope="module")

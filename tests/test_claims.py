@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from vlmbench.claims import claim_path, live_claims, read_holder, remove_stale_claims, stale_reason, try_claim
+from vlmbench.results.claims import claim_path, live_claims, read_holder, remove_stale_claims, stale_reason, try_claim
 
 
 def test_one_holder_per_chunk_until_released(tmp_path):

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from vlmbench.config import ConfigError, load_config
-from vlmbench.data import load_rows, make_chunks, rows_from_parquet
-from vlmbench.sample import ensure_synthetic_sample
+from vlmbench.data.sources import load_rows, make_chunks, rows_from_parquet
+from vlmbench.data.sample import ensure_synthetic_sample
 
 
 def test_chunks_are_deterministic_and_cover_all_rows():

@@ -24,7 +24,7 @@ def run_suite(pytester, write_config):
 
 
 def _coco(root, annotate=lambda ann: ann, names=None):
-    from vlmbench.sample import write_sample
+    from vlmbench.data.sample import write_sample
     write_sample(root, 4, seed=1)
     path = root / "annotations" / "captions_val2017.json"
     doc = json.loads(path.read_text())

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from vlmbench.config import ConfigError, DatasetConfig
-from vlmbench.data import rows_from_coco_dir, rows_from_parquet
-from vlmbench.datacheck import captions_of, image_id_of
+from vlmbench.data.sources import rows_from_coco_dir, rows_from_parquet
+from vlmbench.data.checks import captions_of, image_id_of
 
 URL = "http://images.cocodataset.org/val2017/000000000139.jpg"
 

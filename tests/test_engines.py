@@ -31,7 +31,7 @@ def test_unknown_engine_is_refused_with_the_choices():
 
 
 def test_session_records_requested_and_resolved_engine(write_config, tmp_path):
-    from vlmbench.session import BenchSession
+    from vlmbench.run.session import BenchSession
     session = BenchSession(load_config(write_config()), tmp_path / "r")
     assert session.cfg.inference.engine == "stock"  # auto on a CPU machine
     session.claim_folder()
@@ -65,8 +65,8 @@ def test_decode_plan_compiles_only_on_cuda_and_not_where_decoding_runs_bitsandby
 def tiny_int8(tmp_path_factory):
     """The tiny Qwen2.5-VL as int8 and int8_vit (bitsandbytes on CPU), with its config and processor."""
     from vlmbench.config import from_plain
-    from vlmbench.modeling import build_processor, load_variant_model, random_weights_dir
-    from vlmbench.variants import get_variant
+    from vlmbench.models.loading import build_processor, load_variant_model, random_weights_dir
+    from vlmbench.quantize.variants import get_variant
     from tests.conftest import TINY, merge
     cfg = from_plain(merge(TINY, {"results_dir": str(tmp_path_factory.mktemp("r"))}))
     processor = build_processor(cfg)
@@ -150,8 +150,8 @@ def tiny(tmp_path_factory):
     import numpy as np
     from PIL import Image
     from vlmbench.config import from_plain
-    from vlmbench.modeling import build_processor, load_variant_model, random_weights_dir
-    from vlmbench.variants import get_variant
+    from vlmbench.models.loading import build_processor, load_variant_model, random_weights_dir
+    from vlmbench.quantize.variants import get_variant
     from tests.conftest import TINY, merge
     cfg = from_plain(merge(TINY, {"precision": {"language_model": "fp32"}, "inference": {"img_size": 224},
                                   "results_dir": str(tmp_path_factory.mktemp("r"))}))
@@ -196,9 +196,9 @@ class PadTo4(FastEngine):
 
 
 def test_short_last_micro_batch_is_padded_and_extra_outputs_dropped(tiny):
-    from vlmbench.data import ImageRow
-    from vlmbench.images import LoadedImage
-    from vlmbench.runner import Captioner, MicroBatch
+    from vlmbench.data.sources import ImageRow
+    from vlmbench.data.images import LoadedImage
+    from vlmbench.run.runner import Captioner, MicroBatch
     cfg, processor, model, images = tiny
     engine = PadTo4(model, processor, cfg, None, "cpu")
     try:
@@ -224,7 +224,7 @@ def test_build_engine_needs_a_resolved_name(tiny):
 
 def test_report_resolves_auto_as_the_run_did(tmp_path):
     from vlmbench.cli import engine_as_run
-    from vlmbench.records import write_config_snapshot
+    from vlmbench.results.records import write_config_snapshot
     cfg = load_config()
     write_config_snapshot(tmp_path, cfg.with_engine("cuda"), "20261129T000000")  # a GPU run's folder
     assert engine_as_run(cfg, tmp_path).inference.engine == "fast"
@@ -235,8 +235,8 @@ def test_report_resolves_the_engine_of_a_gpu_run_after_its_model_identity(tmp_pa
     """vlmbench-report --config on a CPU machine, for a folder a GPU run made with the embedded model: the
     recorded fingerprint holds the identity, so the identity must be known before the engine is matched."""
     from vlmbench.cli import engine_as_run, identity_as_run
-    from vlmbench.modeling import with_model_identity
-    from vlmbench.records import write_config_snapshot
+    from vlmbench.models.loading import with_model_identity
+    from vlmbench.results.records import write_config_snapshot
     cfg = load_config("configs/smoke.yaml")
     gpu_run = with_model_identity(cfg).with_engine("cuda")
     write_config_snapshot(tmp_path, gpu_run, "20260101T000000")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from vlmbench.sharding import shard_from_env
+from vlmbench.run.sharding import shard_from_env
 
 EXAMPLES = ROOT / "examples"
 

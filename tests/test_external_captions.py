@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from vlmbench.metrics import cider, java_available, tokenize_ptb_java, tokenize_python
+from vlmbench.scoring.metrics import cider, java_available, tokenize_ptb_java, tokenize_python
 
 PUBLISHED_CIDER = 0.5997905185184199  # pycocoevalcap 1.2 + Java PTB tokenizer; published as 0.600 / 0.5998
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from vlmbench.config import ConfigError, load_config
-from vlmbench.data import load_rows
-from vlmbench.fetch import DownloadError, ImageCache
-from vlmbench.preflight import run_preflight
+from vlmbench.data.sources import load_rows
+from vlmbench.data.fetch import DownloadError, ImageCache
+from vlmbench.data.preflight import run_preflight
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SPLIT = "data/validation-00000-of-00001-e3c37e369512a3aa.parquet"
@@ -103,7 +103,7 @@ def test_hub_parquet_and_images_then_offline(server, hub_files, write_config, tm
     assert rows[0].source == f"{url}/val2017/{rows[0].file_name}"
     notes = run_preflight(cfg, rows)
     assert "6 to download" in notes[0] and "downloaded 6 images" in notes[1]
-    from vlmbench.hub import recorded_revision
+    from vlmbench.data.hub import recorded_revision
     assert recorded_revision(cfg.dataset) == COMMIT
 
     httpd.shutdown()  # the network is gone: the cached parquet and images carry the second run
@@ -153,8 +153,8 @@ def test_gives_up_with_the_reason(server, tmp_path):
 
 
 def test_corrupt_cache_entry_is_fetched_again(server, coco_sample, tmp_path):
-    from vlmbench.data import ImageRow
-    from vlmbench.images import load_image
+    from vlmbench.data.sources import ImageRow
+    from vlmbench.data.images import load_image
     _, url = server
     Host.files["/img.jpg"] = (coco_sample / "val2017" / "000000000139.jpg").read_bytes()
     cache = ImageCache(tmp_path, backoff_s=0.01)

@@ -5,7 +5,7 @@ import pytest
 
 from tests.results_factory import tiny_config, write_results
 from vlmbench.config import ConfigError, load_config
-from vlmbench.report import BaselineMismatch, check_baseline_compatible, gate, report
+from vlmbench.results.report import BaselineMismatch, check_baseline_compatible, gate, report
 
 
 def _summary(cfg, cider=1.0):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlmbench.data import ImageRow
-from vlmbench.images import failure_kind, load_image
+from vlmbench.data.sources import ImageRow
+from vlmbench.data.images import failure_kind, load_image
 
 
 def _row(path):

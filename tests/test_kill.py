@@ -31,7 +31,7 @@ def _kill_at_a_random_moment(proc, results, rng):
     wait_for = rng.choice(["lock", "csv", "time"])
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
-        if wait_for == "lock" and (results / ".vlmbench.lock").exists():
+        if wait_for == "lock" and (results / ".vlmbench.results.lock").exists():
             break
         if wait_for == "csv" and list(results.glob("*_batch_*.csv")):
             break
@@ -45,7 +45,7 @@ def _kill_at_a_random_moment(proc, results, rng):
 
 
 def _assert_every_csv_is_whole(results, chunks, fingerprint):
-    from vlmbench.records import chunk_csv_path, inspect_chunk
+    from vlmbench.results.records import chunk_csv_path, inspect_chunk
     for chunk_id, rows in enumerate(chunks):
         path = chunk_csv_path(results, "fp16", chunk_id)
         state = inspect_chunk(path, [r.image_id for r in rows], fingerprint)
@@ -59,7 +59,7 @@ def _leftovers(*folders):
 
 def test_kill_minus_nine_at_random_moments_then_a_rerun_completes(tmp_path, monkeypatch):
     from vlmbench.config import load_config
-    from vlmbench.data import load_rows, make_chunks
+    from vlmbench.data.sources import load_rows, make_chunks
     shutil.copytree(ROOT / "benchmarks", tmp_path / "benchmarks")
     results, cache = tmp_path / "results", tmp_path / "cache"
     config = tmp_path / "kill.yaml"
@@ -77,5 +77,5 @@ def test_kill_minus_nine_at_random_moments_then_a_rerun_completes(tmp_path, monk
     assert final.wait(timeout=300) == 0
     _assert_every_csv_is_whole(results, chunks, cfg.fingerprint)
     assert len(list(results.glob("fp16_batch_*.csv"))) == len(chunks) == 4
-    assert list(results.glob("summary_*.json")) and not (results / ".vlmbench.lock").exists()
+    assert list(results.glob("summary_*.json")) and not (results / ".vlmbench.results.lock").exists()
     assert _leftovers(results, cache) == []

@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from vlmbench.lock import LOCK_NAME, FolderBusy, FolderLock, FolderUnusable, read_holder
+from vlmbench.results.lock import LOCK_NAME, FolderBusy, FolderLock, FolderUnusable, read_holder
 from vlmbench.paths import owned_temp_dir, owner_is_gone, owner_tag, sweep_leftovers
 
 FP_A, FP_B = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
 HOLDER = """
 import sys, time
-from vlmbench.lock import FolderLock
+from vlmbench.results.lock import FolderLock
 lock = FolderLock(sys.argv[1], sys.argv[2], shared=sys.argv[3] == "shared").acquire()
 print("held", flush=True)
 time.sleep(120)
@@ -91,7 +91,7 @@ def test_a_folder_that_is_a_file_or_read_only_is_refused_in_one_line(tmp_path, m
     readonly.mkdir()
     readonly.chmod(0o555)
     if os.geteuid() == 0:  # root ignores permission bits: make the permission check see what a user would
-        monkeypatch.setattr("vlmbench.lock.os.access", lambda path, mode: False)
+        monkeypatch.setattr("vlmbench.results.lock.os.access", lambda path, mode: False)
     with pytest.raises(FolderUnusable, match=f"results folder {readonly} is read-only"):
         FolderLock(readonly, FP_A).acquire()
     assert list(readonly.iterdir()) == []
@@ -122,7 +122,7 @@ def test_two_processes_racing_for_one_folder_one_wins(tmp_path):
     """Both start at once with different experiments: exactly one holds the folder."""
     racer = """
 import sys, time, pathlib
-from vlmbench.lock import FolderLock, FolderBusy
+from vlmbench.results.lock import FolderLock, FolderBusy
 folder, marks = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[3])
 try:
     FolderLock(folder, sys.argv[2]).acquire()
@@ -148,8 +148,8 @@ def test_a_refused_run_moves_nothing_and_writes_nothing(tmp_path, write_config):
     """A damaged chunk 0 and a foreign chunk 1: the refusal comes before chunk 0 is moved aside."""
     from tests.test_records import OTHER, _rows
     from vlmbench.config import ConfigError, load_config
-    from vlmbench.records import chunk_csv_path, write_chunk_csv
-    from vlmbench.session import BenchSession
+    from vlmbench.results.records import chunk_csv_path, write_chunk_csv
+    from vlmbench.run.session import BenchSession
     cfg = load_config(write_config())
     results = tmp_path / "results"
     session = BenchSession(cfg, results)
@@ -166,7 +166,7 @@ def test_a_refused_run_moves_nothing_and_writes_nothing(tmp_path, write_config):
 
 def test_a_refused_run_removes_the_folder_it_created(tmp_path, write_config):
     from vlmbench.config import load_config
-    from vlmbench.session import BenchSession
+    from vlmbench.run.session import BenchSession
     results = tmp_path / "new" / "results"
     session = BenchSession(load_config(write_config()), results)
     session.claim_folder()

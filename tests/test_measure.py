@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmbench.measure import (EnergyWindow, Nvml, Reading, average_power, energy_between, folder_bytes,
+from vlmbench.run.measure import (EnergyWindow, Nvml, Reading, average_power, energy_between, folder_bytes,
                               idle_power, peak_memory, per_image, size_on_disk_mb)
 
 
@@ -48,8 +48,8 @@ def test_cpu_has_reasons_not_zeros():
 def test_size_on_disk_is_a_real_save(tmp_path):
     from tests.conftest import TINY
     from vlmbench.config import ExperimentConfig, build
-    from vlmbench.modeling import build_processor, load_variant_model, weights_dir
-    from vlmbench.variants import get_variant
+    from vlmbench.models.loading import build_processor, load_variant_model, weights_dir
+    from vlmbench.quantize.variants import get_variant
     cfg = build(ExperimentConfig, TINY)
     source = weights_dir(cfg, build_processor(cfg), "cpu")
     for name in ("fp16", "int8"):
@@ -94,7 +94,7 @@ def fake_pynvml(fails=("nvmlDeviceGetPowerUsage",)):
 @pytest.fixture
 def nvml_with(monkeypatch):
     import sys
-    import vlmbench.measure as measure
+    import vlmbench.run.measure as measure
 
     def make(fails):
         monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(fails))
@@ -133,15 +133,15 @@ def test_a_chunk_case_runs_on_a_gpu_that_cannot_report_power(nvml_with, tmp_path
     """The session path a case takes (idle power, variant record, chunk CSV) survives NotSupported."""
     from tests.conftest import TINY
     from vlmbench.config import ExperimentConfig, build
-    from vlmbench.records import read_chunk_csv
-    from vlmbench.session import BenchSession
+    from vlmbench.results.records import read_chunk_csv
+    from vlmbench.run.session import BenchSession
     session = BenchSession(build(ExperimentConfig, {**TINY, "results_dir": str(tmp_path)}), tmp_path)
     session.__dict__["nvml"] = nvml_with(fails=("nvmlDeviceGetPowerUsage", "nvmlDeviceGetName"))
     session.start()
     assert session.read_idle_power().value is None
     loaded = session.load_variant("fp16")
     session.run_chunk(loaded, 0)
-    from vlmbench.variant_records import read_variant_records
+    from vlmbench.results.variant_records import read_variant_records
     [record] = read_variant_records(tmp_path, "fp16").values()  # one writer: this process
     assert record["idle_power_w"] is None and "NotSupported" in record["idle_power_w_null_reason"]
     assert record["gpu_name"] is None and "nvmlDeviceGetName failed" in record["gpu_name_null_reason"]
@@ -157,7 +157,7 @@ def test_size_on_disk_copy_lives_in_the_cache_and_is_removed(monkeypatch):
     """The copy goes to $VLMBENCH_CACHE/size-on-disk (swept by the next run), never the system temp folder."""
     import errno
     import tempfile
-    from vlmbench.measure import size_on_disk_folder
+    from vlmbench.run.measure import size_on_disk_folder
     seen = []
 
     class Model:
@@ -182,7 +182,7 @@ def test_size_on_disk_copy_lives_in_the_cache_and_is_removed(monkeypatch):
 def test_tiny_model_settings_are_read_only_and_the_model_is_built_once():
     from tests.conftest import TINY
     from vlmbench.config import ExperimentConfig, build
-    from vlmbench.modeling import TINY_TEXT, build_processor, random_model_config_dict, random_weights_dir
+    from vlmbench.models.loading import TINY_TEXT, build_processor, random_model_config_dict, random_weights_dir
     with pytest.raises(TypeError):
         TINY_TEXT["hidden_size"] = 1
     cfg = build(ExperimentConfig, TINY)

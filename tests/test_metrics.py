@@ -6,7 +6,7 @@ import pytest
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-from vlmbench.metrics import cider, common_image_set, java_available, tokenize_nltk
+from vlmbench.scoring.metrics import cider, common_image_set, java_available, tokenize_nltk
 
 needs_java = pytest.mark.skipif(not java_available(), reason="Java is needed for the official PTB tokenizer")
 
@@ -55,7 +55,7 @@ def test_cider_on_one_image_is_zero_by_construction(references):
 
 @needs_java
 def test_java_free_tokenizer_agrees_with_the_official_one(references):
-    from vlmbench.metrics import tokenize_ptb_java
+    from vlmbench.scoring.metrics import tokenize_ptb_java
     captions = {i: list(refs) for i, refs in references.items()}
     official, fallback = tokenize_ptb_java(captions), tokenize_nltk(captions)
     pairs = [(a, b) for i in captions for a, b in zip(official[i], fallback[i])]

@@ -7,12 +7,12 @@ import pytest
 
 from tests.results_factory import tiny_config, write_results
 from vlmbench.config import ConfigError, load_config
-from vlmbench.modeling import EMBEDDED_CAPTIONER_DIR, hub_commit, load_variant_model, local_model_identity, \
+from vlmbench.models.loading import EMBEDDED_CAPTIONER_DIR, hub_commit, load_variant_model, local_model_identity, \
     model_identity, with_model_identity
-from vlmbench.records import CSV_COLUMNS, chunk_csv_path, library_versions, write_chunk_csv
-from vlmbench.report import report
-from vlmbench.session import BenchSession
-from vlmbench.variants import get_variant
+from vlmbench.results.records import CSV_COLUMNS, chunk_csv_path, library_versions, write_chunk_csv
+from vlmbench.results.report import report
+from vlmbench.run.session import BenchSession
+from vlmbench.quantize.variants import get_variant
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -175,7 +175,7 @@ def test_embedded_identity_is_the_weights_digest_and_changes_with_them(tmp_path,
     assert shipped.startswith("embedded:") and shipped == model_identity(cfg)
     folder = tmp_path / "tiny_captioner"
     shutil.copytree(EMBEDDED_CAPTIONER_DIR, folder)  # new mtimes, same bytes: same identity
-    monkeypatch.setattr("vlmbench.modeling.EMBEDDED_CAPTIONER_DIR", folder)
+    monkeypatch.setattr("vlmbench.models.loading.EMBEDDED_CAPTIONER_DIR", folder)
     assert model_identity(cfg) == shipped
     shipped_fingerprint = with_model_identity(cfg).fingerprint
     weights = bytearray((folder / "model.safetensors").read_bytes())
@@ -227,7 +227,7 @@ def _complete_chunk(session, variant, chunk_id):
 def _no_resolving(monkeypatch):
     def resolve(cfg):
         raise AssertionError("model identity resolved again")
-    monkeypatch.setattr("vlmbench.modeling.model_identity", resolve)
+    monkeypatch.setattr("vlmbench.models.loading.model_identity", resolve)
 
 
 def test_an_xdist_worker_uses_the_controllers_identity_and_never_resolves(pytester, tmp_path, monkeypatch):
@@ -269,7 +269,7 @@ def test_the_controller_resolves_once_for_every_worker(pytester, tmp_path, monke
     """Each starting worker (a restarted one too) gets the one identity the controller resolved."""
     from vlmbench import plugin
     calls = []
-    monkeypatch.setattr("vlmbench.modeling.model_identity", lambda cfg: calls.append(1) or f"hub:{len(calls)}")
+    monkeypatch.setattr("vlmbench.models.loading.model_identity", lambda cfg: calls.append(1) or f"hub:{len(calls)}")
     config = pytester.parseconfigure("--vlm-config", str(_hub_config(tmp_path / "hub.yaml", tmp_path / "results")))
     nodes = [_fake_node(config, worker) for worker in ("gw0", "gw1", "gw0")]
     for node in nodes:
@@ -283,7 +283,7 @@ def test_the_controller_resolves_once_for_every_worker(pytester, tmp_path, monke
 def test_a_controller_without_vlmbench_options_reads_no_config_and_workers_resolve(pytester, monkeypatch):
     """`pytest tests -n 2` with vlmbench installed: the controller neither reads a config nor asks the Hub."""
     from vlmbench import plugin
-    monkeypatch.setattr("vlmbench.modeling.model_identity", lambda cfg: pytest.fail("the controller resolved"))
+    monkeypatch.setattr("vlmbench.models.loading.model_identity", lambda cfg: pytest.fail("the controller resolved"))
     config = pytester.parseconfigure()
     node = _fake_node(config, "gw0")
     plugin.pytest_configure_node(node)
@@ -298,7 +298,7 @@ def test_a_controller_that_cannot_resolve_passes_the_failure_on(pytester, tmp_pa
     def unreachable(cfg):
         calls.append(1)
         raise ConfigError("model 'org/model' is not in the Hugging Face cache")
-    monkeypatch.setattr("vlmbench.modeling.model_identity", unreachable)
+    monkeypatch.setattr("vlmbench.models.loading.model_identity", unreachable)
     config = pytester.parseconfigure("--vlm-config", str(_hub_config(tmp_path / "hub.yaml", tmp_path / "results")))
     node = _fake_node(config, "gw0")
     plugin.pytest_configure_node(node)

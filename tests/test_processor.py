@@ -1,15 +1,15 @@
 """The real Qwen2.5-VL processor (files in ../shared) with real COCO images, batched and left-padded."""
 
 from vlmbench.config import load_config
-from vlmbench.data import ImageRow
-from vlmbench.modeling import build_processor
+from vlmbench.data.sources import ImageRow
+from vlmbench.models.loading import build_processor
 
 
 def test_real_processor_batches_real_images_left_padded(qwen_files, coco_sample, write_config):
     cfg = load_config(write_config({"model": {"processor": str(qwen_files)}, "inference": {"img_size": 224}}))
     processor = build_processor(cfg)
     assert processor.tokenizer.padding_side == "left"
-    from vlmbench.runner import Captioner
+    from vlmbench.run.runner import Captioner
 
     class NoModel:
         device = "cpu"
@@ -36,7 +36,7 @@ def test_real_processor_batches_real_images_left_padded(qwen_files, coco_sample,
 
 def test_seed_image_size_gives_1369_tokens(qwen_files, coco_sample, write_config):
     cfg = load_config(write_config({"model": {"processor": str(qwen_files)}, "inference": {"img_size": 1024}}))
-    from vlmbench.runner import Captioner
+    from vlmbench.run.runner import Captioner
 
     class NoModel:
         device = "cpu"
@@ -49,8 +49,8 @@ def test_seed_image_size_gives_1369_tokens(qwen_files, coco_sample, write_config
 def test_micro_batch_images_decode_in_parallel_in_order_with_failures_kept(qwen_files, coco_sample, write_config,
                                                                            tmp_path, monkeypatch):
     import threading
-    from vlmbench import runner
-    from vlmbench.runner import Captioner
+    from vlmbench.run import runner
+    from vlmbench.run.runner import Captioner
 
     class NoModel:
         device = "cpu"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
-from vlmbench.metrics import java_available, tokenize_ptb_java
-from vlmbench.ptb import tokenize_line, tokenize_lines
+from vlmbench.scoring.metrics import java_available, tokenize_ptb_java
+from vlmbench.scoring.ptb import tokenize_line, tokenize_lines
 
 needs_java = pytest.mark.skipif(not java_available(), reason="Java is needed for the official PTB tokenizer")
 PARITY_SET = Path(__file__).parent / "data" / "ptb_parity_captions.json"

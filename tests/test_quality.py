@@ -2,14 +2,14 @@
 import numpy as np
 import pytest
 
-from vlmbench.bootstrap import interval, paired_difference
+from vlmbench.scoring.bootstrap import interval, paired_difference
 from vlmbench.config import ConfigError, from_plain, load_config
-from vlmbench.degenerate import baseline_flag, count_degenerate, kinds_of
-from vlmbench.drift import drift
-from vlmbench.metrics import MIN_CIDER_IMAGES, java_available
-from vlmbench.quality import add_quality, cider_drop_holds, quality_table
-from vlmbench.summary import add_deltas
-from vlmbench.variants import compute_dtype, get_variant
+from vlmbench.scoring.degenerate import baseline_flag, count_degenerate, kinds_of
+from vlmbench.scoring.drift import drift
+from vlmbench.scoring.metrics import MIN_CIDER_IMAGES, java_available
+from vlmbench.scoring.quality import add_quality, cider_drop_holds, quality_table
+from vlmbench.results.summary import add_deltas
+from vlmbench.quantize.variants import compute_dtype, get_variant
 
 needs_java = pytest.mark.skipif(not java_available(), reason="Java is needed for the official PTB tokenizer")
 
@@ -119,8 +119,8 @@ OTHER_CAPTIONS = ["A red circle at the left.", "Two blue squares at the top!", "
 
 
 def _drift_via_summary_tokens(rows, base_rows, tokenizer):
-    from vlmbench.quality import drift_scorer
-    from vlmbench.summary import tokenize_summary
+    from vlmbench.scoring.quality import drift_scorer
+    from vlmbench.results.summary import tokenize_summary
     tokens = tokenize_summary({"v": rows, "base": base_rows}, {}, {}, tokenizer, {})
     return drift(rows, base_rows, drift_scorer(tokens, "v", "base"))
 
@@ -162,7 +162,7 @@ def test_drift_cider_against_baseline_captions_with_the_real_scorer():
 @pytest.mark.parametrize("tokenizer", ["ptb-python", pytest.param("ptb-java", marks=needs_java)])
 def test_drift_from_the_summary_tokens_equals_drift_tokenized_on_its_own(tokenizer):
     """The old path: one tokenizer call per variant (metrics.cider on the raw captions)."""
-    from vlmbench.metrics import cider
+    from vlmbench.scoring.metrics import cider
     rows, base = _rows(OTHER_CAPTIONS) + [_row(20, "failed", status="failed")], _rows(MODEL_CAPTIONS)
     old = drift(rows, base, lambda ids: cider({i: [MODEL_CAPTIONS[i]] for i in ids},
                                               {i: OTHER_CAPTIONS[i] for i in ids}, tokenizer).score)
@@ -177,8 +177,8 @@ def test_drift_against_empty_baseline_captions_is_null_with_reason():
 
 
 def test_drift_without_summary_tokens_is_null_with_the_reason():
-    from vlmbench.quality import drift_scorer
-    from vlmbench.summary import SummaryTokens
+    from vlmbench.scoring.quality import drift_scorer
+    from vlmbench.results.summary import SummaryTokens
     rows = _rows(MODEL_CAPTIONS)
     failed = drift(rows, rows, drift_scorer(SummaryTokens(failure="tokenizing failed (boom)"), "v", "base"))
     assert failed["cider_vs_baseline"] is None
@@ -237,7 +237,7 @@ def test_deltas_compare_against_the_named_baseline():
 def test_bf16_variant_loads_in_bf16_whatever_precision_says():
     from tests.conftest import TINY
     from vlmbench.config import ExperimentConfig, build
-    from vlmbench.modeling import build_processor, load_variant_model, weights_dir
+    from vlmbench.models.loading import build_processor, load_variant_model, weights_dir
     import torch
     cfg = build(ExperimentConfig, {**TINY, "variants": ["fp16", "bf16"]})
     source = weights_dir(cfg, build_processor(cfg), "cpu")
@@ -263,7 +263,7 @@ def test_quality_section_and_table():
     assert entries["int8"]["cider_delta_ci"]["low"] == entries["int8"]["cider_delta_ci"]["high"]  # a constant shift
     assert entries["int8"]["drift"]["identical_pct"] == 0.0
     assert entries["fp16"]["drift"]["is_baseline"] and entries["fp16"]["degenerate"]["repeated"] == 1
-    for name in rows:  # counted once, by vlmbench.degenerate, and shown with drift
+    for name in rows:  # counted once, by vlmbench.scoring.degenerate, and shown with drift
         assert entries[name]["drift"]["hit_max_new_tokens_pct"] == entries[name]["degenerate"]["hit_max_new_tokens_pct"]
     table = quality_table({"quality": info, "variants": entries})
     assert "| int8 | " in table and "-0.5 [-0.5, -0.5] *" in table and "**WARNING: baseline" in table
@@ -283,7 +283,7 @@ def test_gate_cider_decision_point_or_interval(decision, shift, breached):
 
 
 def test_interval_plot_is_written(tmp_path):
-    from vlmbench.report import write_interval_plot
+    from vlmbench.results.report import write_interval_plot
     ci = {"point": 1.0, "low": 0.9, "high": 1.1, "confidence": 0.95, "bootstrap_samples": 200}
     summary = {"quality": {"baseline": "fp16"}, "variants": {
         "fp16": {"cider_ci": ci}, "int8": {"cider_ci": ci, "cider_delta_ci": {**ci, "point": -0.1, "low": -0.2,
@@ -294,7 +294,7 @@ def test_interval_plot_is_written(tmp_path):
 
 
 def test_a_degenerate_baseline_is_flagged_in_the_terminal_and_the_table(tmp_path, monkeypatch):
-    import vlmbench.report as report_module
+    import vlmbench.results.report as report_module
     cfg = from_plain({"variants": ["fp16", "int8"], "quality": {"bootstrap_samples": 200}})
     entries = {"fp16": {"images_captioned": 4, "images_failed": 0}, "int8": {"images_captioned": 4, "images_failed": 0}}
     rows = {"fp16": _rows(["!!!!", "", "a dog", "a cat"]), "int8": _rows(["a dog"] * 4)}
@@ -307,7 +307,7 @@ def test_a_degenerate_baseline_is_flagged_in_the_terminal_and_the_table(tmp_path
 
 
 def test_a_failing_quality_section_leaves_the_summary(monkeypatch):
-    import vlmbench.quality as quality
+    import vlmbench.scoring.quality as quality
     monkeypatch.setattr(quality, "count_degenerate", lambda *a, **k: 1 / 0)
     info = quality.add_quality_or_reason({"fp16": {}}, {"fp16": _rows(["a dog"])}, load_config(), None)
     assert info == {"baseline": "fp16", "quality_null_reason": "ZeroDivisionError: division by zero"}
@@ -316,7 +316,7 @@ def test_a_failing_quality_section_leaves_the_summary(monkeypatch):
 def test_delta_reason_says_when_the_baseline_did_not_run():
     """`-k int8_vit` leaves fp16 without chunks: the delta's reason says so, not 'no per-image scores'."""
     from vlmbench.config import load_config
-    from vlmbench.quality import add_intervals
+    from vlmbench.scoring.quality import add_intervals
     entries = {"int8_vit": {"cider_per_image": {"1": 1.0, "2": 0.5}}}
     add_intervals(entries, "fp16", load_config())
     assert entries["int8_vit"]["cider_delta_ci"] is None

@@ -2,7 +2,7 @@
 import pytest
 
 from vlmbench.config import load_config
-from vlmbench.records import (CSV_COLUMNS, chunk_csv_path, foreign_message, inspect_chunk, newest_first, quarantine,
+from vlmbench.results.records import (CSV_COLUMNS, chunk_csv_path, foreign_message, inspect_chunk, newest_first, quarantine,
                               read_chunk_csv, unique_path, write_chunk_csv, write_config_snapshot)
 
 

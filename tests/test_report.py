@@ -6,7 +6,7 @@ import re
 import pytest
 
 from vlmbench.config import load_config
-from vlmbench.report import BaselineMismatch, breaches, check_baseline_compatible, gate, markdown_table, write_plots
+from vlmbench.results.report import BaselineMismatch, breaches, check_baseline_compatible, gate, markdown_table, write_plots
 
 
 def _summary(**int8):
@@ -94,7 +94,7 @@ def test_table_and_plots(tmp_path):
 
 
 def test_deltas_say_why_they_are_missing():
-    from vlmbench.summary import delta
+    from vlmbench.results.summary import delta
     assert delta(3.0, 4.0, "fp16") == {"abs": -1.0, "rel_pct": -25.0}
     assert delta(None, 4.0, "fp16")["null_reason"] == "null in this variant: no reason recorded"
     assert delta(None, 4.0, "fp16", "no CUDA device")["null_reason"] == "null in this variant: no CUDA device"
@@ -107,7 +107,7 @@ def test_report_command_explains_an_unusable_folder(tmp_path, capsys):
     from vlmbench.cli import main
     assert main([str(tmp_path)]) == 2
     assert "holds no experiment_config_*.yaml" in capsys.readouterr().err
-    from vlmbench.records import write_config_snapshot
+    from vlmbench.results.records import write_config_snapshot
     write_config_snapshot(tmp_path, load_config(), "20260101T000000")
     assert main([str(tmp_path)]) == 2
     assert "references.json is missing" in capsys.readouterr().err
@@ -116,7 +116,7 @@ def test_report_command_explains_an_unusable_folder(tmp_path, capsys):
 def _two_experiment_folder(tmp_path):
     """A folder with chunk 0 of fp16 from experiment A and chunk 0 of int8 from experiment B (seed 1)."""
     from tests.test_records import _rows
-    from vlmbench.records import chunk_csv_path, write_chunk_csv, write_config_snapshot, write_json
+    from vlmbench.results.records import chunk_csv_path, write_chunk_csv, write_config_snapshot, write_json
     a, b = load_config().with_engine("cpu"), load_config(overrides={"seed": 1}).with_engine("cpu")  # as a run resolves them
     snap_a = write_config_snapshot(tmp_path, a, "20260101T000000")
     snap_b = write_config_snapshot(tmp_path, b, "20260101T000001")
@@ -141,7 +141,7 @@ def test_a_full_disk_during_the_report_keeps_the_summary_and_leaves_no_partial_f
     """ENOSPC on every PNG: the summary JSON and table are written, each plot failure is one line."""
     import errno
     import os
-    from vlmbench.report import report
+    from vlmbench.results.report import report
     a, _, _, _ = _two_experiment_folder(tmp_path)
     real_fsync = os.fsync
 
@@ -164,7 +164,7 @@ def test_a_full_disk_during_the_report_keeps_the_summary_and_leaves_no_partial_f
 
 def test_finish_run_never_raises(tmp_path):
     from types import SimpleNamespace
-    from vlmbench.report import finish_run
+    from vlmbench.results.report import finish_run
     session = SimpleNamespace(results_dir=tmp_path, cfg=load_config(), started_at=0.0)  # no references.json
     verdict = finish_run(session, None)
     assert verdict.failed and "Finished chunks are kept" in verdict.text and f"vlmbench-report {tmp_path}" in verdict.text
@@ -182,7 +182,7 @@ def test_report_config_of_a_folder_whose_references_are_another_experiments(tmp_
 
 def test_git_commit_named_by_the_environment_wins_over_a_copied_git_folder(monkeypatch):
     """The lent GPU machine's copy carried another commit's .git: the explicit variable must win."""
-    from vlmbench.summary import git_commit
+    from vlmbench.results.summary import git_commit
     monkeypatch.setenv("VLMBENCH_GIT_COMMIT", "f92158ae64c367a080e77e399388ccd1287933f4")
     assert git_commit() == {"git_commit": "f92158ae64c367a080e77e399388ccd1287933f4"}
     monkeypatch.delenv("VLMBENCH_GIT_COMMIT")
@@ -199,7 +199,7 @@ def test_vlmbench_report_on_a_mistyped_folder_says_it_is_not_a_folder(tmp_path, 
 
 
 def test_na_lines_name_the_variants_unless_the_reason_is_everyones():
-    from vlmbench.report import null_lines
+    from vlmbench.results.report import null_lines
     variants = {"fp16": {"energy_j_null_reason": "no CUDA device", "load_s_null_reason": "differs (gw0: 2; gw1: 3)"},
                 "int8": {"energy_j_null_reason": "no CUDA device"}}
     assert null_lines(variants) == ["energy_j: no CUDA device", "load_s (fp16): differs (gw0: 2; gw1: 3)"]

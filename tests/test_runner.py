@@ -7,9 +7,9 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from tests.conftest import TINY, merge
 from vlmbench.config import ExperimentConfig, build
-from vlmbench.records import read_chunk_csv
-from vlmbench.runner import end_tokens, until_end
-from vlmbench.session import BenchSession
+from vlmbench.results.records import read_chunk_csv
+from vlmbench.run.runner import end_tokens, until_end
+from vlmbench.run.session import BenchSession
 
 
 class Script(LogitsProcessor):
@@ -46,7 +46,7 @@ def test_caption_ends_at_endoftext_as_third_token(tmp_path, monkeypatch):
     rows = read_chunk_csv(tmp_path / "fp16_batch_0.csv")
     assert [(r["caption"], r["generated_tokens"]) for r in rows] == [("ab", "2"), ("ab", "2")]
     assert lengths and set(lengths) == {3}  # decoding stopped at the end token, not at max_new_tokens
-    from vlmbench.variant_records import read_variant_records
+    from vlmbench.results.variant_records import read_variant_records
     [record] = read_variant_records(tmp_path, "fp16").values()  # one writer: this process
     assert set(record["end_token_ids"]) == {tok.convert_tokens_to_ids("<|im_end|>"), endoftext}
     assert set(record["end_tokens"]) == {"<|im_end|>", "<|endoftext|>"}

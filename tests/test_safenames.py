@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from vlmbench.config import ConfigError, DatasetConfig, load_config
-from vlmbench.data import ImageRow, rows_from_coco_dir, rows_from_parquet
-from vlmbench.fetch import ImageCache
-from vlmbench.images import load_image
-from vlmbench.preflight import classify, run_preflight
-from vlmbench.safenames import CACHE_NAME_MAX_CHARS, UnsafeFileName, confined_path
+from vlmbench.data.sources import ImageRow, rows_from_coco_dir, rows_from_parquet
+from vlmbench.data.fetch import ImageCache
+from vlmbench.data.images import load_image
+from vlmbench.data.preflight import classify, run_preflight
+from vlmbench.data.safenames import CACHE_NAME_MAX_CHARS, UnsafeFileName, confined_path
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_present_images_only_drops_escaping_names(layout, tmp_path, write_config
     parquet = tmp_path / "rows.parquet"
     pd.DataFrame({"image_id": [1, 2, 3], "file_name": ["inside.jpg", "../escape.jpg", "link-out.jpg"],
                   "captions": [["a"], ["b"], ["c"]]}).to_parquet(parquet)
-    from vlmbench.data import load_rows
+    from vlmbench.data.sources import load_rows
     cfg = load_config(write_config({"dataset": {"synthetic_images": None, "parquet_path": str(parquet),
                                                 "image_dir": str(layout), "limit": 1, "present_images_only": True}}))
     assert [r.file_name for r in load_rows(cfg)] == ["inside.jpg"]

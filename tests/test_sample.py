@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from vlmbench.sample import COLOURS, REGIONS, SHAPES, Group, draw_scene, random_groups, scene_captions, shape_boxes
+from vlmbench.data.sample import COLOURS, REGIONS, SHAPES, Group, draw_scene, random_groups, scene_captions, shape_boxes
 
 
 def scenes(count: int, seed: int = 0):

@@ -150,7 +150,7 @@ def test_a_killed_worker_loses_no_finished_chunk(config, tmp_path):
 def test_a_variant_split_over_two_workers_keeps_both_records(tmp_path):
     """fp16's two chunks on gw0 and gw1 (and on two shards): variant_fp16.json keeps both loads, the summary
     says what held for both and where they differed."""
-    from vlmbench.variant_records import read_variant_records
+    from vlmbench.results.variant_records import read_variant_records
     config = tmp_path / "one_variant.yaml"
     config.write_text(yaml.safe_dump(TINY))  # 1 variant x 2 chunks: one chunk per worker
     results = tmp_path / "split"

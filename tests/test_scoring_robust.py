@@ -12,8 +12,8 @@ import pytest
 
 from tests.results_factory import references, tiny_config, write_results
 from vlmbench.cli import main as report_main
-from vlmbench.metrics import MIN_CIDER_IMAGES, TokenizerError, cider, java_available
-from vlmbench.report import gate, markdown_table, report
+from vlmbench.scoring.metrics import MIN_CIDER_IMAGES, TokenizerError, cider, java_available
+from vlmbench.results.report import gate, markdown_table, report
 
 needs_java = pytest.mark.skipif(not java_available(), reason="Java is needed for the official PTB tokenizer")
 MACOS_STUB = "The operation couldn't be completed. Unable to locate a Java Runtime."
@@ -121,7 +121,7 @@ def test_official_tokenizer_works_from_a_read_only_install(read_only_pycocoevalc
 def test_a_scorer_that_raises_leaves_cider_null_and_the_rest_written(tmp_path, monkeypatch):
     def broken_scorer(refs, preds):
         raise RuntimeError("scorer exploded")
-    monkeypatch.setattr("vlmbench.summary.cider_from_tokens", broken_scorer)
+    monkeypatch.setattr("vlmbench.results.summary.cider_from_tokens", broken_scorer)
     results, cfg = _written_folder(tmp_path)
     summary, verdict = report(results, cfg, 0.0, None, "nltk-treebank")
     for entry in summary["variants"].values():
@@ -135,7 +135,7 @@ def test_a_scorer_that_raises_leaves_cider_null_and_the_rest_written(tmp_path, m
 def test_a_tokenizer_that_raises_leaves_cider_null_with_the_reason(tmp_path, monkeypatch):
     def broken_tokenizer(captions):
         raise LookupError("tokenizer data missing")
-    monkeypatch.setattr("vlmbench.metrics.tokenize_python", broken_tokenizer)
+    monkeypatch.setattr("vlmbench.scoring.metrics.tokenize_python", broken_tokenizer)
     results, cfg = _written_folder(tmp_path)
     summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
     assert summary["variants"]["fp16"]["cider"] is None
@@ -145,7 +145,7 @@ def test_a_tokenizer_that_raises_leaves_cider_null_with_the_reason(tmp_path, mon
 def test_broken_plotting_still_writes_the_summary(tmp_path, monkeypatch):
     def broken_plots(summary, plot_dir, unwritten=None):
         raise RuntimeError("no display")
-    monkeypatch.setattr("vlmbench.report.write_plots", broken_plots)
+    monkeypatch.setattr("vlmbench.results.report.write_plots", broken_plots)
     results, cfg = _written_folder(tmp_path)
     summary, _ = report(results, cfg, 0.0, None, "nltk-treebank")
     assert summary["plots"] == [] and summary["plots_null_reason"] == "plotting failed: RuntimeError: no display"
@@ -159,7 +159,7 @@ def test_one_tokenizer_call_per_summary_and_drift_as_before(tmp_path, monkeypatc
     """CIDEr-D and every variant's drift come from one tokenizer call (one JVM start with Java), also when
     CIDEr-D is null (int8_vit failed on 3 of 12 images: 9 common) and drift has more images; drift's
     numbers equal those of the old path, which tokenized each variant on its own (metrics.cider)."""
-    import vlmbench.metrics as metrics
+    import vlmbench.scoring.metrics as metrics
     target = "_run_ptb" if tokenizer == "ptb-java" else "tokenize_python"
     real, calls = getattr(metrics, target), []
     monkeypatch.setattr(metrics, target, lambda captions: calls.append(len(captions)) or real(captions))

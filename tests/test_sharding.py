@@ -2,9 +2,9 @@
 import pytest
 
 from vlmbench.config import ConfigError
-from vlmbench.devices import check_worker_count, device_for_worker, visible_devices, worker_index
-from vlmbench.scheduling import DONE_UNIT, plan_units
-from vlmbench.sharding import Shard, case_from_nodeid, contiguous_slices, parse_shard, shard_from_env
+from vlmbench.run.devices import check_worker_count, device_for_worker, visible_devices, worker_index
+from vlmbench.run.scheduling import DONE_UNIT, plan_units
+from vlmbench.run.sharding import Shard, case_from_nodeid, contiguous_slices, parse_shard, shard_from_env
 
 VARIANTS = ("fp16", "int8", "int8_vit")
 

@@ -9,9 +9,9 @@ import pytest
 
 from vlmbench.engines.batch_size import (BNB_INT8_CAP, DEFAULT_CAP, MIB_PER_IMAGE_TOKEN, choose_micro_batch,
                                          image_tokens, size_from_memory)
-from vlmbench.measure import idle_share
-from vlmbench.progress import ChunkProgress, progress_line
-from vlmbench.summary import variant_idle_share
+from vlmbench.run.measure import idle_share
+from vlmbench.run.progress import ChunkProgress, progress_line
+from vlmbench.results.summary import variant_idle_share
 
 
 # ---------------------------------------------------------------- micro-batch sizing
@@ -137,7 +137,7 @@ def test_benchmark_times_the_captioning_pass_alone():
 # ---------------------------------------------------------------- gpu_benchmark.sh tables
 def test_coefficient_of_variation_and_the_compare_table(tmp_path):
     import json
-    from vlmbench.perf_table import coefficient_of_variation, main
+    from vlmbench.results.perf_table import coefficient_of_variation, main
     assert coefficient_of_variation([10.0, 10.0, 10.0]) == 0.0
     assert coefficient_of_variation([9.0, 10.0, 11.0]) == pytest.approx(0.1)
     assert coefficient_of_variation([10.0, None]) is None

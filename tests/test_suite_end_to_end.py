@@ -41,7 +41,7 @@ def test_run_resume_and_recompute_one_chunk(suite):
     assert set(summary["variants"]) == {"fp16", "int8", "int8_vit"}
     assert summary["variants"]["int8_vit"]["census"]["language_model"]["int8"] == 0
     assert summary["cider_scoring"]["common_images"] == 4
-    # 4 images are too few for CIDEr-D (vlmbench.metrics.MIN_CIDER_IMAGES): null with the reason, no CIDEr plot
+    # 4 images are too few for CIDEr-D (vlmbench.scoring.metrics.MIN_CIDER_IMAGES): null with the reason, no CIDEr plot
     assert summary["variants"]["fp16"]["cider"] is None and "CIDEr-D needs at least" in summary["variants"]["fp16"][
         "cider_null_reason"]
     assert (results / "plots" / "throughput_img_s.png").is_file() and (results / "references.json").is_file()
@@ -96,7 +96,7 @@ def test_a_held_folder_or_a_file_as_folder_stops_at_once_in_one_line(suite, tmp_
     import subprocess
     import sys
     run, results = suite
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom vlmbench.lock import FolderLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom vlmbench.results.lock import FolderLock\n"
                                "FolderLock(sys.argv[1], 'f' * 16).acquire()\nprint('held', flush=True)\n"
                                "time.sleep(120)", str(results)], stdout=subprocess.PIPE, text=True)
     try:
@@ -149,7 +149,7 @@ def test_damaged_csv_is_set_aside_and_recomputed(suite):
 
 
 def test_a_corrupt_image_is_recorded_and_the_run_goes_on(suite, tmp_path):
-    from vlmbench.sample import write_sample
+    from vlmbench.data.sample import write_sample
     coco = tmp_path / "coco"
     write_sample(coco, 4, seed=1)
     (coco / "val2017" / "000000000002.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
@@ -166,7 +166,7 @@ def test_a_corrupt_image_is_recorded_and_the_run_goes_on(suite, tmp_path):
 
 
 def test_missing_images_stop_before_any_model_loads(suite, tmp_path):
-    from vlmbench.sample import write_sample
+    from vlmbench.data.sample import write_sample
     coco = tmp_path / "coco"
     write_sample(coco, 4, seed=1)
     (coco / "val2017" / "000000000003.jpg").unlink()
@@ -220,7 +220,7 @@ def _statuses(path):
 
 
 def test_rows_of_unavailable_images_are_retried_once_the_images_are_back(suite, tmp_path):
-    from vlmbench.sample import write_sample
+    from vlmbench.data.sample import write_sample
     coco = tmp_path / "coco"
     write_sample(coco, 4, seed=1)
     missing = coco / "val2017" / "000000000003.jpg"

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from vlmbench.config import ConfigError, load_config
-from vlmbench.data import load_rows
-from vlmbench.metrics import cider
-from vlmbench.modeling import EMBEDDED_CAPTIONER_DIR, build_processor, load_variant_model, weights_dir
-from vlmbench.runner import Captioner, micro_batches
-from vlmbench.sample import caption_attributes
-from vlmbench.variants import get_variant
+from vlmbench.data.sources import load_rows
+from vlmbench.scoring.metrics import cider
+from vlmbench.models.loading import EMBEDDED_CAPTIONER_DIR, build_processor, load_variant_model, weights_dir
+from vlmbench.run.runner import Captioner, micro_batches
+from vlmbench.data.sample import caption_attributes
+from vlmbench.quantize.variants import get_variant
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 HELDOUT_IMAGES = 48
@@ -46,7 +46,7 @@ def test_embedded_needs_the_builtin_processor():
 
 
 def test_missing_embedded_weights_are_named_before_loading(monkeypatch, tmp_path):
-    monkeypatch.setattr("vlmbench.modeling.EMBEDDED_CAPTIONER_DIR", tmp_path)
+    monkeypatch.setattr("vlmbench.models.loading.EMBEDDED_CAPTIONER_DIR", tmp_path)
     cfg = smoke_config()
     with pytest.raises(ConfigError, match="holds no model.safetensors; reinstall vlmbench"):
         weights_dir(cfg, None, "cpu")

@@ -10,8 +10,8 @@ import sys
 import time
 
 from tests.results_factory import tiny_config, write_results
-from vlmbench.report import report
-from vlmbench.variant_records import merge_variant_record, read_variant_records
+from vlmbench.results.report import report
+from vlmbench.results.variant_records import merge_variant_record, read_variant_records
 
 
 def _record(cfg, worker, gpu, **fields):
@@ -80,7 +80,7 @@ def test_records_of_another_experiment_are_dropped_on_merge_and_ignored_on_read(
 
 MERGER = """
 import sys, time
-from vlmbench.variant_records import merge_variant_record
+from vlmbench.results.variant_records import merge_variant_record
 folder, worker, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
 time.sleep(max(0.0, start - time.time()))
 for n in range(25):
@@ -107,8 +107,8 @@ def test_a_finishing_shard_reads_each_chunk_csv_and_variant_record_once(tmp_path
     from pathlib import Path
 
     from vlmbench.plugin import _read_experiment_chunks
-    from vlmbench.report import finish_run
-    from vlmbench.session import BenchSession
+    from vlmbench.results.report import finish_run
+    from vlmbench.run.session import BenchSession
     cfg = _split_folder(tmp_path)
     merge_variant_record(tmp_path, _record(cfg, "gw0", "GPU-a"))
     merge_variant_record(tmp_path, {**_record(cfg, "main", "GPU-a"), "variant": "int8"})
@@ -134,7 +134,7 @@ def test_a_finishing_shard_reads_each_chunk_csv_and_variant_record_once(tmp_path
 def test_the_summary_takes_the_speed_settings_that_made_the_chunks_and_flags_a_difference():
     """decode_workers and prefetch_batches are outside the fingerprint: the summary shows the values the
     chunks' processes ran with (not the reporting run's config), and a difference between them."""
-    from vlmbench.variant_records import combined_record
+    from vlmbench.results.variant_records import combined_record
     record = {"config_fingerprint": "f", "decode_workers": 8, "prefetch_batches": 2}
     same = combined_record({"gw0 on A": record, "gw1 on B": dict(record)}, {"gw0 on A", "gw1 on B"}, "f", "fp16")
     assert (same["decode_workers"], same["prefetch_batches"], same["writers_differ"]) == (8, 2, [])

@@ -11,7 +11,7 @@ Whatever goes wrong while tokenizing or scoring, the summary, table and plots ar
 null with the reason, or the Java-free tokenizer with the reason recorded); a config problem exits 2
 with the message, a failed regression gate exits 1.
 
-The report holds the folder lock (`vlmbench.lock`, exclusive, holder `vlmbench-report`) while it
+The report holds the folder lock (`vlmbench.results.lock`, exclusive, holder `vlmbench-report`) while it
 reads and writes: while a run (or a shard) holds the folder, the report exits 2 with one line naming
 the holder, and touches nothing; a run started during a report is refused the same way.
 """
@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 from vlmbench.config import ConfigError, load_config
-from vlmbench.records import newest_first
-from vlmbench.report import report
+from vlmbench.results.records import newest_first
+from vlmbench.results.report import report
 
 
 def newest_snapshot(results_dir: Path) -> Path:
@@ -47,7 +47,7 @@ def engine_as_run(cfg, results_dir: Path):
     say which), else as this machine would; a named engine is kept."""
     if cfg.inference.engine != "auto":
         return cfg
-    from vlmbench.records import snapshots_by_fingerprint
+    from vlmbench.results.records import snapshots_by_fingerprint
     recorded = snapshots_by_fingerprint(results_dir)  # unreadable snapshots are skipped there
     for resolved in (cfg.with_engine("cuda"), cfg.with_engine("cpu")):
         if resolved.fingerprint in recorded:
@@ -58,7 +58,7 @@ def engine_as_run(cfg, results_dir: Path):
 
 def _warn_running_chunks(results_dir: Path) -> None:
     """Shards still at work hold claims: the summary made now lacks their chunks; say so."""
-    from vlmbench.claims import live_claims
+    from vlmbench.results.claims import live_claims
     running = live_claims(results_dir)
     if running:
         print(f"vlmbench-report: {len(running)} chunk(s) are being computed right now ({', '.join(running[:3])}"
@@ -71,7 +71,7 @@ def identity_as_run(cfg):
     as the run did (snapshots already hold it). Offline without the Hub commit cached, it stays null."""
     if cfg.model.identity is not None:
         return cfg
-    from vlmbench.modeling import with_model_identity
+    from vlmbench.models.loading import with_model_identity
     try:
         return with_model_identity(cfg)
     except ConfigError:
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
 
 def report_locked(results_dir: Path, cfg, started_at: float, baseline, tokenizer: str):
     """The report, made while holding the folder lock; ConfigError (one line) when a run holds it."""
-    from vlmbench.lock import REPORT, FolderBusy, FolderLock, FolderUnusable
+    from vlmbench.results.lock import REPORT, FolderBusy, FolderLock, FolderUnusable
     try:
         lock = FolderLock(results_dir, cfg.fingerprint, command=REPORT).acquire()
     except (FolderBusy, FolderUnusable) as exc:

@@ -288,7 +288,7 @@ def _check(condition: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def _validate(cfg: ExperimentConfig) -> None:
-    from vlmbench.variants import known_variant_names  # registry lives with the variants
+    from vlmbench.quantize.variants import known_variant_names  # registry lives with the variants
 
     _check(cfg.quantizer in QUANTIZERS, "quantizer", cfg.quantizer, ", ".join(QUANTIZERS))
     _check(cfg.precision.language_model in DTYPES, "precision.language_model", cfg.precision.language_model,
@@ -399,7 +399,7 @@ def _validate_quality(cfg: ExperimentConfig) -> None:
 
 def _validate_baseline(cfg: ExperimentConfig) -> None:
     """`baseline` is one of `variants`; the int8 variants' other layers run in the baseline's dtype."""
-    from vlmbench.variants import get_variant
+    from vlmbench.quantize.variants import get_variant
     if cfg.baseline is not None and cfg.baseline not in cfg.variants:
         raise ConfigError(f"config key 'baseline' names {cfg.baseline!r}, which is not in variants "
                           f"({', '.join(cfg.variants)}); add it to variants or name one of them.")

@@ -1,7 +1,7 @@
 """The pytest plugin: options, parametrization, fixtures and the session-finish hook.
 
 Why it exists: users run vlmbench as a pytest suite (`pytest benchmarks -k int8_vit`). This module
-only wires pytest to `vlmbench.session` and `vlmbench.report`; it is registered through the
+only wires pytest to `vlmbench.run.session` and `vlmbench.results.report`; it is registered through the
 `pytest11` entry point, so `conftest.py` stays thin and the plugin is active wherever vlmbench is
 installed, but does nothing unless a test asks for its fixtures.
 
@@ -24,8 +24,8 @@ Scale-out (`-n N` with pytest-xdist, `--vlm-shard K/N` on a cluster):
   workers then never resolve it, so the run makes one Hub lookup and has one fingerprint. Without one
   (it cannot tell `pytest benchmarks -n 2` from `pytest tests -n 2`) each worker that collects
   benchmark cases resolves it. A --vlm-shard process resolves its own.
-- Each worker owns one GPU (vlmbench/devices.py); cases reach workers in contiguous slices
-  (vlmbench/scheduling.py); each chunk is claimed before it runs (vlmbench/claims.py).
+- Each worker owns one GPU (vlmbench/run/devices.py); cases reach workers in contiguous slices
+  (vlmbench/run/scheduling.py); each chunk is claimed before it runs (vlmbench/results/claims.py).
 - The summary, plots, table and gate are written by the owner once, after every worker finished;
   a shard writes them only when the whole experiment is in the folder (else `vlmbench-report`).
 """
@@ -97,14 +97,14 @@ def _is_xdist_controller(config) -> bool:
 def pytest_configure(config):
     """Pins an xdist worker to its GPU before anything touches CUDA; validates a config named on the
     command line (a bad one stops pytest with a usage error); reads --vlm-shard."""
-    from vlmbench.devices import pin_worker_to_device
+    from vlmbench.run.devices import pin_worker_to_device
     try:
         if _worker_id(config) is not None:
             pin_worker_to_device(config.workerinput.get("vlmbench_device"))
         elif _is_xdist_controller(config):
             _list_devices(config)
         if config.getoption("--vlm-shard"):
-            from vlmbench.sharding import parse_shard
+            from vlmbench.run.sharding import parse_shard
             config.stash[SHARD_KEY] = parse_shard(config.getoption("--vlm-shard"), os.environ)
     except ConfigError as exc:
         raise pytest.UsageError(f"vlmbench: {exc}") from None
@@ -114,7 +114,7 @@ def pytest_configure(config):
 
 def _list_devices(config) -> None:
     """The controller's GPUs (its CUDA_VISIBLE_DEVICES, else NVML's count), checked against -n."""
-    from vlmbench.devices import check_worker_count, nvml_device_count, visible_devices
+    from vlmbench.run.devices import check_worker_count, nvml_device_count, visible_devices
     devices = visible_devices(os.environ, nvml_device_count())
     check_worker_count(int(config.option.numprocesses or 0), devices)
     config.stash[DEVICES_KEY] = {"all": devices, "held": {}}
@@ -124,7 +124,7 @@ def _list_devices(config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` starts one worker per visible GPU (xdist's CPU count where there is none)."""
-    from vlmbench.devices import nvml_device_count, visible_devices
+    from vlmbench.run.devices import nvml_device_count, visible_devices
     return len(visible_devices(os.environ, nvml_device_count())) or None
 
 
@@ -132,7 +132,7 @@ def pytest_xdist_auto_num_workers(config):
 def pytest_configure_node(node):
     """Gives a starting worker the run's model identity and a GPU no live worker holds (a restarted worker
     takes its dead one's)."""
-    from vlmbench.devices import device_for_worker
+    from vlmbench.run.devices import device_for_worker
     node.workerinput[IDENTITY_INPUT] = _controller_identity(node.config)
     devices = node.config.stash.get(DEVICES_KEY, None)
     if devices is None:
@@ -178,14 +178,14 @@ def pytest_xdist_make_scheduler(config, log):
     """The slice scheduler for xdist's default mode (`load`); an explicit `--dist MODE` keeps xdist's."""
     if config.getvalue("dist") != "load":
         return None
-    from vlmbench.scheduling import SliceScheduling
+    from vlmbench.run.scheduling import SliceScheduling
     return SliceScheduling(config, log, pending=lambda v, c: (v, c) not in _owner_check(config).done)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node, ids):
     """The controller's once-only checks of the folder, when the first worker has collected."""
-    from vlmbench.sharding import case_from_nodeid
+    from vlmbench.run.sharding import case_from_nodeid
     config = node.config
     if OWNER_CHECK_KEY in config.stash:
         return
@@ -205,7 +205,7 @@ def pytest_xdist_node_collection_finished(node, ids):
 def _session(config):
     """The run's BenchSession, built on first use (so plain `pytest tests` never reads a config)."""
     if SESSION_KEY not in config.stash:
-        from vlmbench.session import BenchSession
+        from vlmbench.run.session import BenchSession
         try:
             overrides = dict(parse_assignment(a) for a in config.getoption("--vlm-set"))
             cfg = load_config(config.getoption("--vlm-config"), overrides)
@@ -227,7 +227,7 @@ def _terminal_sink(config):
         capman = config.pluginmanager.getplugin("capturemanager")
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if capman is None or reporter is None:
-            from vlmbench.progress import stderr_sink
+            from vlmbench.run.progress import stderr_sink
             return stderr_sink(line)
         with capman.global_and_fixture_disabled():
             reporter.write_line(f"vlmbench: {line}")
@@ -304,7 +304,7 @@ def _worker_skip_reason(session, variant: str, chunk_id: int):
 
 
 def _csv_name(variant: str, chunk_id: int) -> str:
-    from vlmbench.records import chunk_csv_path
+    from vlmbench.results.records import chunk_csv_path
     return chunk_csv_path(Path("."), variant, chunk_id).name  # the one place that names chunk CSVs
 
 
@@ -325,8 +325,8 @@ def _check_folder(config, cases) -> dict:
     pending chunks can be had; only then does the run write (snapshot, references.json, damaged CSVs
     moved aside, stale claims removed). A refused run leaves the folder as it was. Returns the
     finished cases with their skip reasons; ConfigError (one line) when the run is refused."""
-    from vlmbench.claims import remove_stale_claims
-    from vlmbench.lock import FolderBusy, FolderUnusable
+    from vlmbench.results.claims import remove_stale_claims
+    from vlmbench.results.lock import FolderBusy, FolderUnusable
     from vlmbench.paths import WriteFailed
     session = _session(config)
     try:
@@ -405,7 +405,7 @@ def pytest_report_collectionfinish(config, start_path, items):
 
 def _preflight(session, pending: list[int]) -> None:
     """Checks that the images of the chunks still to run can be had, before any model loads."""
-    from vlmbench.preflight import run_preflight
+    from vlmbench.data.preflight import run_preflight
     if pending:
         session.notes += run_preflight(session.cfg, [row for i in pending for row in session.chunks[i]])
 
@@ -413,7 +413,7 @@ def _preflight(session, pending: list[int]) -> None:
 def _csv_signature(session, variant: str, chunk_id: int):
     """(size, mtime_ns) of the chunk's CSV, None when absent: a CSV that changed after collection was
     written by another process; one that did not (a chunk rerun to retry its unavailable images) was not."""
-    from vlmbench.records import chunk_csv_path
+    from vlmbench.results.records import chunk_csv_path
     try:
         stat = chunk_csv_path(session.results_dir, variant, chunk_id).stat()
     except OSError:
@@ -424,7 +424,7 @@ def _csv_signature(session, variant: str, chunk_id: int):
 def _claim_chunk(item) -> None:
     """Claims a pending chunk before its fixtures (the model) load; skips it when another process
     holds the claim or finished the chunk since collection."""
-    from vlmbench.claims import try_claim
+    from vlmbench.results.claims import try_claim
     if _case(item) is None or item.get_closest_marker("skip") is not None:
         return
     session = _session(item.config)
@@ -455,8 +455,8 @@ def vlm_session(request):
 @pytest.fixture(scope="session")
 def vlm_variant(request, vlm_session):
     """The loaded variant (model + captioner); released at teardown, before the next variant loads."""
-    from vlmbench.census import CensusMismatch
-    from vlmbench.modeling import free_device_memory
+    from vlmbench.quantize.census import CensusMismatch
+    from vlmbench.models.loading import free_device_memory
     try:
         loaded = vlm_session.load_variant(request.param)
     except CensusMismatch as exc:
@@ -478,7 +478,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     if OWNER_CHECK_KEY not in config.stash or config.option.collectonly:
         return  # an xdist worker (the controller reports once), checks refused or never run, or only collected
-    from vlmbench.report import finish_run
+    from vlmbench.results.report import finish_run
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     bench = config.stash[SESSION_KEY]
     known_rows = None

@@ -1,6 +1,6 @@
 """Inference engines: how a loaded variant turns prepared inputs into generated tokens.
 
-Why it exists: the same captioning loop (vlmbench.runner) runs either plain transformers `generate`
+Why it exists: the same captioning loop (vlmbench.run.runner) runs either plain transformers `generate`
 (`stock`, what a user of transformers gets without tuning) or a tuned path (`fast`, see
 vlmbench.engines.fast). The choice is `inference.engine` in the config; `auto` resolves to `fast` on
 CUDA and `stock` on CPU, and the resolved name is what the snapshot and the fingerprint hold.

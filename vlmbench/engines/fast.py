@@ -23,7 +23,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from vlmbench.census import take_census
+from vlmbench.quantize.census import take_census
 from vlmbench.engines import vision_attention
 from vlmbench.engines.stock import StockEngine
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from vlmbench.end_tokens import end_tokens
+from vlmbench.models.end_tokens import end_tokens
 
 
 class StockEngine:

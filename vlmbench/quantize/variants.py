@@ -2,7 +2,7 @@
 
 Why it exists: a variant must be impossible to mistype into the baseline (an unknown name is an
 error listing the known ones), and each definition says which components are int8 so that the
-census (`vlmbench.census`) can prove after loading that the model really is what the name says.
+census (`vlmbench.quantize.census`) can prove after loading that the model really is what the name says.
 A variant that quantizes nothing names its own compute dtype (`fp16` runs float16, `bf16` runs
 bfloat16), so that its name never lies about what ran; the int8 variants keep every layer they do
 not quantize in `precision.language_model` (see `compute_dtype`).

@@ -14,7 +14,7 @@ of 2 cases, each worker loading one or two variants.
 The same rule gives a shard its share of the cases (`--vlm-shard K/N`, or `auto` from Slurm or a
 Kubernetes Indexed Job). A shard's share is a function of the selected cases only, never of what
 is already finished, so shards started at different times still cover every case exactly once;
-finished cases inside a share are skipped as usual, and claim files (vlmbench/claims.py) keep two
+finished cases inside a share are skipped as usual, and claim files (vlmbench/results/claims.py) keep two
 processes off one chunk.
 """
 from __future__ import annotations

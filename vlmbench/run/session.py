@@ -14,15 +14,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Optional
 
-from vlmbench.census import check_census, take_census
+from vlmbench.quantize.census import check_census, take_census
 from vlmbench.config import ConfigError, ExperimentConfig
-from vlmbench.data import ImageRow, load_rows, make_chunks
-from vlmbench.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
+from vlmbench.data.sources import ImageRow, load_rows, make_chunks
+from vlmbench.run.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
 from vlmbench.paths import cache_dir, sweep_leftovers
-from vlmbench.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
+from vlmbench.results.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
                               write_chunk_csv, write_config_snapshot)
-from vlmbench.variant_records import merge_variant_record
-from vlmbench.variants import compute_dtype, get_variant
+from vlmbench.results.variant_records import merge_variant_record
+from vlmbench.quantize.variants import compute_dtype, get_variant
 
 
 @dataclass
@@ -65,7 +65,7 @@ class BenchSession:
 
     @cached_property
     def device(self) -> str:
-        from vlmbench.modeling import resolve_device
+        from vlmbench.models.loading import resolve_device
         return resolve_device(self.cfg)
 
     @cached_property
@@ -74,7 +74,7 @@ class BenchSession:
 
     @cached_property
     def processor(self):
-        from vlmbench.modeling import build_processor
+        from vlmbench.models.loading import build_processor
         return build_processor(self.cfg)
 
     # ------------------------------------------------------------ before any model loads
@@ -85,20 +85,20 @@ class BenchSession:
         """Puts the model's identity (resolved Hub commit or local folder digest) into the config, so that
         it enters the fingerprint before the folder lock and the chunk checks read it. Resolves once per
         session (a Hub model: one lookup); ConfigError, naming the fix, when it cannot be resolved."""
-        from vlmbench.modeling import model_identity
+        from vlmbench.models.loading import model_identity
         if not self.model_identified:
             self.use_model_identity(model_identity(self.cfg))
 
     def use_model_identity(self, identity: str | None) -> None:
         """Puts an identity resolved elsewhere (an xdist worker gets its controller's) into the config and
         resolves nothing, so every process of one run shares one fingerprint even if a Hub branch moves."""
-        from vlmbench.modeling import with_identity
+        from vlmbench.models.loading import with_identity
         self.cfg = with_identity(self.cfg, identity)
         self.model_identified = True
 
     def claim_folder(self, shared: bool = False) -> None:
         """Checks the results folder and takes its lock; FolderUnusable or FolderBusy (one line) otherwise."""
-        from vlmbench.lock import FolderLock
+        from vlmbench.results.lock import FolderLock
         if self.lock is None:
             self.lock = FolderLock(self.results_dir, self.cfg.fingerprint, shared).acquire()
             self.notes += self.lock.notes
@@ -137,7 +137,7 @@ class BenchSession:
     def start(self) -> None:
         """The run's first writes, once every check passed: leftovers of dead runs removed, damaged CSVs
         moved aside, the config snapshot and references.json written."""
-        from vlmbench.report import write_references
+        from vlmbench.results.report import write_references
         rows = self.rows  # resolves the data source (a Hub download) before the snapshot records it
         self.remove_leftovers()
         for (variant, chunk_id), state in self.chunk_states.items():
@@ -156,8 +156,8 @@ class BenchSession:
     def remove_leftovers(self) -> None:
         """Removes temporary files of killed runs: in the results folder (and plots/), the random-weight and
         sample caches' staging folders, size-on-disk copies and the image cache's partial downloads."""
-        from vlmbench.fetch import image_cache_for
-        from vlmbench.measure import size_on_disk_folder
+        from vlmbench.data.fetch import image_cache_for
+        from vlmbench.run.measure import size_on_disk_folder
         removed = sweep_leftovers(self.results_dir) + sweep_leftovers(self.results_dir / "plots")
         for folder in (cache_dir("random-weights"), cache_dir("synthetic"), size_on_disk_folder()):
             removed += sweep_leftovers(folder)
@@ -168,7 +168,7 @@ class BenchSession:
 
     def resolved(self) -> dict:
         """What this run resolved beyond its config: the Hub commit read and the image ids chosen."""
-        from vlmbench.hub import recorded_revision
+        from vlmbench.data.hub import recorded_revision
         ids = [r.image_id for r in self.rows]
         resolved = {"engine_requested": self.requested_engine, "engine": self.cfg.inference.engine,
                     "images": len(ids), "image_ids_sha256": hashlib.sha256(json.dumps(ids).encode()).hexdigest(),
@@ -205,7 +205,7 @@ class BenchSession:
     def _image_available(self, image_id: int) -> bool:
         """Whether an image that once failed as unavailable can be had now (checked once per session)."""
         if image_id not in self._availability:
-            from vlmbench.preflight import now_available
+            from vlmbench.data.preflight import now_available
             row = self.row_by_id[image_id]
             self._availability[image_id] = bool(now_available(self.cfg, [row]))
         return self._availability[image_id]
@@ -245,8 +245,8 @@ class BenchSession:
     # ------------------------------------------------------------ variants
     def load_variant(self, name: str) -> LoadedVariant:
         from vlmbench.engines import build_engine
-        from vlmbench.modeling import hub_commit, load_variant_model, weights_dir
-        from vlmbench.runner import Captioner
+        from vlmbench.models.loading import hub_commit, load_variant_model, weights_dir
+        from vlmbench.run.runner import Captioner
 
         variant = get_variant(name)
         source = weights_dir(self.cfg, self.processor, self.device)

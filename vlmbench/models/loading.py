@@ -23,7 +23,7 @@ import torch
 
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.paths import cache_dir, owned_temp_dir
-from vlmbench.variants import Variant, compute_dtype
+from vlmbench.quantize.variants import Variant, compute_dtype
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -55,7 +55,7 @@ TRAINED_TINY_TEXT = MappingProxyType(dict(hidden_size=96, intermediate_size=256,
 TRAINED_TINY_VISION = MappingProxyType(dict(depth=2, hidden_size=96, intermediate_size=192, num_heads=4, out_hidden_size=96,
                            fullatt_block_indexes=[0, 1], window_size=112, patch_size=14, spatial_merge_size=2,
                            temporal_patch_size=2, in_chans=3, hidden_act="silu"))
-EMBEDDED_CAPTIONER_DIR = Path(__file__).parent / "assets" / "tiny_captioner"
+EMBEDDED_CAPTIONER_DIR = Path(__file__).parent.parent / "assets" / "tiny_captioner"
 EMBEDDED_CAPTIONER_INPUT = {"img_size": 112, "prompt": "Caption:"}  # short: training time grows with it
 
 
@@ -251,7 +251,7 @@ def model_identity(cfg: ExperimentConfig) -> Optional[str]:
         return embedded_model_identity()
     if Path(cfg.model_id).is_dir():
         return local_model_identity(Path(cfg.model_id))
-    from vlmbench.hub import resolve_model_commit
+    from vlmbench.data.hub import resolve_model_commit
     return f"hub:{resolve_model_commit(cfg.model_id, cfg.model.revision)}"
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, result_fields_of
-from vlmbench.metrics import MIN_CIDER_IMAGES
+from vlmbench.scoring.metrics import MIN_CIDER_IMAGES
 from vlmbench.paths import atomic_write_bytes, atomic_write_text
-from vlmbench.records import timestamp, unique_path, write_json
-from vlmbench.quality import cider_drop_holds, quality_table
-from vlmbench.summary import build_summary
+from vlmbench.results.records import timestamp, unique_path, write_json
+from vlmbench.scoring.quality import cider_drop_holds, quality_table
+from vlmbench.results.summary import build_summary
 
 # metric key -> (axis label, higher is better)
 PLOTTED = {"cider": ("CIDEr-D", True), "latency_s_p50": ("latency p50 (s / image)", False),
@@ -120,7 +120,7 @@ def table_warnings(summary: dict) -> list[str]:
 
 def writer_warnings(summary: dict) -> list[str]:
     """A variant whose chunks were made by processes that loaded it differently (micro-batch, engine, ...)."""
-    from vlmbench.variant_records import SETTING_FIELDS
+    from vlmbench.results.variant_records import SETTING_FIELDS
     lines = []
     for name, entry in summary["variants"].items():
         differ = [f for f in entry.get("writers_differ") or [] if f in SETTING_FIELDS]
@@ -443,7 +443,7 @@ def completeness_lines(summary: dict) -> list[str]:
 
 def ignored_lines(results_dir: Path, cfg: ExperimentConfig, summary: dict) -> list[str]:
     """Chunk CSVs in the folder that this report did not use (another experiment or variant), and how to report them."""
-    from vlmbench.records import ignored_chunk_csvs, snapshots_by_fingerprint
+    from vlmbench.results.records import ignored_chunk_csvs, snapshots_by_fingerprint
     ignored = ignored_chunk_csvs(results_dir, cfg, used_chunks(summary))
     if not ignored:
         return []

@@ -4,7 +4,7 @@ Why it exists: the GPU script's parts each end in a few summary JSONs; the reade
 output wants one small table per part (speed-up per variant, the coefficient of variation of three
 repeats, the sweep time projected from measured rates) without opening files.
 
-    python3 -m vlmbench.perf_table runs|compare|repeat OUTDIR RUN [RUN ...]
+    python3 -m vlmbench.results.perf_table runs|compare|repeat OUTDIR RUN [RUN ...]
 
 RUN is a results folder under OUTDIR holding a summary_*.json; a missing one is reported, not fatal.
 """
@@ -21,7 +21,7 @@ SEED_SWEEP_IMAGES = 5000  # per variant: the seed experiment's dataset.limit
 
 def latest_summary(folder: Path) -> Optional[dict]:
     """The newest summary_*.json in `folder`, or None."""
-    from vlmbench.records import newest_first
+    from vlmbench.results.records import newest_first
     paths = newest_first(Path(folder).glob("summary_*.json"))  # summary_<stamp>_10 is newer than _2
     return json.loads(paths[0].read_text()) if paths else None
 
@@ -98,7 +98,7 @@ def repeat_table(summaries: list[Optional[dict]]) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[0] not in ("runs", "compare", "repeat"):
-        print("usage: python3 -m vlmbench.perf_table runs|compare|repeat OUTDIR RUN [RUN ...]", file=sys.stderr)
+        print("usage: python3 -m vlmbench.results.perf_table runs|compare|repeat OUTDIR RUN [RUN ...]", file=sys.stderr)
         return 2
     kind, out, runs = argv[0], Path(argv[1]), argv[2:]
     summaries = {run: latest_summary(out / run) for run in runs}

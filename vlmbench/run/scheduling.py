@@ -4,7 +4,7 @@ Why it exists: xdist's own modes do not fit a sweep of few variants. `--dist loa
 one by one, so every worker loads every variant; `--dist loadgroup` with one group per variant keeps
 a variant on one worker, so 3 variants on 2 GPUs take 2/3 of the total time instead of 1/2 and on 8
 GPUs 5 workers sit idle. This scheduler cuts the pending cases, in collection order (variant by
-variant), into N contiguous slices (vlmbench.sharding.contiguous_slices) and makes each slice one
+variant), into N contiguous slices (vlmbench.run.sharding.contiguous_slices) and makes each slice one
 work unit of xdist's LoadScopeScheduling, which sends a whole unit to one worker; each worker thus
 loads each of its variants once and the slices differ by at most one chunk. Finished cases (skipped
 at once) form one extra unit. When a worker dies, LoadScopeScheduling gives the unfinished rest of
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from xdist.scheduler import LoadScopeScheduling
 
-from vlmbench.sharding import case_from_nodeid, contiguous_slices
+from vlmbench.run.sharding import case_from_nodeid, contiguous_slices
 
 DONE_UNIT = "vlmbench: finished cases"
 

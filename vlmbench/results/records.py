@@ -8,7 +8,7 @@ Files, per results folder:
 - `<variant>_batch_<id>.csv`: one row per image (columns in CSV_COLUMNS); chunk-level measurements
   repeat on each row in the `chunk_*` columns so that one file is the whole record of one chunk.
 - `variant_<variant>.json`: what was measured when the variant loaded (census, size on disk, ...), one
-  record per process that loaded it (written and read by `vlmbench/variant_records.py`).
+  record per process that loaded it (written and read by `vlmbench/results/variant_records.py`).
 - `experiment_config_<timestamp>.yaml`: the resolved config and its fingerprint, per run.
 """
 from __future__ import annotations
@@ -253,8 +253,8 @@ def _fingerprint_state(rows: list[dict], fingerprint: str) -> ChunkState:
 
 
 def complete_state(rows: list[dict]) -> ChunkState:
-    """A complete chunk with its failed rows counted by kind (`vlmbench.images.failure_kind`)."""
-    from vlmbench.images import UNAVAILABLE, failure_kind
+    """A complete chunk with its failed rows counted by kind (`vlmbench.data.images.failure_kind`)."""
+    from vlmbench.data.images import UNAVAILABLE, failure_kind
     kinds = {int(r["image_id"]): failure_kind(r["error"]) or "unknown" for r in rows if r["status"] == "failed"}
     failed: dict[str, int] = {}
     for kind in kinds.values():

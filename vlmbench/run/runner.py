@@ -18,12 +18,12 @@ from typing import Iterator, Optional
 import torch
 
 from vlmbench.config import ExperimentConfig
-from vlmbench.data import ImageRow
-from vlmbench.end_tokens import end_tokens, until_end  # noqa: F401 (end_tokens re-exported for tests)
-from vlmbench.images import LoadedImage, load_image
-from vlmbench.measure import EnergyWindow, Nvml, Reading, average_power, idle_share, peak_memory, per_image, \
+from vlmbench.data.sources import ImageRow
+from vlmbench.models.end_tokens import end_tokens, until_end  # noqa: F401 (end_tokens re-exported for tests)
+from vlmbench.data.images import LoadedImage, load_image
+from vlmbench.run.measure import EnergyWindow, Nvml, Reading, average_power, idle_share, peak_memory, per_image, \
     reset_peak_memory, timed
-from vlmbench.progress import ChunkProgress
+from vlmbench.run.progress import ChunkProgress
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Captioner:
     """A loaded variant plus its processor and engine, ready to caption rows.
 
     `micro_batch_size` is the size used for this variant (configured or sized from free memory);
-    `progress_sink` receives live progress lines (vlmbench.progress).
+    `progress_sink` receives live progress lines (vlmbench.run.progress).
     """
 
     def __init__(self, model, processor, cfg: ExperimentConfig, device: str, engine=None,
@@ -57,7 +57,7 @@ class Captioner:
         self.micro_batch_size = micro_batch_size or cfg.inference.micro_batch_size or 8
         self.progress_sink = progress_sink
         self.workers = workers
-        from vlmbench.fetch import image_cache_for
+        from vlmbench.data.fetch import image_cache_for
         self.image_cache = image_cache_for(cfg)
         self.prompt_text = processor.apply_chat_template(
             [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": cfg.inference.prompt}]}],

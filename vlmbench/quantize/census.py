@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from vlmbench.variants import COMPONENT_PREFIXES, Variant
+from vlmbench.quantize.variants import COMPONENT_PREFIXES, Variant
 
 
 class CensusMismatch(RuntimeError):

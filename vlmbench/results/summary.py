@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from vlmbench.metrics import (MIN_CIDER_IMAGES, cider_from_tokens, common_image_set, too_few_images_reason,
+from vlmbench.scoring.metrics import (MIN_CIDER_IMAGES, cider_from_tokens, common_image_set, too_few_images_reason,
                               tokenize_for_scoring)
-from vlmbench.quality import add_quality_or_reason
-from vlmbench.records import VERSIONED_LIBRARIES, chunk_csv_path, installed_version, read_chunk_csv
-from vlmbench.variant_records import combined_record, gpu_of_records, read_variant_records
+from vlmbench.scoring.quality import add_quality_or_reason
+from vlmbench.results.records import VERSIONED_LIBRARIES, chunk_csv_path, installed_version, read_chunk_csv
+from vlmbench.results.variant_records import combined_record, gpu_of_records, read_variant_records
 
 SCHEMA = "vlmbench.summary/1"
 # metric key -> True when higher is better
@@ -124,7 +124,7 @@ def variant_idle_share(chunks: list[dict], wall_s: float) -> dict:
 
     (sum of chunk_wall_s - sum of chunk_generate_s) / sum of chunk_wall_s, through measure.idle_share.
     """
-    from vlmbench.measure import idle_share
+    from vlmbench.run.measure import idle_share
     busy = [_float(c.get("chunk_generate_s")) for c in chunks]
     if not busy or any(b is None for b in busy):
         return {"idle_share": None, "idle_share_null_reason": "chunk_generate_s missing in a chunk"}
@@ -138,7 +138,7 @@ def variant_idle_share(chunks: list[dict], wall_s: float) -> dict:
 def chunk_writers(rows: list[dict]) -> set[str]:
     """Who made the chunks of these rows (`variant_records.writer_key` of their `worker` and `gpu_uuid`);
     empty for CSVs of versions that did not record it."""
-    from vlmbench.variant_records import writer_key
+    from vlmbench.results.variant_records import writer_key
     return {writer_key(c.get("worker"), c.get("gpu_uuid")) for c in _chunks(rows) if c.get("worker")}
 
 
@@ -160,7 +160,7 @@ class SummaryTokens:
     `references`: image id -> tokenized reference captions of the scored (common) images;
     `captions`: variant -> image id -> [tokenized caption] for each of its captioned (status ok) rows;
     `tokenizer`: the tokenizer used (None when nothing was tokenized); `failure`: why nothing was.
-    Drift (vlmbench.drift) scores from these, so it tokenizes nothing itself.
+    Drift (vlmbench.scoring.drift) scores from these, so it tokenizes nothing itself.
     """
     references: dict = field(default_factory=dict)
     captions: dict = field(default_factory=dict)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 
 from vlmbench.config import ConfigError, ExperimentConfig
-from vlmbench.data import ImageRow, is_url
-from vlmbench.safenames import UnsafeFileName
+from vlmbench.data.sources import ImageRow, is_url
+from vlmbench.data.safenames import UnsafeFileName
 
 
 def offline() -> bool:
@@ -36,7 +36,7 @@ def run_preflight(cfg: ExperimentConfig, rows: list[ImageRow], cache=None) -> li
 
     Returns notes for the run; raises ConfigError when images are missing and that is not allowed.
     """
-    from vlmbench.fetch import image_cache_for
+    from vlmbench.data.fetch import image_cache_for
     cache = cache or image_cache_for(cfg)
     groups = classify(rows, cache)
     notes = [f"preflight: {len(rows)} images in pending chunks: {len(groups['available'])} available, "
@@ -58,7 +58,7 @@ def run_preflight(cfg: ExperimentConfig, rows: list[ImageRow], cache=None) -> li
 def now_available(cfg: ExperimentConfig, rows: list[ImageRow], cache=None) -> list[ImageRow]:
     """The rows whose image can be had now: an existing local file, a cached URL, or a URL that
     downloads now (into the image cache, where the run will find it)."""
-    from vlmbench.fetch import image_cache_for
+    from vlmbench.data.fetch import image_cache_for
     cache = cache or image_cache_for(cfg)
     groups = classify(rows, cache)
     urls = [r.source for r in groups["to_download"]]

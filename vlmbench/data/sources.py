@@ -15,9 +15,9 @@ from typing import Optional
 import pandas as pd
 
 from vlmbench.config import ConfigError, DatasetConfig, ExperimentConfig, shown
-from vlmbench.datacheck import (EXCERPT_CHARS, Problems, caption_problem, captions_of, file_name_problem, image_id_of,
+from vlmbench.data.checks import (EXCERPT_CHARS, Problems, caption_problem, captions_of, file_name_problem, image_id_of,
                                 is_missing, type_name)
-from vlmbench.safenames import UnsafeFileName, confined_path
+from vlmbench.data.safenames import UnsafeFileName, confined_path
 
 PARQUET_COLUMNS = ("image_id", "file_name", "coco_url", "captions")
 
@@ -71,19 +71,19 @@ def make_chunks(rows: list[ImageRow], chunk_size: int) -> list[list[ImageRow]]:
 def _all_rows(cfg: ExperimentConfig) -> list[ImageRow]:
     ds = cfg.dataset
     if ds.synthetic_images is not None:
-        from vlmbench.sample import ensure_synthetic_sample
+        from vlmbench.data.sample import ensure_synthetic_sample
         return rows_from_coco_dir(ensure_synthetic_sample(ds.synthetic_images, cfg.seed))
     if ds.coco_dir is not None:
         return rows_from_coco_dir(Path(ds.coco_dir))
     if ds.parquet_path is not None:
         return rows_from_parquet(Path(ds.parquet_path), ds)
-    from vlmbench.hub import download_parquet
+    from vlmbench.data.hub import download_parquet
     return rows_from_parquet(download_parquet(ds), ds)
 
 
 def rows_from_coco_dir(root: Path) -> list[ImageRow]:
     """Rows of a standard COCO folder, ordered by image id; the annotation file is checked structurally
-    (vlmbench.datacheck) and every problem is named with its field, e.g. `annotations[12].image_id`."""
+    (vlmbench.data.checks) and every problem is named with its field, e.g. `annotations[12].image_id`."""
     ann_path = root / "annotations" / "captions_val2017.json"
     if not ann_path.is_file():
         raise ConfigError(f"COCO folder {str(root)!r} has no annotations/captions_val2017.json; point "
@@ -177,7 +177,7 @@ def _annotation_order(annotation_id, index: int) -> tuple:
 
 def rows_from_parquet(path: Path, ds: DatasetConfig) -> list[ImageRow]:
     """Rows of a parquet in the phiyodr/coco2017 schema; columns are selected by name and every cell is
-    checked structurally (vlmbench.datacheck), each problem named by row (from 0) and column."""
+    checked structurally (vlmbench.data.checks), each problem named by row (from 0) and column."""
     frame = _read_parquet(path, _needed_columns(ds))
     problems = Problems(str(path))
     rows, first_row_of = [], {}

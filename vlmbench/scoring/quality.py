@@ -2,19 +2,19 @@
 
 Why it exists: the summary's CIDEr is one number per variant; this module adds what a decision needs
 beside it, all against the variant named by the config's `baseline` (default fp16):
-`degenerate` counts (vlmbench.degenerate), `cider_ci` and `cider_delta_ci` (vlmbench.bootstrap, on
+`degenerate` counts (vlmbench.scoring.degenerate), `cider_ci` and `cider_delta_ci` (vlmbench.scoring.bootstrap, on
 the per-image scores that `summary.add_cider` keeps in `cider_per_image`), and `drift`
-(vlmbench.drift). It also renders them as a markdown table and makes the gate's CIDEr decision on the
+(vlmbench.scoring.drift). It also renders them as a markdown table and makes the gate's CIDEr decision on the
 interval when `thresholds.cider_decision` is `interval`.
 """
 from __future__ import annotations
 
 from typing import Callable, Optional
 
-from vlmbench import bootstrap
-from vlmbench.degenerate import baseline_flag, count_degenerate
-from vlmbench.drift import captions_of, drift, mean_words
-from vlmbench.metrics import TokenizerError, cider_from_tokens
+from vlmbench.scoring import bootstrap
+from vlmbench.scoring.degenerate import baseline_flag, count_degenerate
+from vlmbench.scoring.drift import captions_of, drift, mean_words
+from vlmbench.scoring.metrics import TokenizerError, cider_from_tokens
 
 
 def _per_image(entry: dict) -> Optional[dict]:
@@ -63,7 +63,7 @@ def drift_scorer(tokens, variant: str, baseline: str) -> Callable[[list[int]], f
 
 
 def hit_max_new_tokens(entry: dict) -> dict:
-    """The variant's `hit_max_new_tokens_pct` (and its null reason) as vlmbench.degenerate counted it."""
+    """The variant's `hit_max_new_tokens_pct` (and its null reason) as vlmbench.scoring.degenerate counted it."""
     counts = entry["degenerate"]
     return {k: counts[k] for k in ("hit_max_new_tokens_pct", "hit_max_new_tokens_pct_null_reason") if k in counts}
 

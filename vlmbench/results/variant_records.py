@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vlmbench.records import variant_record_path, write_json
+from vlmbench.results.records import variant_record_path, write_json
 
 SCHEMA = "vlmbench.variant_record/2"
 # how the variant was run: writers that differ here made chunks that are not alike (a WARNING under the table)
@@ -44,7 +44,7 @@ def writer_key(worker, gpu_uuid) -> str:
 def merge_variant_record(results_dir: Path, record: dict) -> None:
     """Adds (or replaces) this writer's `record` (with `variant`, `worker`, `gpu_uuid`, `config_fingerprint`)
     in `variant_<name>.json`, under the folder guard; an unreadable old file is replaced."""
-    from vlmbench.lock import folder_guard
+    from vlmbench.results.lock import folder_guard
     path = variant_record_path(results_dir, record["variant"])
     with folder_guard(results_dir):
         try:

@@ -12,14 +12,14 @@ on the images both captioned:
 
 The captions are scored as the summary tokenized them (summary.SummaryTokens: one tokenizer call for
 every caption of every variant), so drift starts no tokenizer of its own. The share of captions that
-stopped at `max_new_tokens` is counted once, by vlmbench.degenerate; quality.add_drift shows it here.
+stopped at `max_new_tokens` is counted once, by vlmbench.scoring.degenerate; quality.add_drift shows it here.
 """
 from __future__ import annotations
 
 import statistics
 from typing import Callable, Optional
 
-from vlmbench.metrics import too_few_images_reason
+from vlmbench.scoring.metrics import too_few_images_reason
 
 NULL_WITHOUT_SHARED_IMAGES = ("identical_pct", "cider_vs_baseline", "mean_words_change")
 

@@ -12,7 +12,7 @@ the same path, and 16-bit grayscale is scaled to 8 bits (Pillow's own `convert` 
 
 A failure's `error` starts with its kind, a stable prefix that resume decisions read:
 - `unavailable: ...`   the bytes could not be had (missing file, unreadable file, failed download);
-  worth retrying once the image is back (`vlmbench.session`).
+  worth retrying once the image is back (`vlmbench.run.session`).
 - `undecodable: ...`   the bytes were had but are no image, or one that cannot become RGB; kept.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vlmbench.data import ImageRow, is_url
+from vlmbench.data.sources import ImageRow, is_url
 
 UNAVAILABLE, UNDECODABLE = "unavailable", "undecodable"
 FAILURE_KINDS = (UNAVAILABLE, UNDECODABLE)
@@ -134,7 +134,7 @@ def read_bytes(row: ImageRow, cache=None) -> bytes:
     otherwise), or a URL's through the image cache. Raises OSError when they cannot be had."""
     if not is_url(row.source):
         return read_local(row.local_path())
-    from vlmbench.fetch import image_cache_for
+    from vlmbench.data.fetch import image_cache_for
     return (cache or image_cache_for()).get(row.source)
 
 
@@ -145,7 +145,7 @@ def decode_or_refetch(source: str, data: bytes, size: int, cache=None) -> Image.
     except DECODE_ERRORS:
         if not is_url(source):
             raise
-    from vlmbench.fetch import image_cache_for
+    from vlmbench.data.fetch import image_cache_for
     return decode_image((cache or image_cache_for()).refetch(source), size)
 
 
@@ -161,7 +161,7 @@ def load_image(row: ImageRow, size: int, cache=None) -> LoadedImage:
     try:
         return LoadedImage(row, decode_or_refetch(row.source, data, size, cache))
     except DECODE_ERRORS as exc:
-        from vlmbench.fetch import DownloadError
+        from vlmbench.data.fetch import DownloadError
         return _failed(row, UNAVAILABLE if isinstance(exc, DownloadError) else UNDECODABLE, exc)
 
 

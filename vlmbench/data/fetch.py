@@ -4,7 +4,7 @@ Why it exists: the seed experiment names its images by `coco_url`. Downloading t
 flaky network (timeouts on every request; retries with exponential backoff on connection errors,
 429 and 5xx, honouring Retry-After), never leave a half-written file (temporary file, then rename),
 and never trust a cached file blindly (only decodable downloads are stored, and a cached file that
-fails to decode when read is fetched again: `vlmbench.images.load_image`).
+fails to decode when read is fetched again: `vlmbench.data.images.load_image`).
 requests + urllib3's Retry do the HTTP work.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from vlmbench.paths import atomic_write_bytes, cache_dir
-from vlmbench.safenames import confined_path, safe_cache_name
+from vlmbench.data.safenames import confined_path, safe_cache_name
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 
@@ -85,7 +85,7 @@ class ImageCache:
         return data
 
     def download(self, url: str) -> bytes:
-        from vlmbench.preflight import offline
+        from vlmbench.data.preflight import offline
         if offline():
             raise DownloadError(f"offline (HF_HUB_OFFLINE/VLMBENCH_OFFLINE set) and not cached: {url}")
         try:

@@ -3,7 +3,7 @@
 Why it exists: CIDEr-D's document frequencies come from the set being scored, so two variants are
 comparable only on the same images. This module picks that set, tokenizes with the official PTB
 tokenizer (Java, bundled with pycocoevalcap) or, without Java, a Java-free re-implementation of it
-(`vlmbench.ptb`), and scores with pycocoevalcap's `Cider`.
+(`vlmbench.scoring.ptb`), and scores with pycocoevalcap's `Cider`.
 
 Scoring never takes the summary down with it: a Java that does not run, a read-only
 pycocoevalcap install or any other tokenizer fault makes `tokenize` fall back to the Java-free
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from vlmbench.ptb import PTB_PUNCTUATION, tokenize_lines  # noqa: F401  (PTB_PUNCTUATION re-exported)
+from vlmbench.scoring.ptb import PTB_PUNCTUATION, tokenize_lines  # noqa: F401  (PTB_PUNCTUATION re-exported)
 
 # The official pipeline lower-cases (PTBTokenizer -lowerCase) before it drops PTB_PUNCTUATION, whose
 # bracket entries are upper case: brackets survive as the tokens -lrb-/-rrb- (and -lsb-, -lcb-, ...).
 PYTHON_TOKENIZER = "ptb-python"
-TOKENIZER_ALIASES = {"nltk-treebank": PYTHON_TOKENIZER}  # the name of the Java-free path before vlmbench.ptb
+TOKENIZER_ALIASES = {"nltk-treebank": PYTHON_TOKENIZER}  # the name of the Java-free path before vlmbench.scoring.ptb
 
 # pycocoevalcap's own command line (pycocoevalcap/tokenizer/ptbtokenizer.py), the input file appended
 PTB_CLASS_AND_FLAGS = ["edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase"]
@@ -112,7 +112,7 @@ def tokenize_ptb_java(captions: dict) -> dict:
 
 
 def tokenize_python(captions: dict[int, list[str]]) -> dict[int, list[str]]:
-    """The Java-free tokenizer (vlmbench.ptb) on captions in pycocoevalcap's order: one call, one file."""
+    """The Java-free tokenizer (vlmbench.scoring.ptb) on captions in pycocoevalcap's order: one call, one file."""
     lines = [c for v in captions.values() for c in v]
     tokens = iter(tokenize_lines(lines))
     return {k: [next(tokens) for _ in v] for k, v in captions.items()}
@@ -148,7 +148,7 @@ def tokenize_for_scoring(references: dict[int, list[str]], predictions: dict[str
     `predictions` maps variant -> image id -> caption; the references of all predicted images are
     tokenized. `unscored` (variant -> image id -> caption, ids not in that variant's `predictions`)
     joins the same call without references: captions that only drift compares. They come first in
-    the tokenizer's input, because the PTB lexer looks past a line end (vlmbench.ptb.ptb_tokens), so
+    the tokenizer's input, because the PTB lexer looks past a line end (vlmbench.scoring.ptb.ptb_tokens), so
     every scored caption keeps the neighbour, and the tokens, it has without them.
     Returns (references, tokenized captions by variant (predictions and unscored), the Tokenized record).
     """

@@ -16,7 +16,7 @@ What is accepted (everything else is refused, never guessed):
   arrays) of non-blank strings. A string cell is refused, also when it holds a JSON list: a source
   that stores lists as text should be written with real list columns.
 - file names: non-blank strings (whether they stay inside the image folder is checked per row when
-  the image is read: vlmbench.safenames).
+  the image is read: vlmbench.data.safenames).
 """
 from __future__ import annotations
 

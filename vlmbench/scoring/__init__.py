@@ -1,0 +1,1 @@
+"""Caption quality: CIDEr-D through pycocoevalcap, PTB tokenization, intervals, degenerate captions, drift."""

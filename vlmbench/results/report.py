@@ -256,9 +256,11 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
     markdown table, then the plots. A file that cannot be written (disk full) is named in the verdict,
     and the rest is still written; the summary is rewritten with the list of plots at the end.
     `known_rows`: chunk rows already read, (variant, chunk id) -> rows (see summary.build_summary)."""
-    summary = build_summary(results_dir, cfg, load_references(results_dir), started_at, tokenizer, known_rows)
+    references = load_references(results_dir)
+    summary = build_summary(results_dir, cfg, references, started_at, tokenizer, known_rows)
     summary["plots"] = []
     verdict = gate(summary, baseline, cfg)
+    gate_text = verdict.text
     summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches,
                                   "undecided": verdict.undecided,
                                   "allowed_differences": verdict.allowed_differences,
@@ -274,8 +276,9 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
         summary["plots_not_drawn"] = plots_not_drawn(summary)
         if path is not None:  # now with the plots drawn and why others were not
             _try_write(unwritten, lambda: write_json(path, summary))
+    page = html_or_reason(results_dir, summary, cfg, references, gate_text, path, known_rows, unwritten)
     lines = [table, "", *completeness_lines(summary), *ignored_lines(results_dir, cfg, summary),
-             f"summary: {path if path is not None else 'NOT WRITTEN'}"]
+             f"summary: {path if path is not None else 'NOT WRITTEN'}", page]
     if unwritten:
         lines += [f"could not write: {u}" for u in unwritten]
         lines.append(f"finished chunks are kept; free space and run vlmbench-report {results_dir} to write the rest")
@@ -285,6 +288,21 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
     if warning:
         verdict.text += f"\n\n{'!' * 78}\n{warning}\n{'!' * 78}"
     return summary, verdict
+
+
+def html_or_reason(results_dir: Path, summary: dict, cfg: ExperimentConfig, references: dict, gate_text: str,
+                   summary_path: Optional[Path], known_rows: Optional[dict], unwritten: list[str]) -> str:
+    """Writes report.html (vlmbench.results.html); returns the line that says where, or why not. A write
+    that fails (disk full) is noted in `unwritten`; a fault while building the page costs nothing else."""
+    from vlmbench.results.html import write_report_html
+    try:
+        paths = write_report_html(results_dir, summary, cfg, references, gate_text, summary_path, known_rows)
+    except OSError as exc:
+        unwritten.append(str(exc))
+        return "report: NOT WRITTEN"
+    except Exception as exc:  # noqa: BLE001 - the page must not cost the summary, plots or verdict
+        return f"report: NOT WRITTEN ({type(exc).__name__}: {exc}); run vlmbench-report {results_dir} to retry"
+    return f"report: {paths[0]}"
 
 
 def _plots_or_reason(summary: dict, plot_dir: Path, unwritten: list[str]) -> list[str]:

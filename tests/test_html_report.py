@@ -190,3 +190,15 @@ def test_the_gate_section_says_what_was_checked_and_what_failed():
     assert "thresholds that apply (2):" in section
     assert "<li>fp16: cider_drop_abs 0.1</li><li>int8: latency_increase_pct 50</li>" in section
     assert "<li>breach: int8: latency_s_mean &lt;b&gt;</li>" in section
+
+
+def test_caption_metrics_beyond_cider_are_shown_when_the_summary_has_them(reported):
+    import copy
+    from vlmbench.results.html import headline_section
+    _, text, summary = reported
+    assert "BLEU-4" not in text  # absent from this summary: no empty column
+    richer = copy.deepcopy(summary)
+    for k, entry in enumerate(richer["variants"].values()):
+        entry["metrics"] = {"BLEU-4": 0.25 + k / 100, "METEOR": {"point": 0.3, "low": 0.2, "high": 0.4}}
+    section = headline_section(richer)
+    assert "<th>BLEU-4</th><th>METEOR</th>" in section and ">0.26<" in section and ">0.3<" in section

@@ -43,7 +43,8 @@ def test_a_cost_no_variant_measured_is_said_to_be_unmeasured():
     variants = {"fp16": _entry(6.0, 10.0), "int8": _entry(5.0, 12.0)}
     assert pareto.sentence(pareto.front(variants, "energy_j_per_image"), variants) == (
         "CIDEr-D against energy: unmeasured (no CUDA device)")
-    lower_is_better = {"fp16": {**_entry(6.0, 1.0), "model_size_mb": 7.0}, "int8": {**_entry(6.0, 1.0), "model_size_mb": 4.0}}
+    lower_is_better = {"fp16": {**_entry(6.0, 1.0), "model_size_mb": 7.0},
+                       "int8": {**_entry(6.0, 1.0), "model_size_mb": 4.0}}
     assert pareto.front(lower_is_better, "model_size_mb").optimal == ["int8"]
 
 
@@ -127,15 +128,16 @@ def test_the_gallery_shows_the_images_that_differ_most_first(reported):
     assert all("data:image/jpeg;base64," in card for card in cards)  # thumbnails of the sample on disk
 
 
-def test_a_missing_image_is_a_placeholder_with_its_reason(tmp_path, monkeypatch):
-    from vlmbench.results.report import report
+def test_a_missing_or_broken_image_is_a_placeholder_with_its_reason(tmp_path, monkeypatch):
+    from vlmbench.results.gallery import Caption, GalleryImage, image_reader, thumbnail_or_reason
+    from vlmbench.results.html import gallery_card
     monkeypatch.setenv("VLMBENCH_CACHE", str(tmp_path / "empty-cache"))  # the generated sample is not there
-    cfg = tiny_config(tmp_path / "results", IMAGES)
-    write_results(cfg, tmp_path / "results")
-    report(tmp_path / "results", cfg, time.time(), None, tokenizer="ptb-python")
-    text = (tmp_path / "results" / "report.html").read_text()
-    assert "no picture: the generated sample is not in the cache" in text
-    assert "data:image/jpeg" not in text
+    picture = thumbnail_or_reason(image_reader(tiny_config(tmp_path / "results", IMAGES)), 1)
+    assert picture[0] is None and picture[1].startswith("the generated sample is not in the cache (")
+    card = gallery_card(GalleryImage(1, "1.jpg", ["a ref"], {"fp16": Caption("a cap")}, 0.0, 0), "fp16", picture)
+    assert '<div class="placeholder">no picture: the generated sample is not in the cache' in card
+    broken = thumbnail_or_reason(lambda image_id: (b"not an image", ""), 1)
+    assert broken[0] is None and broken[1].startswith("undecodable: UnidentifiedImageError")
 
 
 # ---------------------------------------------------------------- in a real browser

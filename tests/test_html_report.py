@@ -204,3 +204,21 @@ def test_caption_metrics_beyond_cider_are_shown_when_the_summary_has_them(report
         entry["metrics"] = {"BLEU-4": 0.25 + k / 100, "METEOR": {"point": 0.3, "low": 0.2, "high": 0.4}}
     section = headline_section(richer)
     assert "<th>BLEU-4</th><th>METEOR</th>" in section and ">0.26<" in section and ">0.3<" in section
+
+
+def test_a_page_that_cannot_be_built_or_written_is_a_line_not_an_exception(tmp_path, monkeypatch):
+    from vlmbench.results.report import html_or_reason
+    cfg = tiny_config(tmp_path, IMAGES)
+
+    def fails_with(exc):
+        def write(*args, **kwargs):
+            raise exc
+        return write
+    monkeypatch.setattr("vlmbench.results.html.write_report_html", fails_with(RuntimeError("a bug in the page")))
+    unwritten = []
+    line = html_or_reason(tmp_path, {}, cfg, {}, "", None, None, unwritten)
+    assert line == f"report: NOT WRITTEN (RuntimeError: a bug in the page); run vlmbench-report {tmp_path} to retry"
+    assert unwritten == []  # the summary, table and plots stand; the verdict does not fail for the page
+    monkeypatch.setattr("vlmbench.results.html.write_report_html", fails_with(OSError(28, "No space left on device")))
+    assert html_or_reason(tmp_path, {}, cfg, {}, "", None, None, unwritten) == "report: NOT WRITTEN"
+    assert unwritten == ["[Errno 28] No space left on device"]  # report() then fails the verdict and says so

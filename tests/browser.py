@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -73,8 +74,9 @@ class Chromium:
 
     def _read_message(self, deadline: float) -> dict:
         while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
-                raise TimeoutError("Chromium did not answer in time")
+            ready, _, _ = select.select([self._from_child], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError(f"Chromium did not answer within {TIMEOUT_S:g} s")
             chunk = os.read(self._from_child, 1 << 20)
             if not chunk:
                 raise ConnectionError("Chromium closed the DevTools pipe")

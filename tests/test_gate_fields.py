@@ -85,5 +85,8 @@ def test_vlmbench_report_allows_a_named_difference(tmp_path, capsys):
     assert "inference.micro_batch_size: 1 -> 2" in capsys.readouterr().out
     assert main([str(run_dir), "--baseline", baseline, "--tokenizer", "nltk-treebank",
                  "--allow-difference", "inference.micro_batch_size"]) == 0
+    assert f"report: {run_dir / 'report.html'}" in capsys.readouterr().out  # vlmbench-report writes the page too
+    page = (run_dir / "report.html").read_text()
+    assert f"baseline summary: {baseline};" in page and "allowed difference: inference.micro_batch_size: 1 -&gt; 2" in page
     assert main([str(run_dir), "--baseline", baseline, "--allow-difference", "inference.micro_batch"]) == 2
     assert "Did you mean 'inference.micro_batch_size'" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`vlmbench-report`: rebuild the summary, plots and verdict from a results folder, no GPU needed.
+"""`vlmbench-report`: rebuild the summary, plots, report.html and verdict from a results folder, no GPU needed.
 
 Why it exists: GPU boxes often lack Java (for the official tokenizer) or are gone by the time
 someone asks a question; the results folder holds everything needed to score again (chunk CSVs,

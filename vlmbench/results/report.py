@@ -1,8 +1,8 @@
 """Turning a summary into what people read: the JSON file, plots, a markdown table, a verdict.
 
 Why it exists: the end of a run (the pytest session-finish hook or `vlmbench-report`) does the same
-four things; they live here, apart from how the numbers were made. Plots use matplotlib's headless
-Agg backend.
+four things; they live here, apart from how the numbers were made. The plots are drawn by
+vlmbench.results.plots.
 """
 from __future__ import annotations
 
@@ -13,17 +13,13 @@ from typing import Optional
 
 from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, result_fields_of
 from vlmbench.scoring.metrics import MIN_CIDER_IMAGES
-from vlmbench.paths import atomic_write_bytes, atomic_write_text
+from vlmbench.paths import atomic_write_text
 from vlmbench.results.records import timestamp, unique_path, write_json
 from vlmbench.scoring.quality import cider_drop_holds, quality_table
 from vlmbench.results.summary import build_summary
+from vlmbench.results.plots import (PLOTTED, TRADE_OFFS, plots_not_drawn, timed_on_cpu,  # noqa: F401 (re-exported)
+                                    write_interval_plot, write_plots)
 
-# metric key -> (axis label, higher is better)
-PLOTTED = {"cider": ("CIDEr-D", True), "latency_s_p50": ("latency p50 (s / image)", False),
-           "throughput_img_s": ("throughput (images / s)", True), "peak_vram_mib": ("peak VRAM (MiB)", False),
-           "model_size_mb": ("model size on disk (MB)", False),
-           "energy_j_per_image": ("energy (J / image)", False), "avg_power_w": ("average power (W)", False)}
-TRADE_OFFS = ("latency_s_p50", "peak_vram_mib", "model_size_mb", "energy_j_per_image")
 # threshold field -> (summary metric, direction, kind): direction +1 = an increase is bad
 GATES = {"cider_drop_abs": ("cider", -1, "abs"), "cider_drop_pct": ("cider", -1, "pct"),
          "latency_increase_pct": ("latency_s_mean", +1, "pct"), "throughput_drop_pct": ("throughput_img_s", -1, "pct"),
@@ -109,7 +105,7 @@ def table_warnings(summary: dict) -> list[str]:
     fallback = (summary.get("cider_scoring") or {}).get("tokenizer_fallback_reason")
     if fallback:
         notes.append(f"note: {fallback}")
-    if any(v.get("device_name") == "cpu" for v in summary["variants"].values()):
+    if timed_on_cpu(summary):
         notes.append(CPU_TIMING_NOTE)
     mixed = summary.get("mixed_environment")
     if mixed:
@@ -128,110 +124,6 @@ def writer_warnings(summary: dict) -> list[str]:
             lines.append(f"WARNING {name}: the {len(entry['writers'])} processes that made its chunks differed in "
                          f"{', '.join(differ)} (values in the n/a lines); its numbers mix those setups")
     return lines
-
-
-# ---------------------------------------------------------------- plots
-def write_plots(summary: dict, plot_dir: Path, unwritten: Optional[list[str]] = None) -> list[str]:
-    """Bar charts per metric and CIDEr trade-off scatters; returns the files written.
-
-    With `unwritten` given, a plot that cannot be written (disk full) is noted there and the others
-    are still tried; without it, the first failure raises WriteFailed.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    variants = summary["variants"]
-    written = []
-    for metric, (label, higher_better) in PLOTTED.items():
-        points = {n: v.get(metric) for n, v in variants.items() if v.get(metric) is not None}
-        if not points:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 4))
-        bars = ax.bar(list(points), list(points.values()), color="#4C72B0")
-        ax.bar_label(bars, fmt="%.4g")
-        ax.set_ylabel(label)
-        ax.set_title(f"{label} by variant ({'higher' if higher_better else 'lower'} is better)")
-        written.append(_save(fig, plot_dir / f"{metric}.png", unwritten))
-    for metric in TRADE_OFFS:
-        points = {n: (v.get(metric), v.get("cider")) for n, v in variants.items()
-                  if v.get(metric) is not None and v.get("cider") is not None}
-        if not points:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, (x, y) in points.items():
-            ax.scatter([x], [y], s=60)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5))
-        ax.set_xlabel(PLOTTED[metric][0])
-        ax.set_ylabel("CIDEr-D")
-        ax.set_title(f"CIDEr-D vs {PLOTTED[metric][0]}")
-        written.append(_save(fig, plot_dir / f"tradeoff_cider_vs_{metric}.png", unwritten))
-    written += write_interval_plot(summary, plot_dir, unwritten)
-    return [name for name in written if name]
-
-
-def plots_not_drawn(summary: dict) -> dict[str, str]:
-    """Plot file -> why write_plots draws it not: no variant has the metric (or, for a trade-off, the
-    metric and CIDEr-D together); the reason is the first variant's null reason."""
-    variants = summary["variants"]
-    missing = {}
-    for metric in PLOTTED:
-        if all(v.get(metric) is None for v in variants.values()):
-            missing[f"{metric}.png"] = _why_null(variants, metric)
-    for metric in TRADE_OFFS:
-        if all(v.get(metric) is None or v.get("cider") is None for v in variants.values()):
-            lacking = metric if all(v.get(metric) is None for v in variants.values()) else "cider"
-            missing[f"tradeoff_cider_vs_{metric}.png"] = _why_null(variants, lacking)
-    return missing
-
-
-def _why_null(variants: dict, metric: str) -> str:
-    reasons = [v.get(f"{metric}_null_reason") for v in variants.values() if v.get(f"{metric}_null_reason")]
-    return f"{metric} is null for every variant" + (f": {reasons[0]}" if reasons else "")
-
-
-def write_interval_plot(summary: dict, plot_dir: Path, unwritten: Optional[list[str]] = None) -> list[str]:
-    """CIDEr-D per variant and its paired delta against the baseline, both with bootstrap intervals."""
-    import matplotlib.pyplot as plt
-
-    cis = {n: v["cider_ci"] for n, v in summary["variants"].items() if v.get("cider_ci")}
-    if not cis:
-        return []
-    deltas = {n: v["cider_delta_ci"] for n, v in summary["variants"].items() if v.get("cider_delta_ci")}
-    base = (summary.get("quality") or {}).get("baseline", "fp16")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, points, title in ((axes[0], cis, "CIDEr-D"), (axes[1], deltas, f"CIDEr-D minus {base} (paired)")):
-        names = list(points)
-        ax.errorbar(range(len(names)), [points[n]["point"] for n in names], fmt="o", capsize=6,
-                    yerr=[[points[n]["point"] - points[n]["low"] for n in names],
-                          [points[n]["high"] - points[n]["point"] for n in names]])
-        ax.set_xticks(range(len(names)), names)
-        ax.set_xlim(-0.5, max(len(names), 1) - 0.5)  # an empty panel (no deltas) keeps a valid range
-        ax.set_ylabel("CIDEr-D")
-        ax.set_title(f"{title}, {int(round(100 * next(iter(cis.values()))['confidence']))}% bootstrap CI")
-    axes[1].axhline(0, color="grey", linewidth=1)
-    return [_save(fig, plot_dir / "cider_intervals.png", unwritten)]
-
-
-def _save(fig, path: Path, unwritten: Optional[list[str]] = None) -> Optional[str]:
-    """Renders into memory, then writes atomically (no half-written PNG, even on a full disk)."""
-    import io
-
-    import matplotlib.pyplot as plt
-    try:
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as exc:
-        if unwritten is None:
-            raise
-        unwritten.append(str(exc))
-        return None
-    return path.name
 
 
 # ---------------------------------------------------------------- regression gate
@@ -364,9 +256,11 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
     markdown table, then the plots. A file that cannot be written (disk full) is named in the verdict,
     and the rest is still written; the summary is rewritten with the list of plots at the end.
     `known_rows`: chunk rows already read, (variant, chunk id) -> rows (see summary.build_summary)."""
-    summary = build_summary(results_dir, cfg, load_references(results_dir), started_at, tokenizer, known_rows)
+    references = load_references(results_dir)
+    summary = build_summary(results_dir, cfg, references, started_at, tokenizer, known_rows)
     summary["plots"] = []
     verdict = gate(summary, baseline, cfg)
+    gate_text = verdict.text
     summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches,
                                   "undecided": verdict.undecided,
                                   "allowed_differences": verdict.allowed_differences,
@@ -382,8 +276,9 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
         summary["plots_not_drawn"] = plots_not_drawn(summary)
         if path is not None:  # now with the plots drawn and why others were not
             _try_write(unwritten, lambda: write_json(path, summary))
+    page = html_or_reason(results_dir, summary, cfg, references, gate_text, path, known_rows, unwritten)
     lines = [table, "", *completeness_lines(summary), *ignored_lines(results_dir, cfg, summary),
-             f"summary: {path if path is not None else 'NOT WRITTEN'}"]
+             f"summary: {path if path is not None else 'NOT WRITTEN'}", page]
     if unwritten:
         lines += [f"could not write: {u}" for u in unwritten]
         lines.append(f"finished chunks are kept; free space and run vlmbench-report {results_dir} to write the rest")
@@ -393,6 +288,21 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
     if warning:
         verdict.text += f"\n\n{'!' * 78}\n{warning}\n{'!' * 78}"
     return summary, verdict
+
+
+def html_or_reason(results_dir: Path, summary: dict, cfg: ExperimentConfig, references: dict, gate_text: str,
+                   summary_path: Optional[Path], known_rows: Optional[dict], unwritten: list[str]) -> str:
+    """Writes report.html (vlmbench.results.html); returns the line that says where, or why not. A write
+    that fails (disk full) is noted in `unwritten`; a fault while building the page costs nothing else."""
+    from vlmbench.results.html import write_report_html
+    try:
+        paths = write_report_html(results_dir, summary, cfg, references, gate_text, summary_path, known_rows)
+    except OSError as exc:
+        unwritten.append(str(exc))
+        return "report: NOT WRITTEN"
+    except Exception as exc:  # noqa: BLE001 - the page must not cost the summary, plots or verdict
+        return f"report: NOT WRITTEN ({type(exc).__name__}: {exc}); run vlmbench-report {results_dir} to retry"
+    return f"report: {paths[0]}"
 
 
 def _plots_or_reason(summary: dict, plot_dir: Path, unwritten: list[str]) -> list[str]:

@@ -1,0 +1,320 @@
+"""report.html: one self-contained page that answers "which variant should I deploy?".
+
+Why it exists: the summary JSON, the markdown table and the PNGs each hold part of the answer; the
+page puts them together for someone who opens one file: the headline table with the change against
+the baseline in %, the CIDEr-D intervals, the Pareto-optimal variants for CIDEr-D against each cost
+in words (vlmbench.results.pareto), the gate's verdict and what it checked, the plots, a gallery of
+the images where the captions differ most (vlmbench.results.gallery) and the environment.
+
+The page needs nothing outside itself: CSS inline, images as data: URIs, no script, and a
+Content-Security-Policy that forbids any request a browser could make from it. Every text from the
+folder (captions above all: model output is untrusted) goes through html.escape.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from html import escape
+from pathlib import Path
+from typing import Optional
+
+from vlmbench.results import gallery, pareto
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1100px;
+ padding:12px;color:#1d1d1f;background:#fff}
+h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+p,li,figcaption,pre{overflow-wrap:anywhere}td{overflow-wrap:break-word}
+td:first-child{white-space:nowrap}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;margin:.4em 0}th,td{border:1px solid #ccc;padding:3px 7px;vertical-align:top}
+th{background:#f2f2f2;text-align:left}td.num{text-align:right;white-space:nowrap}
+.better{color:#137333}.worse{color:#b3261e}.muted{color:#666;font-size:.9em}
+.pass{background:#e6f4ea;padding:6px}.fail{background:#fce8e6;padding:6px}.none{background:#fff4e5;padding:6px}
+.plots{display:flex;flex-wrap:wrap;gap:8px}figure{margin:.4em 0;flex:1 1 420px;max-width:100%}
+figure img{width:100%;height:auto}
+.card{border:1px solid #ccc;border-radius:6px;padding:8px;margin:10px 0;display:flex;flex-wrap:wrap;gap:12px}
+.card .pic{flex:0 0 auto;max-width:100%}.card .text{flex:1 1 300px;min-width:0}
+.placeholder{width:192px;max-width:100%;min-height:80px;background:#eee;color:#555;font-size:.85em;padding:6px;
+ box-sizing:border-box}
+ins{background:#fff0a8;text-decoration:none}del{color:#b3261e}.flag{color:#b3261e;font-weight:600}
+pre{white-space:pre-wrap;background:#f7f7f7;padding:6px}
+"""
+# summary metric -> (column heading, digits, higher is better)
+HEADLINE = {"cider": ("CIDEr-D", 4, True), "latency_s_p50": ("latency p50 (s)", 3, False),
+            "throughput_img_s": ("throughput (img/s)", 3, True), "peak_vram_mib": ("peak VRAM (MiB)", 5, False),
+            "model_size_mb": ("size (MB)", 5, False), "energy_j_per_image": ("energy (J/img)", 3, False),
+            "avg_power_w": ("power (W)", 3, False)}
+
+
+# ---------------------------------------------------------------- small pieces
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None else (f"{value:.{digits}g}" if isinstance(value, float) else escape(str(value)))
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    """A table in a box that scrolls sideways on a narrow screen; cells are HTML already escaped."""
+    top = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
+    return f'<div class="scroll"><table><thead><tr>{top}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _td(text: str, numeric: bool = False) -> str:
+    return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
+
+
+def _list(lines: list[str]) -> str:
+    return "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>" if lines else ""
+
+
+def baseline_of(summary: dict) -> str:
+    return (summary.get("quality") or {}).get("baseline") or "fp16"
+
+
+# ---------------------------------------------------------------- headline table
+def change_cell(entry: dict, metric: str, baseline: str, higher_better: bool) -> str:
+    """'+12.3%' against the baseline, coloured better/worse, or why there is none."""
+    change = (entry.get(f"delta_vs_{baseline}") or {}).get(metric) or {}
+    pct = change.get("rel_pct")
+    if pct is None:
+        return f'<span class="muted" title="{escape(change.get("null_reason") or "")}">(n/a)</span>'
+    tone = "" if pct == 0 else ("better" if (pct > 0) == higher_better else "worse")
+    return f'<span class="{tone}">({pct:+.1f}%)</span>'
+
+
+def _metric_cell(name: str, entry: dict, metric: str, digits: int, baseline: str, higher_better: bool) -> str:
+    value = _num(entry.get(metric), digits)
+    change = "" if name == baseline else " " + change_cell(entry, metric, baseline, higher_better)
+    return _td(value + change, numeric=True)
+
+
+def extra_metric_names(variants: dict) -> list[str]:
+    """Caption metrics beyond CIDEr-D a summary may carry per variant (`metrics`: BLEU-4, METEOR, ...)."""
+    names: dict[str, None] = {}
+    for entry in variants.values():
+        for key, value in (entry.get("metrics") or {}).items():
+            if _metric_value(value) is not None:
+                names[key] = None
+    return list(names)
+
+
+def _metric_value(value) -> Optional[float]:
+    """A metric as a number: the value itself, or the `point`/`value` of an interval record."""
+    if isinstance(value, dict):
+        value = value.get("point", value.get("value"))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def headline_section(summary: dict) -> str:
+    from vlmbench.results.report import null_lines, table_caption, table_warnings
+    variants, baseline = summary["variants"], baseline_of(summary)
+    extra = extra_metric_names(variants)
+    head = ["variant", *(h for h, _, _ in HEADLINE.values()), *map(escape, extra), "images ok/failed"]
+    rows = []
+    for name, entry in variants.items():
+        cells = [_td(escape(name) + (" <span class=muted>(baseline)</span>" if name == baseline else ""))]
+        cells += [_metric_cell(name, entry, m, d, baseline, hb) for m, (_, d, hb) in HEADLINE.items()]
+        cells += [_td(_num(_metric_value((entry.get("metrics") or {}).get(k)), 4), True) for k in extra]
+        cells.append(_td(f"{entry.get('images_captioned', '?')}/{entry.get('images_failed', '?')}", True))
+        rows.append(cells)
+    notes = [f"n/a {line}" for line in null_lines(variants)] + [n for n in table_warnings(summary) if n]
+    return (f"<h2>Variants against {escape(baseline)}</h2><p class=muted>{escape(table_caption(summary))}; in "
+            f"brackets the change against {escape(baseline)}, green where it is better</p>"
+            + _table(head, rows) + _list(notes))
+
+
+# ---------------------------------------------------------------- intervals
+def _ci(ci: Optional[dict]) -> str:
+    if not ci:
+        return "n/a"
+    return f"{ci['point']:.4g} [{ci['low']:.4g}, {ci['high']:.4g}]"
+
+
+def _interval_row(name: str, entry: dict, baseline: str) -> list[str]:
+    delta = entry.get("cider_delta_ci")
+    drift = entry.get("drift") or {}
+    degenerate = entry.get("degenerate") or {}
+    excludes = "baseline" if name == baseline else ("n/a" if not delta else ("yes" if delta["excludes_zero"] else "no"))
+    return [_td(escape(name)), _td(_ci(entry.get("cider_ci")), True),
+            _td("baseline" if name == baseline else escape(_ci(delta)), True), _td(excludes),
+            _td("baseline" if name == baseline else _num(drift.get("identical_pct")), True),
+            _td(f"{degenerate.get('degenerate', 'n/a')}/{degenerate.get('captioned', 'n/a')}", True)]
+
+
+def intervals_section(summary: dict) -> str:
+    info, baseline = summary.get("quality") or {}, baseline_of(summary)
+    conf = int(round(100 * info.get("confidence", 0.95)))
+    if info.get("quality_null_reason"):
+        return f"<h2>Intervals</h2><p>not computed: {escape(info['quality_null_reason'])}</p>"
+    head = ["variant", f"CIDEr-D [{conf}% CI]", f"change vs {escape(baseline)} [{conf}% CI], paired",
+            "interval excludes 0", f"captions identical to {escape(baseline)} (%)", "degenerate captions"]
+    rows = [_interval_row(name, entry, baseline) for name, entry in summary["variants"].items()]
+    method = (f"{info.get('bootstrap_method', 'bootstrap')}; {info.get('bootstrap_samples', '?')} resamples, "
+              f"seed {info.get('seed', '?')}")
+    warning = f"<p class=fail>{escape(info['baseline_warning'])}</p>" if info.get("baseline_warning") else ""
+    return f"<h2>Intervals</h2>{warning}" + _table(head, rows) + f"<p class=muted>{escape(method)}</p>"
+
+
+# ---------------------------------------------------------------- Pareto
+def pareto_section(summary: dict) -> str:
+    variants = summary["variants"]
+    lines = [pareto.sentence(result, variants) for result in pareto.fronts(variants)]
+    return ("<h2>Which variant: Pareto-optimal for quality against each cost</h2><p class=muted>A variant is "
+            "Pareto-optimal when no other has both a CIDEr-D at least as high and a cost at least as low (one "
+            "of them strictly).</p>" + _list(lines))
+
+
+# ---------------------------------------------------------------- gate
+def thresholds_set(config: dict, variants) -> list[str]:
+    """'int8: latency_increase_pct 50' for every threshold that applies to a variant of the run."""
+    thresholds = (config or {}).get("thresholds") or {}
+    per_variant, default = thresholds.get("per_variant") or {}, thresholds.get("default") or {}
+    lines = []
+    for name in variants:
+        limits = per_variant.get(name, default)
+        lines += [f"{name}: {key} {value:g}" for key, value in limits.items() if value is not None]
+    return lines
+
+
+def gate_section(summary: dict, verdict_text: str) -> str:
+    gate = summary.get("regression_gate") or {}
+    checked = thresholds_set(summary.get("config") or {}, summary["variants"])
+    tone = "fail" if gate.get("failed") else ("none" if not gate.get("baseline") or not checked else "pass")
+    what = (f"thresholds that apply ({len(checked)}):" if checked else
+            "no threshold is set in the config (thresholds.default / per_variant): nothing is checked")
+    extra = [*(f"breach: {b}" for b in gate.get("breaches") or []),
+             *(f"not decided: {u}" for u in gate.get("undecided") or []),
+             *(f"allowed difference: {a}" for a in gate.get("allowed_differences") or [])]
+    baseline = gate.get("baseline")
+    return (f"<h2>Regression gate</h2><pre class={tone}>{escape(verdict_text)}</pre>"
+            f"<p>baseline summary: {escape(str(baseline)) if baseline else 'none given'}; {escape(what)}</p>"
+            + _list(checked) + _list(extra))
+
+
+# ---------------------------------------------------------------- plots
+def _png_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def plots_section(summary: dict, plot_dir: Path) -> str:
+    figures = []
+    for name in summary.get("plots") or []:
+        path = plot_dir / name
+        if path.is_file():
+            figures.append(f'<figure><img alt="{escape(name)}" src="{_png_uri(path)}">'
+                           f"<figcaption>{escape(name)}</figcaption></figure>")
+        else:
+            figures.append(f"<p class=placeholder>{escape(name)}: file missing from {escape(str(plot_dir))}</p>")
+    not_drawn = [f"{name}: {why}" for name, why in (summary.get("plots_not_drawn") or {}).items()]
+    if summary.get("plots_null_reason"):
+        not_drawn.append(summary["plots_null_reason"])
+    drawn = '<div class="plots">' + "".join(figures) + "</div>"
+    return "<h2>Plots</h2>" + drawn + ("<p>Not drawn:</p>" + _list(not_drawn) if not_drawn else "")
+
+
+# ---------------------------------------------------------------- gallery
+def marked_caption(baseline_text: Optional[str], caption: gallery.Caption, is_baseline: bool) -> str:
+    if caption.text is None:
+        return f'<span class="flag">failed</span> {escape(caption.error)}'
+    if is_baseline or baseline_text is None:
+        return escape(caption.text) or "<i>(empty)</i>"
+    tags = {"same": "{}", "new": "<ins>{}</ins>", "gone": "<del>{}</del>"}
+    pieces = [tags[kind].format(escape(text)) for kind, text in gallery.word_diff(baseline_text, caption.text)]
+    return " ".join(pieces) or "<i>(empty)</i>"
+
+
+def _caption_row(name: str, caption: gallery.Caption, baseline: str, base: Optional[gallery.Caption]) -> list[str]:
+    flags = ", ".join(caption.degenerate)
+    base_text = base.text if base is not None else None
+    return [_td(escape(name)), _td(marked_caption(base_text, caption, name == baseline)),
+            _td(_num(caption.cider, 4), True), _td(f'<span class="flag">degenerate: {escape(flags)}</span>'
+                                                    if flags else "")]
+
+
+def gallery_card(item: gallery.GalleryImage, baseline: str, picture: tuple[Optional[str], str]) -> str:
+    uri, why = picture
+    pic = (f'<img alt="image {item.image_id}" src="{uri}">' if uri else
+           f'<div class="placeholder">no picture: {escape(why)}</div>')
+    rows = [_caption_row(n, c, baseline, item.captions.get(baseline)) for n, c in item.captions.items()]
+    refs = "<p class=muted>references:</p>" + _list(item.references)
+    return (f'<div class="card"><div class="pic">{pic}</div><div class="text"><b>image {item.image_id}</b> '
+            f"<span class=muted>{escape(item.file_name)}; largest CIDEr-D gap {item.gap:.3g}, "
+            f"{item.differing} caption(s) differ from {escape(baseline)}</span>"
+            + _table(["variant", "caption", "CIDEr-D", "flags"], rows) + refs + "</div></div>")
+
+
+def gallery_section(items: list[gallery.GalleryImage], baseline: str, read: gallery.ImageReader) -> str:
+    if not items:
+        return "<h2>Captions</h2><p>no captioned image to show</p>"
+    differ = any(i.differing or i.gap for i in items)
+    intro = (f"The images on which the captions differ most from {escape(baseline)}'s (largest per-image "
+             "CIDEr-D gap first, then most differing captions). Words a variant adds or changes are "
+             f"<ins>marked</ins>, words of {escape(baseline)}'s caption it drops are <del>struck</del>."
+             if differ else f"No variant's caption differs from {escape(baseline)}'s on any image; shown are the "
+             f"{len(items)} images on which {escape(baseline)} scores the lowest CIDEr-D.")
+    cards = "".join(gallery_card(i, baseline, gallery.thumbnail_or_reason(read, i.image_id)) for i in items)
+    return f"<h2>Captions</h2><p>{intro}</p>{cards}"
+
+
+# ---------------------------------------------------------------- environment
+def environment_section(summary: dict) -> str:
+    env = summary.get("environment") or {}
+    rows = [[_td(escape(k)), _td(escape(str(v)) if v is not None else
+                                 "n/a " + escape(env.get(f"{k}_null_reason") or ""))]
+            for k, v in env.items() if not k.endswith("_null_reason")]
+    scoring = summary.get("cider_scoring") or {}
+    facts = [["experiment", summary.get("experiment_name")], ["model", summary.get("model_id")],
+             ["config fingerprint", summary.get("config_fingerprint")], ["started", summary.get("started_at")],
+             ["finished", summary.get("finished_at")], ["CIDEr-D tokenizer", scoring.get("tokenizer")]]
+    rows = [[_td(escape(k)), _td(escape(str(v)))] for k, v in facts] + rows
+    config = escape(json.dumps(summary.get("config") or {}, indent=1))
+    return ("<h2>Environment</h2>" + _table(["what", "value"], rows)
+            + f"<details><summary>experiment config</summary><pre>{config}</pre></details>")
+
+
+# ---------------------------------------------------------------- the page
+def page(summary: dict, verdict_text: str, plot_dir: Path, items: list[gallery.GalleryImage],
+         read: gallery.ImageReader) -> str:
+    """The whole document as a string."""
+    title = f"vlmbench: {summary.get('experiment_name', '?')} ({summary.get('model_id', '?')})"
+    if not summary["variants"]:
+        body = "<p>no variant has finished chunks yet</p>"
+    else:
+        body = (headline_section(summary) + pareto_section(summary) + intervals_section(summary)
+                + gate_section(summary, verdict_text) + plots_section(summary, plot_dir)
+                + gallery_section(items, baseline_of(summary), read) + environment_section(summary))
+    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            '<meta name=viewport content="width=device-width,initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
+            f"{body}</body></html>\n")
+
+
+def gallery_items(summary: dict, rows_by_variant: dict, cfg, references: dict) -> list[gallery.GalleryImage]:
+    """The gallery's images from the chunk rows the summary was made from."""
+    baseline = baseline_of(summary)
+    forced = cfg.inference.min_new_tokens == cfg.inference.max_new_tokens
+    by_image = gallery.captions_by_image(rows_by_variant, summary, cfg.inference.max_new_tokens, forced)
+    order = sorted(rows_by_variant, key=lambda v: v != baseline)
+    names = {int(r["image_id"]): r.get("file_name", "") for rows in rows_by_variant.values() for r in rows}
+    return gallery.pick(by_image, baseline, order, names, references)
+
+
+def write_report_html(results_dir: Path, summary: dict, cfg, references: dict, verdict_text: str,
+                      summary_path: Optional[Path], known_rows: Optional[dict] = None) -> list[Path]:
+    """Writes report.html (the latest) and, beside summary_<ts>.json, report_<ts>.html, each atomically.
+
+    Returns the paths written; raises OSError when a write fails (the caller records it)."""
+    from vlmbench.paths import atomic_write_text
+    from vlmbench.results.summary import load_variant_rows
+    rows = {v: load_variant_rows(results_dir, v, cfg.num_chunks, cfg.fingerprint, known_rows)[0]
+            for v in summary["variants"]}
+    items = gallery_items(summary, rows, cfg, references)
+    text = page(summary, verdict_text, results_dir / "plots", items, gallery.image_reader(cfg))
+    paths = [results_dir / "report.html"]
+    if summary_path is not None:
+        paths.append(results_dir / summary_path.name.replace("summary_", "report_").replace(".json", ".html"))
+    for path in paths:
+        atomic_write_text(path, text)
+    return paths

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from vlmbench.engines import compile_cache, vision_attention as va
-from vlmbench.engines.vision_compile import compile_vision_blocks, vision_compiled, vision_plan
+from vlmbench.engines.vision_compile import (compile_vision_blocks, eager_vision_blocks, vision_compiled,
+                                             vision_plan)
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,15 @@ def test_regional_compilation_has_no_graph_break_and_keeps_greedy_tokens(tiny_fa
     from outside the blocks, the attention kernel is a custom op), and a new micro-batch size (3 images,
     then 1) compiles at most once more (dynamic shapes); greedy tokens equal the eager tower's."""
     processor, model, images = tiny_fast
-    eager = [_greedy(model, processor, images), _greedy(model, processor, images[:1])]
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
     assert compile_vision_blocks(model, backend="aot_eager") == model.config.vision_config.depth
     try:
-        assert vision_compiled(model)
+        with eager_vision_blocks(model):  # the same weights, blocks uncompiled
+            assert not vision_compiled(model)
+            eager = [_greedy(model, processor, images), _greedy(model, processor, images[:1])]
+        assert vision_compiled(model) and counters["stats"]["unique_graphs"] == 0
         compiled = [_greedy(model, processor, images), _greedy(model, processor, images[:1])]
         again = _greedy(model, processor, images)
     finally:
@@ -117,7 +120,8 @@ def test_compile_cache_goes_to_the_vlmbench_cache_unless_the_user_chose_a_folder
 
 
 def test_cache_state_reads_hits_and_misses_of_one_warm_up():
-    zero = {"fxgraph_cache_hit": 0, "fxgraph_cache_miss": 0, "autograd_cache_hit": 0, "autograd_cache_miss": 0}
+    zero = {"fxgraph_cache_hit": 0, "fxgraph_cache_miss": 0, "autograd_cache_hit": 0, "autograd_cache_miss": 0,
+            "graphs_compiled": 0, "graph_breaks": 0}
     assert compile_cache.cache_state(zero, {**zero, "fxgraph_cache_hit": 2, "autograd_cache_hit": 2})["state"] == "warm"
     cold = compile_cache.cache_state({**zero, "fxgraph_cache_hit": 5}, {**zero, "fxgraph_cache_hit": 5,
                                                                          "fxgraph_cache_miss": 2})

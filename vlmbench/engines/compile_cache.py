@@ -46,9 +46,12 @@ def use_compile_cache() -> dict:
 
 
 def cache_counts() -> dict:
-    """This process's compile-cache hits and misses so far, e.g. {"fxgraph_cache_hit": 2, ...} (0 if none)."""
+    """This process's compile-cache hits and misses so far, e.g. {"fxgraph_cache_hit": 2, ...} (0 if none),
+    with dynamo's `graphs_compiled` (stats.unique_graphs) and `graph_breaks` (all reasons together)."""
     from torch._dynamo.utils import counters
-    return {name: int(counters[group][name]) for group, name in COUNTERS}
+    counts = {name: int(counters[group][name]) for group, name in COUNTERS}
+    return {**counts, "graphs_compiled": int(counters["stats"]["unique_graphs"]),
+            "graph_breaks": int(sum(counters["graph_break"].values()))}
 
 
 def cache_state(before: dict, after: dict) -> dict:

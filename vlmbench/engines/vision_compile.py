@@ -28,7 +28,8 @@ they are compiled too, with that reason recorded.
 """
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 DEFAULT_BACKEND = "inductor"
 
@@ -75,3 +76,20 @@ def compile_vision_blocks(model, backend: str = DEFAULT_BACKEND, dynamic: Option
 def vision_compiled(model) -> bool:
     """True when every vision block is marked for compilation (`nn.Module.compile` sets `_compiled_call_impl`)."""
     return all(getattr(block, "_compiled_call_impl", None) is not None for block in vision_blocks(model))
+
+
+@contextmanager
+def eager_vision_blocks(model) -> Iterator[None]:
+    """Inside, the vision blocks run eagerly (their compiled wrappers set aside); restored after, also on error.
+
+    For comparing the compiled tower with the eager one on the same weights (scripts/gpu_check_fast.py).
+    """
+    blocks = vision_blocks(model)
+    saved = [getattr(block, "_compiled_call_impl", None) for block in blocks]
+    for block in blocks:
+        block._compiled_call_impl = None
+    try:
+        yield
+    finally:
+        for block, compiled in zip(blocks, saved):
+            block._compiled_call_impl = compiled

@@ -28,6 +28,7 @@ import torch
 
 from vlmbench.quantize.census import take_census
 from vlmbench.engines import vision_attention, vision_compile
+from vlmbench.engines.compile_cache import use_compile_cache
 from vlmbench.engines.stock import StockEngine
 
 
@@ -36,12 +37,10 @@ DECODE_UNUSED_COMPONENTS = ("vision",)  # census components a decode step never 
 
 def vision_compile_report(model, cfg, device: str) -> dict:
     """Compiles the vision blocks where `vision_compile.vision_plan` says so; returns the report's fields
-    `vision_compiled` and `vision_compiled_reason`. Uses vlmbench's compile cache folder when compiling."""
+    `vision_compiled` and `vision_compiled_reason`."""
     vision_int8 = take_census(model).get("vision", {}).get("int8", 0) > 0
     compile_it, why = vision_compile.vision_plan(device, cfg.inference.compile_vision, vision_int8)
     if compile_it:
-        from vlmbench.engines.compile_cache import use_compile_cache
-        use_compile_cache()
         vision_compile.compile_vision_blocks(model)
     return {"vision_compiled": compile_it, "vision_compiled_reason": why}
 
@@ -103,6 +102,8 @@ class FastEngine(StockEngine):
 
     def __init__(self, model, processor, cfg, variant, device: str):
         super().__init__(model, processor, cfg, variant, device)
+        if device == "cuda":  # before anything compiles: torch's compile caches in vlmbench's cache folder
+            use_compile_cache()
         kernel = vision_attention.use_for_vision(model)
         compileable = quantizer_compileable(model)
         self.compiled, why = decode_plan(device, compileable, compileable is False and decode_path_int8(model))

@@ -16,8 +16,14 @@ segment (`get_max_seqlen`, one `.item()` each) in its own forward, once per micr
 compiled blocks, and passes them to every block as `max_seqlen`; inside, the attention call goes
 through the attention registry to vlmbench.engines.vision_attention, which is traceable. Checked on
 the tiny model by tests/test_vision_compile.py (no graph break; greedy tokens equal the eager tower's).
-The first call of each new shape compiles (the micro-batch, the batch-1 latency runs); with dynamo's
-automatic dynamic shapes the second new shape compiles a dynamic graph that serves the rest.
+Compiled with dynamic shapes from the start (`dynamic=True`): the token count (micro-batch size), the
+number of segments and the longest segment are symbols, so one graph serves the window layers, the
+full-attention layers, every micro-batch size and the batch-1 latency runs. On the tiny model (CPU,
+6 calls of 3 and 1 images): fp16 1 graph instead of 3 with dynamo's default (a static graph, then a
+recompile per new shape); int8_vit 33 compiled frames instead of 48, none after the second call,
+where the default recompiled again for the batch-1 call (tests/test_vision_compile.py, /tmp probe).
+Fully static graphs might be a little faster per call; they would recompile per shape, inside timed
+windows for bitsandbytes' data-dependent shapes.
 
 bitsandbytes int8 layers (int8, int8_vit: both have an int8 vision tower): dynamo breaks the graph at
 each int8 matmul (`int8_vectorwise_quant` and `int8_mixed_scaled_mm` return outlier tensors whose
@@ -64,7 +70,7 @@ def vision_plan(device: str, enabled: bool, vision_int8: bool) -> tuple[bool, st
     return True, "compiled: each vision block (regional compilation, one graph shared by every block)"
 
 
-def compile_vision_blocks(model, backend: str = DEFAULT_BACKEND, dynamic: Optional[bool] = None) -> int:
+def compile_vision_blocks(model, backend: str = DEFAULT_BACKEND, dynamic: Optional[bool] = True) -> int:
     """Marks each vision block for torch.compile (`nn.Module.compile`, compiled at its first call);
     returns the number of blocks. `backend="eager"` traces without code generation (CPU tests)."""
     blocks = vision_blocks(model)

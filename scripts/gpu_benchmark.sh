@@ -13,13 +13,15 @@
 #              REPEAT_LATENCY_IMAGES per chunk (default 16); prints the coefficient of variation
 #              (stdev/mean) of throughput and of batch-1 latency p50.
 #   xdist1     the repeat case once more under pytest-xdist with one worker (-n 1), to set against repeat.
-#   vision     issue 20, the compiled vision tower: VISION_VARIANTS (default "fp16 int8 int8_vit") on the 64
-#              images at micro-batch 32, no batch-1 latency, four processes one after the other:
+#   vision     issue 20, the compiled vision tower: VISION_VARIANTS (default "fp16 int8 int8_vit") on
+#              VISION_IMAGES (default 64, chunks of 32) images at micro-batch 32, no batch-1 latency, four
+#              processes one after the other:
 #              vision-fast (fast engine, vision blocks compiled, compile cache emptied first: a cold run),
 #              vision-cached (the same on the first 32 images: a second run on the cache the first left),
 #              vision-off (fast, inference.compile_vision=false), vision-stock (stock); prints per variant
 #              the img/s of each, the speed-ups and both warm-ups (seconds, cache state, graph breaks).
-#              About 8 minutes on an H200.
+#              About 8-10 minutes on an H200 (cold compilations, random weights made once per cache);
+#              VISION_VARIANTS="fp16 int8_vit", then int8 alone, fits two calls if one is too short.
 #   chunk1000  one chunk of 1000 generated images at 1024 px per variant (CHUNK1000_VARIANTS, default
 #              "fp16 int8 int8_vit"), micro-batch sized from free memory; confirms a sweep projection.
 # A short table of every part run is printed last (also in OUTDIR/table.md). Data paths come from VLMBENCH_MODEL_DIR / VLMBENCH_COCO_DIR (default
@@ -88,7 +90,7 @@ for part in "${parts[@]}"; do
     vision)  # issue 20: stock vs fast (vision eager) vs fast (vision compiled), and a cached second run
       rm -rf "$VLMBENCH_CACHE/torch-compile"  # vlmbench's compile cache (vlmbench.engines.compile_cache): start cold
       vision=(--vlm-config configs/gpu-3b-random.yaml --vlm-set inference.micro_batch_size=32 \
-        --vlm-set measure.model_size=false --vlm-set measure.latency_images=0 \
+        --vlm-set "dataset.limit=${VISION_IMAGES:-64}" --vlm-set measure.model_size=false --vlm-set measure.latency_images=0 \
         --vlm-set "variants=[$(as_list "${VISION_VARIANTS:-fp16 int8 int8_vit}")]")
       run vision-fast "${vision[@]}" --vlm-set inference.engine=fast
       run vision-cached "${vision[@]}" --vlm-set inference.engine=fast --vlm-set dataset.limit=32

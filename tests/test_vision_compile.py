@@ -114,6 +114,9 @@ def test_compile_cache_goes_to_the_vlmbench_cache_unless_the_user_chose_a_folder
     assert used["dir"] == str(tmp_path / "vc" / "torch-compile") == os.environ[compile_cache.CACHE_ENV]
     assert (tmp_path / "vc" / "torch-compile").is_dir() and "vlmbench cache" in used["dir_source"]
     assert used["fx_graph_cache"] is True  # torch's default, which vlmbench relies on
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    monkeypatch.setenv(compile_cache.CACHE_ENV, default_cache_dir())  # what importing bitsandbytes leaves there
+    assert compile_cache.use_compile_cache()["dir"] == str(tmp_path / "vc" / "torch-compile")
     monkeypatch.setenv(compile_cache.CACHE_ENV, str(tmp_path / "mine"))
     used = compile_cache.use_compile_cache()
     assert used["dir"] == str(tmp_path / "mine") and "set in the environment" in used["dir_source"]

@@ -5,7 +5,8 @@ variant on an H200 (issue 20). Inductor's FX graph cache and AOTAutograd's cache
 torch 2.5 / 2.7) store compiled graphs, with their Triton kernels, under TORCHINDUCTOR_CACHE_DIR,
 whose default lives in /tmp (`/tmp/torchinductor_<user>`), which machines clear. vlmbench points it at
 `<vlmbench cache>/torch-compile` (VLMBENCH_CACHE, else ~/.cache/vlmbench; vlmbench.paths), unless the
-user set TORCHINDUCTOR_CACHE_DIR, so the second run of an experiment loads instead of compiling.
+user set TORCHINDUCTOR_CACHE_DIR to another folder, so the second run of an experiment loads instead of
+compiling.
 Dynamo still traces each graph in every process (a few seconds); only code generation is cached.
 
 Whether the cache was warm is read, not assumed: torch counts cache hits and misses per process
@@ -35,7 +36,7 @@ def use_compile_cache() -> dict:
     "autograd_cache": bool}.
     """
     from vlmbench.paths import cache_dir
-    if os.environ.get(CACHE_ENV):
+    if chosen_by_user():
         source = f"{CACHE_ENV} set in the environment"
     else:
         os.environ[CACHE_ENV] = str(cache_dir(SUBFOLDER))
@@ -44,6 +45,30 @@ def use_compile_cache() -> dict:
     return {"dir": os.environ[CACHE_ENV], "dir_source": source,
             "fx_graph_cache": bool(inductor_config.fx_graph_cache),
             "autograd_cache": bool(getattr(inductor_config, "autograd_cache", False))}
+
+
+def chosen_by_user() -> bool:
+    """Whether TORCHINDUCTOR_CACHE_DIR names a folder other than torch's default.
+
+    Importing bitsandbytes (0.50) already sets the variable to torch's default (`/tmp/torchinductor_<user>`,
+    inductor's `cache_dir()` writes what it resolved back into the environment), so "set" alone does
+    not mean that the user chose it.
+    """
+    value = os.environ.get(CACHE_ENV)
+    if not value:
+        return False
+    return os.path.abspath(value) != os.path.abspath(torch_default_dir())
+
+
+def torch_default_dir() -> str:
+    """Inductor's default cache folder (`/tmp/torchinductor_<user>`), from torch where it says so."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # an older layout: the same rule, written out
+        import getpass
+        import tempfile
+        return os.path.join(tempfile.gettempdir(), "torchinductor_" + getpass.getuser().replace("\\", "_"))
+    return default_cache_dir()
 
 
 def cache_counts() -> dict:

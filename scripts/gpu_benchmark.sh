@@ -13,6 +13,15 @@
 #              REPEAT_LATENCY_IMAGES per chunk (default 16); prints the coefficient of variation
 #              (stdev/mean) of throughput and of batch-1 latency p50.
 #   xdist1     the repeat case once more under pytest-xdist with one worker (-n 1), to set against repeat.
+#   vision     issue 20, the compiled vision tower: VISION_VARIANTS (default "fp16 int8 int8_vit") on
+#              VISION_IMAGES (default 64, chunks of 32) images at micro-batch 32, no batch-1 latency, four
+#              processes one after the other:
+#              vision-fast (fast engine, vision blocks compiled, compile cache emptied first: a cold run),
+#              vision-cached (the same on the first 32 images: a second run on the cache the first left),
+#              vision-off (fast, inference.compile_vision=false), vision-stock (stock); prints per variant
+#              the img/s of each, the speed-ups and both warm-ups (seconds, cache state, graph breaks).
+#              About 8-10 minutes on an H200 (cold compilations, random weights made once per cache);
+#              VISION_VARIANTS="fp16 int8_vit", then int8 alone, fits two calls if one is too short.
 #   chunk1000  one chunk of 1000 generated images at 1024 px per variant (CHUNK1000_VARIANTS, default
 #              "fp16 int8 int8_vit"), micro-batch sized from free memory; confirms a sweep projection.
 # A short table of every part run is printed last (also in OUTDIR/table.md). Data paths come from VLMBENCH_MODEL_DIR / VLMBENCH_COCO_DIR (default
@@ -78,6 +87,16 @@ for part in "${parts[@]}"; do
       run xdist1 "${gpu[@]}" --vlm-set inference.micro_batch_size=32 --vlm-set measure.model_size=false \
         --vlm-set "variants=[${REPEAT_VARIANT:-fp16}]" -n 1
       table runs "$out" xdist1 ;;
+    vision)  # issue 20: stock vs fast (vision eager) vs fast (vision compiled), and a cached second run
+      rm -rf "$VLMBENCH_CACHE/torch-compile"  # vlmbench's compile cache (vlmbench.engines.compile_cache): start cold
+      vision=(--vlm-config configs/gpu-3b-random.yaml --vlm-set inference.micro_batch_size=32 \
+        --vlm-set "dataset.limit=${VISION_IMAGES:-64}" --vlm-set measure.model_size=false --vlm-set measure.latency_images=0 \
+        --vlm-set "variants=[$(as_list "${VISION_VARIANTS:-fp16 int8 int8_vit}")]")
+      run vision-fast "${vision[@]}" --vlm-set inference.engine=fast
+      run vision-cached "${vision[@]}" --vlm-set inference.engine=fast --vlm-set dataset.limit=32
+      run vision-off "${vision[@]}" --vlm-set inference.engine=fast --vlm-set inference.compile_vision=false
+      run vision-stock "${vision[@]}" --vlm-set inference.engine=stock
+      table vision "$out" vision-stock vision-off vision-fast vision-cached ;;
     chunk1000)
       variants=$(as_list "${CHUNK1000_VARIANTS:-fp16 int8 int8_vit}")
       run chunk1000 "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
@@ -85,7 +104,7 @@ for part in "${parts[@]}"; do
         --vlm-set inference.micro_batch_size=auto --vlm-set measure.model_size=false --vlm-set measure.latency_images=0 \
         --vlm-set "variants=[$variants]"
       table runs "$out" chunk1000 ;;
-    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, chunk1000)"; exit 2 ;;
+    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, vision, chunk1000)"; exit 2 ;;
   esac
 done
 if [ ${#tables[@]} -gt 0 ]; then printf '%s\n\n' "${tables[@]}" > "$out/table.md"; else : > "$out/table.md"; fi

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from vlmbench.engines.vision_compile import eager_vision_blocks, vision_compiled
+
 T0 = time.perf_counter()
 RESULTS: dict = {}
 DRY_CPU = "--dry-cpu" in sys.argv  # a CPU rehearsal on the tiny model: catches errors in this script
@@ -60,7 +62,8 @@ def synced(fn, *args):
 
 def dynamo_counts() -> dict:
     from torch._dynamo.utils import counters
-    return {k: dict(v) for k, v in counters.items() if k in ("stats", "frames", "recompiles")}
+    counts = {k: dict(v) for k, v in counters.items() if k in ("stats", "frames", "recompiles", "inductor")}
+    return {**counts, "graph_breaks": sum(counters["graph_break"].values())}
 
 
 def main(out: Path) -> None:
@@ -78,6 +81,7 @@ def main(out: Path) -> None:
                           "dataset.present_images_only": False, "model.device": "cpu", "inference.max_new_tokens": 4,
                           "inference.min_new_tokens": 4})
     cfg = load_config("configs/gpu-3b-random.yaml", overrides)
+    (out / "results").mkdir(parents=True, exist_ok=True)  # start() writes the snapshot there; no lock is taken
     session = BenchSession(cfg, out / "results")
     session.start()
     rows = session.chunks[0]
@@ -93,6 +97,9 @@ def main(out: Path) -> None:
     loaded = session.load_variant("fp16")
     cap = loaded.captioner
     model = loaded.model
+    if DRY_CPU:  # the fast engine compiles on CUDA only; the rehearsal traces the blocks without code generation
+        from vlmbench.engines.vision_compile import compile_vision_blocks
+        compile_vision_blocks(model, backend="aot_eager")
 
     @stage("engine_report_fp16")
     def _():
@@ -121,15 +128,34 @@ def main(out: Path) -> None:
         with torch.inference_mode():
             synced(lambda: visual(pixels, grid_thw=grid))
             fast, fast_s = synced(lambda: visual(pixels, grid_thw=grid).pooler_output)
-            model.set_attn_implementation({"vision_config": "sdpa"})
-            synced(lambda: visual(pixels, grid_thw=grid))
-            stock, stock_s = synced(lambda: visual(pixels, grid_thw=grid).pooler_output)
-            from vlmbench.engines.vision_attention import use_for_vision
-            use_for_vision(model)
-            ref = _fp32_reference(visual, pixels, grid)
+            with eager_vision_blocks(model):  # the stock per-window loop, uncompiled
+                model.set_attn_implementation({"vision_config": "sdpa"})
+                synced(lambda: visual(pixels, grid_thw=grid))
+                stock, stock_s = synced(lambda: visual(pixels, grid_thw=grid).pooler_output)
+                from vlmbench.engines.vision_attention import use_for_vision
+                use_for_vision(model)
+                ref = _fp32_reference(visual, pixels, grid)
         return {"images": 8, "rel_diff_fast_vs_stock": rel(fast, stock), "rel_diff_fast_vs_fp32_ref": rel(fast, ref),
                 "rel_diff_stock_vs_fp32_ref": rel(stock, ref), "fast_s": fast_s, "stock_s": stock_s,
                 "nan": bool(torch.isnan(fast).any())}
+
+    @stage("vision_compiled_vs_eager")
+    def _():  # issue 20: the fast engine's compiled vision blocks against the same tower run eagerly
+        batch = cap.prepare(0, rows[:8], pad=False)
+        inputs = cap._on_device(batch)
+        pixels, grid = inputs["pixel_values"].to(model.dtype), inputs["image_grid_thw"]
+        visual = model.model.visual
+        before = dynamo_counts()
+        with torch.inference_mode():
+            _, first_s = synced(lambda: visual(pixels, grid_thw=grid))
+            compiled, compiled_s = synced(lambda: visual(pixels, grid_thw=grid).pooler_output)
+            with eager_vision_blocks(model):
+                synced(lambda: visual(pixels, grid_thw=grid))
+                eager, eager_s = synced(lambda: visual(pixels, grid_thw=grid).pooler_output)
+        return {"vision_compiled": vision_compiled(model), "report": cap.engine.report.get("vision_compiled_reason"),
+                "rel_diff_compiled_vs_eager": rel(compiled, eager), "first_call_s": first_s, "compiled_s": compiled_s,
+                "eager_s": eager_s, "nan": bool(torch.isnan(compiled).any()), "dynamo_before": before,
+                "dynamo_after": dynamo_counts()}
 
     @stage("fast_warm_up_compile")
     def _():
@@ -149,6 +175,15 @@ def main(out: Path) -> None:
         return {"metrics": {k: v.value for k, v in result.metrics.items()}, "micro_batches": per_batch,
                 "dynamo_before": before, "dynamo_after": dynamo_counts()}
 
+    @stage("fast_chunk_vision_eager_same_model")
+    def _():  # greedy captions of the compiled and the eager vision tower, same model, same micro-batches
+        with eager_vision_blocks(model):
+            result = session.caption_chunk(loaded, 0)
+        by_id = {r["image_id"]: r["caption"] for r in result.rows}
+        same = sum(by_id.get(r["image_id"]) == r["caption"] for r in fast_rows)
+        return {"metrics": {k: v.value for k, v in result.metrics.items()},
+                "captions_equal_compiled_vs_eager_vision": f"{same}/{len(fast_rows)}"}
+
     @stage("stock_chunk_13_images_mb8_same_model")
     def _():
         from vlmbench.engines.stock import StockEngine
@@ -156,8 +191,9 @@ def main(out: Path) -> None:
         model.set_attn_implementation({"vision_config": "sdpa"})
         stock = Captioner(model, session.processor, cfg, DEVICE,
                           StockEngine(model, session.processor, cfg, None, DEVICE), 8, None)
-        stock.warm_up(rows, 1)
-        result = stock.caption_chunk(rows, session.nvml, "stock")
+        with eager_vision_blocks(model):  # the stock engine runs the tower eagerly
+            stock.warm_up(rows, 1)
+            result = stock.caption_chunk(rows, session.nvml, "stock")
         by_id = {r["image_id"]: r["caption"] for r in result.rows}
         same = sum(by_id.get(r["image_id"]) == r["caption"] for r in fast_rows)
         return {"metrics": {k: v.value for k, v in result.metrics.items()},

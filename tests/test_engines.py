@@ -121,6 +121,49 @@ def test_hidden_quantizer_makes_transformers_compile_int8_vit_decoding_with_equa
     assert torch.equal(plain, compiled)
 
 
+def test_int8_vision_blocks_compile_in_a_bounded_number_of_pieces(tiny_int8):
+    """int8_vit's vision blocks under regional compilation (dynamo, eager backend): the graph breaks at the
+    bitsandbytes int8 ops into pieces shared by both blocks; a piece recompiles when an outlier count or
+    a size is first seen again differently (0/1 specialisation), but once a micro-batch size has run
+    twice, new images of that size compile nothing; the output equals the eager tower's. About 10 s on
+    a CPU (dynamo traces bitsandbytes' Python): the only check of the int8 path short of a GPU."""
+    import numpy as np
+    from PIL import Image
+    from vlmbench.engines.vision_compile import compile_vision_blocks
+    _, processor, models = tiny_int8
+    visual = models["int8_vit"].model.visual
+
+    def tower(seed, n):
+        images = [Image.fromarray(np.random.RandomState(seed + i).randint(0, 255, (56, 56, 3), dtype=np.uint8))
+                  for i in range(n)]
+        inputs = processor.image_processor(images=images, return_tensors="pt")
+        with torch.inference_mode():
+            return visual(inputs["pixel_values"].half(), grid_thw=inputs["image_grid_thw"]).pooler_output
+    eager = tower(0, 2)
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    compile_vision_blocks(models["int8_vit"], backend="eager")
+    try:
+        compiled = tower(0, 2)
+        tower(10, 2)
+        frames = [counters["frames"]["total"]]
+        tower(20, 2)
+        frames.append(counters["frames"]["total"])
+        tower(30, 1), tower(60, 1)
+        frames.append(counters["frames"]["total"])
+        tower(40, 2), tower(70, 1)
+        frames.append(counters["frames"]["total"])
+    finally:
+        for block in visual.blocks:
+            block._compiled_call_impl = None
+        torch._dynamo.reset()
+    assert sum(counters["graph_break"].values()) > 0  # bitsandbytes' outlier ops: data-dependent shapes
+    assert frames[0] == frames[1] and frames[2] == frames[3], frames  # sizes seen twice: nothing compiles
+    assert frames[2] - frames[0] <= 4, frames  # batch 1 after batch 2: a few pieces recompile (seen: 2)
+    assert torch.equal(compiled, eager)
+
+
 # ---------------------------------------------------------------- vision attention
 def test_reference_varlen_equals_attention_per_window():
     torch.manual_seed(0)

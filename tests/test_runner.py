@@ -50,6 +50,8 @@ def test_caption_ends_at_endoftext_as_third_token(tmp_path, monkeypatch):
     [record] = read_variant_records(tmp_path, "fp16").values()  # one writer: this process
     assert set(record["end_token_ids"]) == {tok.convert_tokens_to_ids("<|im_end|>"), endoftext}
     assert set(record["end_tokens"]) == {"<|im_end|>", "<|endoftext|>"}
+    assert record["warmup_s"] > 0  # the warm-up is timed and recorded per variant (issue 20)
+    assert record["compile_cache"]["state"] == "nothing compiled"  # stock engine on a CPU compiles nothing
 
 
 def test_real_qwen_checkpoint_end_tokens(qwen_files):

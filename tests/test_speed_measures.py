@@ -153,3 +153,17 @@ def test_coefficient_of_variation_and_the_compare_table(tmp_path):
         assert main(["compare", str(tmp_path), "stock", "fast"]) == 0
     lines = buffer.getvalue().splitlines()
     assert lines[-1] == "| fp16 | 3.50 | 14.00 | 4.00x | 1.900 | 0.380 | 5.00x | 2.0% / 2.0% |"
+
+
+def test_vision_table_sets_compiled_against_eager_and_shows_both_warm_ups(tmp_path, capsys):
+    import json
+    from vlmbench.results.perf_table import main
+    runs = {"stock": (5.0, None, None), "off": (11.0, 20.0, None), "on": (16.5, 41.0, "cold"), "again": (16.0, 9.5, "warm")}
+    for run, (rate, warmup, state) in runs.items():
+        (tmp_path / run).mkdir()
+        entry = {"throughput_img_s": rate, "engine": {"vision_compiled": run in ("on", "again")}, "warmup_s": warmup,
+                 "compile_cache": {"state": state, "graph_breaks": 0} if state else None}
+        (tmp_path / run / "summary_1.json").write_text(json.dumps({"variants": {"fp16": entry}}))
+    assert main(["vision", str(tmp_path), "stock", "off", "on", "again"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == ("| fp16 | 5.00 | 11.00 | 16.50 | 1.50x | 3.30x | True | "
+                                                        "41.0 s (cold, 0 graph breaks) | 9.5 s (warm, 0 graph breaks) | 16.00 |")

@@ -35,7 +35,7 @@ MODEL_WEIGHTS = ("pretrained", "random", "embedded")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
 NON_RESULT_FIELDS = ("experiment_name", "variants", "baseline", "quality", "results_dir", "thresholds",
                      "inference.prefetch_batches", "inference.decode_workers",
-                     "inference.progress_interval_s",
+                     "inference.progress_interval_s", "inference.compile_vision",
                      "dataset.hub_endpoint", "dataset.image_url_prefix",
                      "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images",
                      "dataset.retry_unavailable_images")
@@ -110,6 +110,10 @@ class InferenceConfig:
                         "the device) or auto (fast on CUDA, stock on CPU; the resolved name is recorded)", "auto")
     device_preprocessing: bool = _help("fast engine on CUDA: run the image processor on the device (side stream)",
                                        True)
+    compile_vision: bool = _help("fast engine on CUDA: compile each vision block with torch.compile (regional "
+                                 "compilation; the variant's record says whether and why); false = eager vision "
+                                 "tower. A speed setting outside the fingerprint, like the decode step's compilation",
+                                 True)
     progress_interval_s: float = _help("seconds between live progress lines during a chunk (0 = none)", 10.0)
 
 

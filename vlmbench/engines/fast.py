@@ -5,6 +5,9 @@ Why it exists: plain `generate` spends most of a micro-batch in the vision tower
 attention loop and in Python between decode steps (docs/PERFORMANCE.md); the fixes are transformers'
 own extension points, chosen per variant, with the reason recorded where one is not used:
 - vision attention: vlmbench.engines.vision_attention (every variant);
+- vision tower: each vision block compiled (regional compilation, vlmbench.engines.vision_compile) on
+  CUDA unless `inference.compile_vision` is false; torch's compile caches in vlmbench's cache folder
+  (vlmbench.engines.compile_cache);
 - decoding: `cache_implementation="static"`, which makes transformers compile the decode step on
   CUDA; not where the decode step runs bitsandbytes layers (int8: a static cache without compilation
   was measured slower, 5.39 vs 6.35 img/s on an H200, and a forced compilation broke into graphs per
@@ -24,11 +27,22 @@ from typing import Iterator, Optional
 import torch
 
 from vlmbench.quantize.census import take_census
-from vlmbench.engines import vision_attention
+from vlmbench.engines import vision_attention, vision_compile
+from vlmbench.engines.compile_cache import use_compile_cache
 from vlmbench.engines.stock import StockEngine
 
 
 DECODE_UNUSED_COMPONENTS = ("vision",)  # census components a decode step never runs (pixels enter at prefill only)
+
+
+def vision_compile_report(model, cfg, device: str) -> dict:
+    """Compiles the vision blocks where `vision_compile.vision_plan` says so; returns the report's fields
+    `vision_compiled` and `vision_compiled_reason`."""
+    vision_int8 = take_census(model).get("vision", {}).get("int8", 0) > 0
+    compile_it, why = vision_compile.vision_plan(device, cfg.inference.compile_vision, vision_int8)
+    if compile_it:
+        vision_compile.compile_vision_blocks(model)
+    return {"vision_compiled": compile_it, "vision_compiled_reason": why}
 
 
 def decode_plan(device: str, quantizer_compileable: Optional[bool], decode_path_int8: bool) -> tuple[bool, str]:
@@ -88,6 +102,8 @@ class FastEngine(StockEngine):
 
     def __init__(self, model, processor, cfg, variant, device: str):
         super().__init__(model, processor, cfg, variant, device)
+        if device == "cuda":  # before anything compiles: torch's compile caches in vlmbench's cache folder
+            use_compile_cache()
         kernel = vision_attention.use_for_vision(model)
         compileable = quantizer_compileable(model)
         self.compiled, why = decode_plan(device, compileable, compileable is False and decode_path_int8(model))
@@ -100,6 +116,7 @@ class FastEngine(StockEngine):
                        "decode_compiled_reason": why, "quantizer_hidden_from_compile_check": self.hide_quantizer,
                        "pad_last_micro_batch": self.compiled,
                        "preprocess_device": self.preprocess_device or "cpu"}
+        self.report.update(vision_compile_report(model, cfg, device))
 
     def padded_size(self, images: int, micro_batch_size: int) -> Optional[int]:
         """`micro_batch_size` when the decode step is compiled and the batch is smaller; else None."""

@@ -18,6 +18,13 @@ How it plugs in, through transformers' own extension points only:
 Kernels, best first: flash-attn's `flash_attn_varlen_func` (when installed), torch's
 `torch.nn.attention.varlen.varlen_attn` (CUDA, fp16/bf16, torch >= 2.9), else `reference_varlen`
 (one `sdpa` per segment: the same arithmetic as transformers' loop; used on CPU and in fp32).
+
+Traceable by torch.compile without a graph break (the fast engine compiles each vision block,
+vlmbench.engines.vision_compile): the kernel for a (device type, dtype) is chosen once, eagerly, and
+looked up from a plain dict inside the traced code; the reference kernel is a `torch.library`
+custom op (`vlmbench::reference_varlen`), opaque to dynamo, so its `cu_seqlens.tolist()` runs outside
+the graph; `max_length_q` (the block's maximum segment length, a Python int that transformers'
+vision tower computes once per forward, outside the blocks) is passed on as it is, never `int()`-ed.
 """
 from __future__ import annotations
 
@@ -66,42 +73,66 @@ def torch_varlen_kernel() -> Optional[Callable]:
     return varlen_attn
 
 
+@torch.library.custom_op("vlmbench::reference_varlen", mutates_args=())
+def reference_varlen_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
+                        scale: Optional[float]) -> torch.Tensor:
+    """`reference_varlen` as one opaque operator: torch.compile keeps it in the graph as a call."""
+    return reference_varlen(q, k, v, cu_seqlens, scale)
+
+
+@reference_varlen_op.register_fake
+def _reference_varlen_shape(q, k, v, cu_seqlens, scale):
+    return torch.empty_like(q)
+
+
+REFERENCE = "reference (one sdpa per segment)"
+# (device type, dtype) -> (kernel name, kernel); filled eagerly by kernel_name, read inside traced code
+_CHOSEN: dict = {}
+
+
 def kernel_name(device_type: str, dtype: torch.dtype) -> str:
-    """Which kernel `varlen_attention` uses for tensors of this device type and dtype."""
+    """Which kernel `varlen_attention` uses for tensors of this device type and dtype (chosen once)."""
+    key = (device_type, dtype)
+    if key not in _CHOSEN:
+        _CHOSEN[key] = _choose_kernel(device_type, dtype)
+    return _CHOSEN[key][0]
+
+
+def _choose_kernel(device_type: str, dtype: torch.dtype) -> tuple[str, Callable]:
     if device_type != "cuda" or dtype not in FLASH_DTYPES:
-        return "reference (one sdpa per segment)"
+        return REFERENCE, reference_varlen_op
     if flash_attn_kernel() is not None:
-        return "flash_attn.flash_attn_varlen_func"
+        return "flash_attn.flash_attn_varlen_func", flash_attn_kernel()
     if torch_varlen_kernel() is not None:
-        return "torch.nn.attention.varlen.varlen_attn"
-    return "reference (one sdpa per segment)"
+        takes_scale = "scale" in inspect.signature(torch_varlen_kernel()).parameters
+        return "torch.nn.attention.varlen.varlen_attn", functools.partial(_torch_varlen, torch_varlen_kernel(),
+                                                                          takes_scale)
+    return REFERENCE, reference_varlen_op
 
 
-def run_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_len: int,
+def run_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_len,
                scale: Optional[float]) -> torch.Tensor:
-    """Segment attention over (T, H, D) tensors with the best kernel available; returns (T, H, D)."""
+    """Segment attention over (T, H, D) tensors with the best kernel available; returns (T, H, D).
+
+    `max_len` is the longest segment (an int, or a SymInt under torch.compile).
+    """
     name = kernel_name(q.device.type, q.dtype)
+    kernel = _CHOSEN[(q.device.type, q.dtype)][1]
     cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
     if name.startswith("flash_attn"):
-        return flash_attn_kernel()(q, k, v, cu, cu, max_len, max_len, softmax_scale=scale, causal=False)
+        return kernel(q, k, v, cu, cu, max_len, max_len, softmax_scale=scale, causal=False)
     if name.startswith("torch"):
-        return _torch_varlen(q, k, v, cu, max_len, scale)
-    return reference_varlen(q, k, v, cu, scale)
+        return kernel(q, k, v, cu, max_len, scale)
+    return kernel(q, k, v, cu, scale)
 
 
-@functools.lru_cache(maxsize=1)
-def _torch_varlen_takes_scale() -> bool:
-    return "scale" in inspect.signature(torch_varlen_kernel()).parameters
-
-
-def _torch_varlen(q, k, v, cu, max_len: int, scale: Optional[float]) -> torch.Tensor:
+def _torch_varlen(kernel: Callable, takes_scale: bool, q, k, v, cu, max_len, scale: Optional[float]) -> torch.Tensor:
     """torch's varlen_attn; torch 2.9 has no `scale` argument, so only the default scale is passed there."""
-    kernel = torch_varlen_kernel()
-    if _torch_varlen_takes_scale():
+    if takes_scale:
         return kernel(q, k, v, cu, cu, max_len, max_len, scale=scale)
     if scale is None or abs(scale - q.shape[-1] ** -0.5) < 1e-12:
         return kernel(q, k, v, cu, cu, max_len, max_len)
-    return reference_varlen(q, k, v, cu, scale)
+    return reference_varlen_op(q, k, v, cu, scale)
 
 
 def varlen_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -120,7 +151,7 @@ def varlen_attention(module, query: torch.Tensor, key: torch.Tensor, value: torc
     if dropout:
         raise ValueError(f"{VARLEN_ATTENTION} is for inference: dropout must be 0, got {dropout}")
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
-    max_len = int(max_length_q) if max_length_q is not None else int((cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).max())
+    max_len = max_length_q if max_length_q is not None else int((cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).max())
     out = run_varlen(q.contiguous(), k.contiguous(), v.contiguous(), cu_seq_lens_q, max_len, scaling)
     return out.unsqueeze(0), None
 

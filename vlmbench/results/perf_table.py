@@ -4,7 +4,10 @@ Why it exists: the GPU script's parts each end in a few summary JSONs; the reade
 output wants one small table per part (speed-up per variant, the coefficient of variation of three
 repeats, the sweep time projected from measured rates) without opening files.
 
-    python3 -m vlmbench.results.perf_table runs|compare|repeat OUTDIR RUN [RUN ...]
+    python3 -m vlmbench.results.perf_table runs|compare|repeat|vision OUTDIR RUN [RUN ...]
+
+`vision` takes four runs: stock, fast with the vision tower eager, fast compiled, fast compiled again
+(a second process on the compile cache the third left).
 
 RUN is a results folder under OUTDIR holding a summary_*.json; a missing one is reported, not fatal.
 """
@@ -96,14 +99,41 @@ def repeat_table(summaries: list[Optional[dict]]) -> str:
     return "\n".join(lines)
 
 
+def warm_up(variant: dict) -> str:
+    """'<seconds> s (<cache state>, <n> graph breaks)' from a summary's variant entry; 'n/a' without a record."""
+    cache = variant.get("compile_cache") or {}
+    if variant.get("warmup_s") is None:
+        return "n/a"
+    return f"{variant['warmup_s']:.1f} s ({cache.get('state', '?')}, {cache.get('graph_breaks', '?')} graph breaks)"
+
+
+def vision_table(stock: Optional[dict], eager: Optional[dict], compiled: Optional[dict], cached: Optional[dict]) -> str:
+    """Per variant: img/s of stock, fast with eager vision, fast with compiled vision; the speed-ups; the
+    warm-up of the compiled run and of its cached second run (seconds, cache state, graph breaks)."""
+    lines = ["| variant | stock img/s | fast, vision eager | fast, vision compiled | compiled / eager | "
+             "compiled / stock | vision compiled | warm-up, first run | warm-up, cached run | cached run img/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    runs = [(r or {}).get("variants", {}) for r in (stock, eager, compiled, cached)]
+    for name in list(dict.fromkeys(n for run in runs for n in run)):
+        s, e, c, again = (run.get(name, {}) for run in runs)
+        rate = [x.get("throughput_img_s") for x in (s, e, c, again)]
+        lines.append(f"| {name} | {fmt(rate[0])} | {fmt(rate[1])} | {fmt(rate[2])} | {fmt(ratio(rate[2], rate[1]), 2, 'x')} | "
+                     f"{fmt(ratio(rate[2], rate[0]), 2, 'x')} | {(c.get('engine') or {}).get('vision_compiled', 'n/a')} | "
+                     f"{warm_up(c)} | {warm_up(again)} | {fmt(rate[3])} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 3 or argv[0] not in ("runs", "compare", "repeat"):
-        print("usage: python3 -m vlmbench.results.perf_table runs|compare|repeat OUTDIR RUN [RUN ...]", file=sys.stderr)
+    if len(argv) < 3 or argv[0] not in ("runs", "compare", "repeat", "vision"):
+        print("usage: python3 -m vlmbench.results.perf_table runs|compare|repeat|vision OUTDIR RUN [RUN ...]",
+              file=sys.stderr)
         return 2
     kind, out, runs = argv[0], Path(argv[1]), argv[2:]
     summaries = {run: latest_summary(out / run) for run in runs}
     if kind == "runs":
         print(runs_table(summaries))
+    elif kind == "vision":
+        print(f"### vision tower compiled ({', '.join(runs[:4])})\n" + vision_table(*[summaries.get(r) for r in runs[:4]]))
     elif kind == "compare":
         print(f"### stock vs fast ({runs[0]} vs {runs[1]})\n" + compare_table(*[summaries[r] for r in runs[:2]]))
     else:

@@ -31,6 +31,7 @@ class LoadedVariant:
     model: object
     captioner: object
     warmed_up: bool = False
+    record: dict = field(default_factory=dict)  # what load_variant wrote to variant_<name>.json (warm-up adds to it)
 
 
 @dataclass
@@ -268,7 +269,7 @@ class BenchSession:
                   "prefetch_batches": self.cfg.inference.prefetch_batches,  # what made these chunks, not this run
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
         merge_variant_record(self.results_dir, _plain(record))  # beside the records of other workers and GPUs
-        return LoadedVariant(name, model, captioner)
+        return LoadedVariant(name, model, captioner, record=record)
 
     def micro_batch_for(self, variant):
         """The variant's micro-batch: configured, or sized from the free device memory after loading."""
@@ -285,8 +286,21 @@ class BenchSession:
     def warm_up(self, loaded: LoadedVariant, chunk_id: int) -> None:
         """Untimed: the variant's first generate calls (compilation of each shape included), once per variant."""
         if not loaded.warmed_up:
-            loaded.captioner.warm_up(self.chunks[chunk_id], self.cfg.measure.warmup_batches)
+            from vlmbench.engines.compile_cache import cache_counts
+            before = cache_counts()
+            _, seconds = timed(self.device, loaded.captioner.warm_up, self.chunks[chunk_id],
+                               self.cfg.measure.warmup_batches)
             loaded.warmed_up = True
+            self.record_warm_up(loaded, seconds, before)
+
+    def record_warm_up(self, loaded: LoadedVariant, seconds: float, counts_before: dict) -> None:
+        """Adds `warmup_s` (compilation included) and `compile_cache` (whether torch's compile caches were
+        warm, their hit and miss counts, the folder) to this process's record in variant_<name>.json."""
+        import os
+        from vlmbench.engines.compile_cache import CACHE_ENV, cache_counts, cache_state
+        cache = {**cache_state(counts_before, cache_counts()), "dir": os.environ.get(CACHE_ENV)}
+        loaded.record = {**loaded.record, "warmup_s": seconds, "compile_cache": cache}
+        merge_variant_record(self.results_dir, _plain(loaded.record))
 
     def caption_chunk(self, loaded: LoadedVariant, chunk_id: int):
         """The captioning pass alone: what pytest-benchmark times."""

@@ -313,7 +313,8 @@ class BenchSession:
             notes["gpu_uuid"] = self.nvml.reason
         return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "engine": self.cfg.inference.engine,
                 "device": self.device,
-                "device_name": self.device_name, "gpu_uuid": self.nvml.uuid, "worker": self.worker, "dtype": dtype,
+                "device_name": self.device_name, "gpu_uuid": self.nvml.uuid,
+                "gpu_parent_uuid": self.nvml.parent_uuid, "worker": self.worker, "dtype": dtype,
                 "measure_notes": json.dumps(notes, sort_keys=True), **self.library_versions,
                 "config_fingerprint": self.cfg.fingerprint}
 

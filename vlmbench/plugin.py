@@ -96,8 +96,11 @@ def _is_xdist_controller(config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     """Pins an xdist worker to its GPU before anything touches CUDA; validates a config named on the
-    command line (a bad one stops pytest with a usage error); reads --vlm-shard."""
+    command line (a bad one stops pytest with a usage error); reads --vlm-shard. VLMBENCH_OFFLINE=1
+    makes the whole process offline (HF_HUB_OFFLINE too) before anything asks the Hub."""
+    from vlmbench.offline import apply_offline_switch
     from vlmbench.run.devices import pin_worker_to_device
+    apply_offline_switch()
     try:
         if _worker_id(config) is not None:
             pin_worker_to_device(config.workerinput.get("vlmbench_device"))

@@ -84,10 +84,13 @@ class BenchSession:
     def identify_model(self) -> None:
         """Puts the model's identity (resolved Hub commit or local folder digest) into the config, so that
         it enters the fingerprint before the folder lock and the chunk checks read it. Resolves once per
-        session (a Hub model: one lookup); ConfigError, naming the fix, when it cannot be resolved."""
+        session (a Hub model: one lookup); ConfigError, naming the fix, when it cannot be resolved or when
+        inference.max_new_tokens cannot fit in the model's context (models/context.py)."""
+        from vlmbench.models.context import check_new_tokens_fit
         from vlmbench.models.loading import model_identity
         if not self.model_identified:
             self.use_model_identity(model_identity(self.cfg))
+            check_new_tokens_fit(self.cfg)  # the model's config.json is readable now (a Hub one is cached)
 
     def use_model_identity(self, identity: str | None) -> None:
         """Puts an identity resolved elsewhere (an xdist worker gets its controller's) into the config and

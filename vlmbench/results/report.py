@@ -15,6 +15,7 @@ from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, resu
 from vlmbench.scoring.metrics import MIN_CIDER_IMAGES
 from vlmbench.paths import atomic_write_bytes, atomic_write_text
 from vlmbench.results.records import timestamp, unique_path, write_json
+from vlmbench.results.references import load_references
 from vlmbench.scoring.quality import cider_drop_holds, quality_table
 from vlmbench.results.summary import build_summary
 
@@ -349,22 +350,14 @@ def gate(summary: dict, baseline_path: Optional[str], cfg: ExperimentConfig) -> 
 
 
 # ---------------------------------------------------------------- the end of a run
-def load_references(results_dir: Path) -> dict[int, list[str]]:
-    path = results_dir / "references.json"
-    return {int(k): v for k, v in json.loads(path.read_text()).items()}
-
-
-def write_references(results_dir: Path, rows) -> None:
-    write_json(results_dir / "references.json", {str(r.image_id): list(r.captions) for r in rows})
-
-
 def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline: Optional[str],
            tokenizer: str = "auto", known_rows: Optional[dict] = None) -> tuple[dict, Verdict]:
     """Builds the summary, then writes what it can, each file atomically: the summary JSON first, the
     markdown table, then the plots. A file that cannot be written (disk full) is named in the verdict,
     and the rest is still written; the summary is rewritten with the list of plots at the end.
     `known_rows`: chunk rows already read, (variant, chunk id) -> rows (see summary.build_summary)."""
-    summary = build_summary(results_dir, cfg, load_references(results_dir), started_at, tokenizer, known_rows)
+    references = load_references(results_dir, cfg.fingerprint)  # checked: ConfigError with the fix
+    summary = build_summary(results_dir, cfg, references, started_at, tokenizer, known_rows)
     summary["plots"] = []
     verdict = gate(summary, baseline, cfg)
     summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches,

@@ -6,7 +6,6 @@ how a chunk becomes a CSV) so that they can be read and tested without pytest's 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -140,7 +139,7 @@ class BenchSession:
     def start(self) -> None:
         """The run's first writes, once every check passed: leftovers of dead runs removed, damaged CSVs
         moved aside, the config snapshot and references.json written."""
-        from vlmbench.results.report import write_references
+        from vlmbench.results.references import write_references
         rows = self.rows  # resolves the data source (a Hub download) before the snapshot records it
         self.remove_leftovers()
         for (variant, chunk_id), state in self.chunk_states.items():
@@ -170,11 +169,14 @@ class BenchSession:
                               f"(e.g. {removed[0]})")
 
     def resolved(self) -> dict:
-        """What this run resolved beyond its config: the Hub commit read and the image ids chosen."""
+        """What this run resolved beyond its config: the Hub commit read, the image ids chosen and the digest
+        of the references.json it writes (checked before every report)."""
         from vlmbench.data.hub import recorded_revision
+        from vlmbench.results.references import image_ids_digest, references_digest, references_payload
         ids = [r.image_id for r in self.rows]
         resolved = {"engine_requested": self.requested_engine, "engine": self.cfg.inference.engine,
-                    "images": len(ids), "image_ids_sha256": hashlib.sha256(json.dumps(ids).encode()).hexdigest(),
+                    "images": len(ids), "image_ids_sha256": image_ids_digest(ids),
+                    "references_sha256": references_digest(references_payload(self.rows)),
                     "first_image_ids": ids[:10]}
         if not any(getattr(self.cfg.dataset, k) is not None for k in ("parquet_path", "coco_dir", "synthetic_images")):
             resolved["hub_revision"] = recorded_revision(self.cfg.dataset)

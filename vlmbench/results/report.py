@@ -251,6 +251,7 @@ def check_baseline_compatible(summary: dict, baseline: dict, allowed=()) -> list
         raise BaselineMismatch(f"baseline is for model {baseline.get('model_id')!r}, this run is for "
                                f"{summary.get('model_id')!r}; pass a baseline summary of the same model.")
     diff = differing_fields(result_fields_of(baseline.get("config") or {}), result_fields_of(summary["config"]))
+    diff |= tokenizer_difference(summary, baseline)
     refused = [line for key, line in diff.items() if key not in allowed]
     if refused:
         keys = ", ".join(k for k in diff if k not in allowed)
@@ -258,8 +259,34 @@ def check_baseline_compatible(summary: dict, baseline: dict, allowed=()) -> list
             "baseline was made with different result fields (" + "; ".join(refused) + "); its numbers are not "
             "comparable with this run's. Pass a baseline made with the same settings, or allow these differences "
             f"explicitly: thresholds.allow_differences: [{keys}] in the config (or --vlm-set "
-            f"'thresholds.allow_differences=[{keys}]').")
+            f"'thresholds.allow_differences=[{keys}]')." + _tokenizer_fix(diff, allowed))
     return [line for key, line in diff.items() if key in allowed]
+
+
+TOKENIZER_FIELD = "cider_scoring.tokenizer"
+TOKENIZER_ALIASES = {"nltk-treebank": "ptb-python"}  # the old name of the Java-free tokenizer
+
+
+def tokenizer_difference(summary: dict, baseline: dict) -> dict[str, str]:
+    """{TOKENIZER_FIELD: 'cider_scoring.tokenizer: old -> new'} when both summaries record the PTB tokenizer
+    their CIDEr-D came from and the two differ (the Java and Java-free ones can split rare Unicode
+    differently, and CIDEr-D with them); {} otherwise."""
+    theirs, ours = (_tokenizer_of(s) for s in (baseline, summary))
+    if theirs is None or ours is None or theirs == ours:
+        return {}
+    return {TOKENIZER_FIELD: f"{TOKENIZER_FIELD}: {theirs!r} -> {ours!r}"}
+
+
+def _tokenizer_of(summary: dict):
+    name = (summary.get("cider_scoring") or {}).get("tokenizer")
+    return TOKENIZER_ALIASES.get(name, name)
+
+
+def _tokenizer_fix(diff: dict, allowed) -> str:
+    if TOKENIZER_FIELD not in diff or TOKENIZER_FIELD in allowed:
+        return ""
+    return (" For the tokenizer, better rescore one side with the other's: vlmbench-report DIR --tokenizer "
+            "ptb-java (needs java) or --tokenizer ptb-python.")
 
 
 def _thresholds_for(cfg: ExperimentConfig, variant: str) -> Thresholds:

@@ -257,3 +257,17 @@ def test_a_gpu_whose_uuid_nvml_does_not_know_names_what_was_tried(monkeypatch):
     monkeypatch.setattr(measure, "_torch_device_uuid", lambda: "ffff")
     nvml = Nvml("cuda")
     assert nvml.handle is None and nvml.uuid == "ffff" and "GPU-ffff or MIG-ffff" in nvml.reason
+
+
+def test_a_whole_gpu_in_mig_mode_has_null_energy_too(monkeypatch):
+    """When torch names the parent GPU, its counter would count every MIG instance's work."""
+    import sys
+    import vlmbench.run.measure as measure
+    module = fake_pynvml(fails=())
+    module.nvmlDeviceIsMigDeviceHandle = lambda handle: False
+    module.nvmlDeviceGetMigMode = lambda handle: (1, 1)
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setattr(measure, "_torch_device_uuid", lambda: "GPU-fake")
+    nvml = Nvml("cuda")
+    assert nvml.parent_uuid is None and nvml.energy_mj() is None
+    assert nvml.energy_reason.startswith("GPU GPU-fake is in MIG mode: NVML's total-energy counter")

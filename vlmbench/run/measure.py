@@ -31,8 +31,8 @@ MIB = 1024 * 1024
 # (about 100 ms on the GPUs measured for docs/PERFORMANCE.md; pyJoules#17 and pynvml#18 report 20-100 ms).
 # A window shorter than this reads 0 J or one whole step, neither of which is the window's energy.
 ENERGY_COUNTER_STEP_S = 0.1
-MIG_REASON = ("MIG instance {uuid} of GPU {parent}: NVML's total-energy counter and power reading are not "
-              "available per MIG instance (the parent GPU's would count every instance's work)")
+MIG_COUNTERS = ("NVML's total-energy counter and power reading are not available per MIG instance (the "
+                "whole GPU's would count every instance's work)")
 
 
 def synchronize(device: str) -> None:
@@ -90,11 +90,14 @@ class Nvml:
         self._note_mig()
 
     def _note_mig(self) -> None:
-        """Sets parent_uuid and mig_reason when torch's device is a MIG instance (or a GPU in MIG mode)."""
-        parent = mig_parent_uuid(self._nvml, self.handle, self.uuid)
-        if parent is not None:
-            self.parent_uuid = parent
-            self.mig_reason = MIG_REASON.format(uuid=self.uuid, parent=parent)
+        """Sets parent_uuid and mig_reason when torch's device is a MIG instance; mig_reason alone when
+        NVML found a whole GPU that is in MIG mode (torch named the parent: this process runs on one of
+        its instances)."""
+        self.parent_uuid = mig_parent_uuid(self._nvml, self.handle)
+        if self.parent_uuid is not None:
+            self.mig_reason = f"MIG instance {self.uuid} of GPU {self.parent_uuid}: {MIG_COUNTERS}"
+        elif in_mig_mode(self._nvml, self.handle):
+            self.mig_reason = f"GPU {self.uuid} is in MIG mode: {MIG_COUNTERS}"
 
     def query(self, function: str, *args) -> Reading:
         """`pynvml.<function>(handle, *args)` as a Reading; any failure is None with the reason."""
@@ -179,16 +182,23 @@ def find_device(pynvml, uuid: str):
     raise LookupError(f"no NVML device has UUID {' or '.join(tried)} ({type(error).__name__}: {error})")
 
 
-def mig_parent_uuid(pynvml, handle, uuid: str) -> Optional[str]:
-    """The parent GPU's UUID when `handle` is a MIG instance, `uuid` itself for a whole GPU in MIG mode
-    (whose counter covers every instance), else None. NVML calls an old binding or driver lacks count as no MIG."""
+def mig_parent_uuid(pynvml, handle) -> Optional[str]:
+    """The parent GPU's UUID when `handle` is a MIG instance's, else None (also when an old binding or
+    driver lacks the MIG calls)."""
     try:
         if pynvml.nvmlDeviceIsMigDeviceHandle(handle):
             return _str(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)))
-        current_mode = pynvml.nvmlDeviceGetMigMode(handle)[0]
-    except Exception:  # NVMLError_NotSupported (no MIG on this GPU), AttributeError (old pynvml)
-        return None
-    return uuid if current_mode == getattr(pynvml, "NVML_DEVICE_MIG_ENABLE", 1) else None
+    except Exception:  # NVMLError_NotSupported, AttributeError (old pynvml)
+        pass
+    return None
+
+
+def in_mig_mode(pynvml, handle) -> bool:
+    """Whether the whole GPU `handle` names has MIG mode enabled (False when NVML cannot say)."""
+    try:
+        return pynvml.nvmlDeviceGetMigMode(handle)[0] == getattr(pynvml, "NVML_DEVICE_MIG_ENABLE", 1)
+    except Exception:  # NVMLError_NotSupported (a GPU without MIG), AttributeError (old pynvml)
+        return False
 
 
 def idle_power(nvml: Nvml, samples: int = 5, interval_s: float = 0.2) -> Reading:

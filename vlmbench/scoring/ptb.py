@@ -20,8 +20,13 @@ Behaviour reproduced (checked against the jar, see tests/test_ptb.py and tests/d
   "p.m."), "no." before a number, a single letter not followed by a sentence start (SENTENCE_STARTS,
   looked for across the line end too), or a word followed by ",;:" ("bat.," -> "bat." ",");
 - "!!", "?!" stay tokens (only "!" and "?" are in the drop list); "€" -> "$", "£" -> "#",
-  "¢" -> "cents", vulgar fractions -> "1/2"; control and zero-width characters separate tokens.
-Known differences (rare in captions): smileys, "x..y" inside a word, "y'all", "cat's-eye".
+  "¢" -> "cents", vulgar fractions -> "1/2"; control and zero-width characters separate tokens;
+- Unicode as the jar reads it (stanfordnlp/CoreNLP#1281): a soft hyphen is removed from its word;
+  characters beyond U+FFFF (emoji, skin tones, flags, the parts of ZWJ sequences) and combining marks
+  outside the lexer's LETTER class (U+FE0F, the keycap U+20E3) are deleted and separate words; decomposed
+  accents and the LETTER class's other marks stay in their word, undecomposed ("cafe\u0301").
+Known differences (rare in captions): smileys, "x..y" inside a word, "y'all", "cat's-eye", a combining
+mark after a digit, letters of scripts newer than the jar's Unicode (Python's counts them as letters).
 """
 from __future__ import annotations
 

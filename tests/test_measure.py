@@ -221,6 +221,7 @@ class NVMLError_NotFound(NVMLError):
 
 def fake_mig_pynvml():
     """NVML on a GPU split into MIG instances: torch's device is instance 'MIG-1234' of 'GPU-parent'."""
+    import ctypes
     module = fake_pynvml(fails=())
     handles = {"MIG-1234": "mig-handle", "GPU-parent": "gpu-handle"}
 
@@ -229,7 +230,7 @@ def fake_mig_pynvml():
             raise NVMLError_NotFound()
         return handles[uuid]
     module.nvmlDeviceGetHandleByUUID = by_uuid
-    module.nvmlDeviceIsMigDeviceHandle = lambda handle: handle == "mig-handle"
+    module.nvmlDeviceIsMigDeviceHandle = lambda handle: ctypes.c_uint(handle == "mig-handle")  # as pynvml answers
     module.nvmlDeviceGetDeviceHandleFromMigDeviceHandle = lambda handle: "gpu-handle"
     module.nvmlDeviceGetUUID = lambda handle: {v: k for k, v in handles.items()}[handle].encode()
     return module

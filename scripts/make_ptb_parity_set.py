@@ -6,7 +6,8 @@ here by hand (base sentences in the style of Qwen2.5-VL and BLIP answers) and va
 generator, one phenomenon per variation: curly quotes and apostrophes, en/em dashes, the ellipsis
 character, double periods, several sentences, abbreviations, brackets, control and zero-width
 characters, digits and units, hyphens, slashes, ampersands, percent, currency, accented and
-non-Latin letters, runs of spaces, tabs and newlines, markdown-like emphasis, repeated characters.
+non-Latin letters, runs of spaces, tabs and newlines, markdown-like emphasis, repeated characters, and
+(UNICODE_SEQUENCES) soft hyphens, emoji sequences, U+FE0F and decomposed accents.
 The "ptb" field is what pycocoevalcap's PTBTokenizer (Java) returned, punctuation dropped.
 
     python scripts/make_ptb_parity_set.py          # needs java on the PATH
@@ -131,6 +132,51 @@ UNICODE = [
     "A menu in español with tacos.",
 ]
 
+# Unicode that models and OCR-heavy captions emit and the 3.4.1 lexer treats its own way (stanfordnlp/CoreNLP#1281):
+# soft hyphens (removed from the word), emoji with U+FE0F, skin tones, flags, keycaps and zero-width-joiner
+# sequences (characters beyond U+FFFF and the variation selector are deleted), decomposed accents and the
+# combining marks of other scripts (part of the word, or deleted, depending on the lexer's LETTER class).
+UNICODE_SEQUENCES = [
+    "A pic\u00adture of a soft\u00adhyphen\u00ad sign.",
+    "A co\u00adoperative store on Main St\u00ad. in town.",
+    "A \u00ad\u00ad sign with a soft\u00ad-hyphenated word.",
+    "A heart \u2764\ufe0f drawn on a wall.",
+    "A red \u2764\ufe0f\u2764\ufe0f heart pair.",
+    "A smiling \u263a\ufe0f face and a \u263a\ufe0e text face.",
+    "A snowflake \u2744\ufe0f on a window.",
+    "A family \U0001F468\u200d\U0001F469\u200d\U0001F467 emoji on a sign.",
+    "A woman\u200d\u2640\ufe0f runner and a man\u200d\u2642\ufe0f cyclist.",
+    "A \U0001F469\u200d\U0001F4BB at a desk.",
+    "A rainbow flag \U0001F3F3\ufe0f\u200d\U0001F308 on a pole.",
+    "A thumbs up \U0001F44D\U0001F3FD emoji.",
+    "A flag \U0001F1FA\U0001F1F8 next to a flag \U0001F1EC\U0001F1E7.",
+    "A keycap 1\ufe0f\u20e3 and a #\ufe0f\u20e3 sign.",
+    "A dog \U0001F415 in the park \U0001F333.",
+    "emoji\U0001F600face on a mug.",
+    "(\U0001F600) in brackets.",
+    "Hello\U0001F44B. A wave.",
+    "A \U0001D400\U0001D401 math bold sign.",
+    "A cafe\u0301 with outdoor seating.",
+    "A CAFE\u0301 SIGN IN CAPITALS.",
+    "A nai\u0308ve painting of a sun.",
+    "Cre\u0300me bru\u0302le\u0301e with a spoon.",
+    "A Poke\u0301mon toy and a jalapen\u0303o pizza.",
+    "A street in Sa\u0303o Paulo and Zu\u0308rich.",
+    "Tie\u0302\u0301ng Vie\u0323\u0302t on a board.",
+    "A sign reading A\u030angstro\u0308m.",
+    "x\u0301y and \u0301alone marks.",
+    "A sign in \u0939\u093f\u0928\u094d\u0926\u0940 on a wall.",
+    "A sign in \u0645\u064e\u0631\u0652\u062d\u064e\u0628\u064b\u0627 on a door.",
+    "A sign in \u05e9\u05c1\u05b8\u05dc\u05d5\u05b9\u05dd near a shop.",
+    "A menu in \u0e20\u0e32\u0e29\u0e32\u0e44\u0e17\u0e22 on a table.",
+    "A sign with x\u1ab0y and x\u1dc0y marks.",
+    "A word with a combining half mark x\ufe20y.",
+    "A Tibetan \u0f40\u0f71 sign and a Myanmar \u1000\u1039 sign.",
+    "A word\u200dword and word\u200cword.",
+    "A cat\u2060dog with a word joiner.",
+    "A sign \u2122 and \u00ae logo with \u2764 love.",
+]
+
 CONTRACTIONS = [
     "It's a dog that's sitting on a man's lap.",
     "They're playing frisbee, aren't they?",
@@ -246,6 +292,7 @@ def captions(seed: int = 0) -> list[str]:
         for text in rng.sample(BASE, 12) + rng.sample(fixed, 8):
             out.append(transform(text, rng))
     out += ["", " ", "!!!!!!!!", "a a a a a a", "...", "\u2026", "1 2 3 4", "(", "--"]
+    out += UNICODE_SEQUENCES  # appended last and drawing nothing from rng: the captions above stay the same
     return list(dict.fromkeys(out))
 
 

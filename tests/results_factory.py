@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from vlmbench.config import ExperimentConfig, from_plain
+from vlmbench.results.references import image_ids_digest, references_digest
 from vlmbench.results.records import chunk_csv_path, library_versions, write_chunk_csv, write_config_snapshot, write_json
 
 SHAPES = ["circle", "square", "triangle", "star", "cross", "ring", "heart", "moon", "arrow", "diamond", "hexagon",
@@ -65,6 +66,8 @@ def write_results(cfg: ExperimentConfig, results_dir: Path, chunk_cells: dict | 
             rows = [row(cfg, variant, chunk_id, i, refs[i][0], {**extra, **(image_cells or {}).get((variant, i), {})})
                     for i in ids[chunk_id * size:(chunk_id + 1) * size]]
             write_chunk_csv(chunk_csv_path(results_dir, variant, chunk_id), rows)
-    write_json(results_dir / "references.json", {str(i): r[1:] for i, r in refs.items()})
-    write_config_snapshot(results_dir, cfg, "20260101T000000")
+    payload = {str(i): r[1:] for i, r in refs.items()}
+    write_json(results_dir / "references.json", payload)
+    resolved = {"image_ids_sha256": image_ids_digest(ids), "references_sha256": references_digest(payload)}  # as a run records them
+    write_config_snapshot(results_dir, cfg, "20260101T000000", resolved)
     return refs

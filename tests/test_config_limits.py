@@ -1,10 +1,13 @@
 """Configs cannot exhaust the machine or slip through: aliases, bounded messages, every numeric range."""
+import dataclasses
+import json
 import math
 import time
 
 import pytest
 
 from vlmbench.config import ConfigError, ExperimentConfig, build, config_to_yaml, load_config, parse_assignment, shown
+from vlmbench.run.session import BenchSession  # imported before any pytester run, which drops modules it saw imported (torch)
 
 
 def _bomb_yaml(depth: int) -> str:
@@ -133,3 +136,97 @@ def test_shown_keeps_both_ends_of_a_long_string_within_a_short_limit():
     assert len(text) <= 60 and text.startswith("'../x") and text.endswith("x.jpg'") and "..." in text
     assert len(shown({"captions": ["x" * 500] * 50, "more": list(range(10**4))}, 45)) <= 45
     assert shown("a dog", 45) == "'a dog'" and shown(None, 45) == "None"
+
+
+# ---------------------------------------------------------------- sizes bounded by the data and the model
+CASES_WITHOUT_A_MODEL = """
+import pytest
+
+@pytest.fixture(scope="session")
+def vlm_variant(request):
+    return request.param
+
+def test_caption(vlm_variant, vlm_chunk):
+    pass
+"""
+
+
+COUNT_CASES = """
+def pytest_collection_modifyitems(items):  # runs before vlmbench's (trylast): how many cases were built
+    built = sum(isinstance(getattr(getattr(item, "callspec", None), "params", {}).get("vlm_chunk"), int) for item in items)
+    open("cases_built.txt", "w").write(str(built))
+"""
+
+
+def test_a_limit_above_the_data_is_refused_before_any_case_is_built(pytester, write_config):
+    """dataset.limit: 10**30 filled the memory while pytest collected 10**27 case ids; the rows are now
+    read first and the limit refused against them before any case exists. (10**30 itself would hang
+    the old code; 20000 with 2 images per chunk built 10000 cases before the same refusal, and fails
+    this test first.)"""
+    for limit in (20_000, 10**30):
+        config = write_config({"dataset": {"synthetic_images": 8, "limit": limit}})
+        pytester.makeconftest(COUNT_CASES)
+        pytester.makepyfile(test_cases=CASES_WITHOUT_A_MODEL)
+        run = pytester.runpytest_inprocess("--vlm-config", str(config), "--collect-only", "-p", "no:xdist",
+                                           "-p", "no:randomly", "-p", "no:cacheprovider")
+        assert run.ret == pytest.ExitCode.USAGE_ERROR and (pytester.path / "cases_built.txt").read_text() == "0"
+        run.stderr.fnmatch_lines([f"*config key 'dataset.limit' is {limit} but the data source has only 8 "
+                                  "images; lower the limit to at most 8*"])
+
+
+def _hub_model_in_cache(tmp_path, monkeypatch, context: int) -> str:
+    """org/model at main in an offline HF cache, with a config.json of `context` positions."""
+    from huggingface_hub import constants
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf-cache" / "models--org--model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text(json.dumps({"max_position_embeddings": context}))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return "org/model"
+
+
+def _local_model(tmp_path, context: int) -> str:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"text_config": {"max_position_embeddings": context}}))
+    (folder / "model.safetensors").write_bytes(b"\x00" * 8)
+    return str(folder)
+
+
+# (overrides, context) for every kind of model whose config is knowable before it loads;
+# room = context - image tokens (img_size 56: 4; 112: 16) - prompt bytes - 64 template tokens
+MODELS = {
+    "embedded": ({"model": {"weights": "embedded"}, "inference": {"img_size": 112, "prompt": "Caption:"}}, 1024),
+    "random tiny": ({}, 4096),
+    "local folder": ("local", 2048),
+    "hub (cached config)": ("hub", 2048),
+}
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_max_new_tokens_beyond_the_models_context_is_refused_with_what_fits(kind, tmp_path, monkeypatch):
+    from vlmbench.models.context import image_tokens, prompt_tokens_bound
+    overrides, context = MODELS[kind]
+    if overrides == "local":
+        overrides = {"model_id": _local_model(tmp_path, context), "model": {"weights": "pretrained", "tiny": False}}
+    elif overrides == "hub":
+        overrides = {"model_id": _hub_model_in_cache(tmp_path, monkeypatch, context),
+                     "model": {"weights": "pretrained", "tiny": False}}
+    from tests.conftest import TINY, merge
+    data = merge(TINY, {**overrides, "results_dir": str(tmp_path / "results")})
+    cfg = build(ExperimentConfig, data)
+    room = context - image_tokens(cfg.inference.img_size) - prompt_tokens_bound(cfg.inference.prompt)
+    fits = BenchSession(cfg.replace(inference=dataclasses.replace(cfg.inference, max_new_tokens=room)), tmp_path)
+    fits.identify_model()  # exactly the room left: accepted
+    too_many = build(ExperimentConfig, merge(data, {"inference": {"max_new_tokens": 10**9}}))
+    with pytest.raises(ConfigError, match=rf"'inference.max_new_tokens' is {10**9} but the model's context is "
+                                          rf"{context} tokens .*set inference.max_new_tokens to at most {room}\."):
+        BenchSession(too_many, tmp_path).identify_model()
+
+
+def test_image_tokens_follow_the_processor():
+    from vlmbench.models.context import image_tokens
+    assert [image_tokens(s) for s in (56, 112, 1024, 3584)] == [4, 16, 1369, 16384]

@@ -90,3 +90,28 @@ def test_vlmbench_report_allows_a_named_difference(tmp_path, capsys):
     assert f"baseline summary: {baseline};" in page and "allowed difference: inference.micro_batch_size: 1 -&gt; 2" in page
     assert main([str(run_dir), "--baseline", baseline, "--allow-difference", "inference.micro_batch"]) == 2
     assert "Did you mean 'inference.micro_batch_size'" in capsys.readouterr().err
+
+
+def _scored_with(summary: dict, tokenizer) -> dict:
+    return {**summary, "cider_scoring": {"tokenizer": tokenizer}}
+
+
+def test_a_baseline_scored_with_the_other_tokenizer_is_refused_unless_allowed(tmp_path):
+    """CIDEr-D depended on whether Java was installed, and the gate never looked (issue 17.4)."""
+    run_cfg = load_config(overrides={"thresholds": {"default": {"cider_drop_abs": 0.1}}})
+    run, base = _scored_with(_summary(run_cfg), "ptb-java"), _scored_with(_summary(run_cfg), "ptb-python")
+    verdict = gate(run, _write(tmp_path, base), run_cfg)
+    assert verdict.failed and verdict.text.startswith("baseline refused")
+    assert "cider_scoring.tokenizer: 'ptb-python' -> 'ptb-java'" in verdict.text
+    assert "vlmbench-report DIR --tokenizer ptb-java" in verdict.text
+    allowing = load_config(overrides={"thresholds": {"default": {"cider_drop_abs": 0.1},
+                                                     "allow_differences": ["cider_scoring.tokenizer"]}})
+    allowed = gate(run, _write(tmp_path, base), allowing)
+    assert not allowed.failed and allowed.allowed_differences == ["cider_scoring.tokenizer: 'ptb-python' -> 'ptb-java'"]
+
+
+@pytest.mark.parametrize("baseline_tokenizer", ["nltk-treebank", None])
+def test_the_same_tokenizer_by_its_old_name_or_an_unrecorded_one_is_not_refused(baseline_tokenizer):
+    cfg = load_config()
+    run = _scored_with(_summary(cfg), "ptb-python")
+    assert check_baseline_compatible(run, _scored_with(_summary(cfg), baseline_tokenizer)) == []

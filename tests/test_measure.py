@@ -19,8 +19,13 @@ class FakeNvml:
         return self.readings.pop(0)
 
 
+def fake_clock(*seconds):
+    """perf_counter readings for an EnergyWindow: start, end."""
+    return iter(seconds).__next__
+
+
 def test_energy_window_from_a_fake_counter():
-    with EnergyWindow(FakeNvml([1_000_000, 1_450_500])) as window:
+    with EnergyWindow(FakeNvml([1_000_000, 1_450_500]), clock=fake_clock(10.0, 12.0)) as window:
         pass
     assert window.joules.value == pytest.approx(450.5)
     assert per_image(window.joules, 10).value == pytest.approx(45.05)
@@ -107,7 +112,7 @@ def test_power_not_supported_leaves_energy_and_makes_idle_power_null(nvml_with):
     nvml = nvml_with(fails=("nvmlDeviceGetPowerUsage",))
     idle = idle_power(nvml, samples=2, interval_s=0)
     assert idle.value is None and "nvmlDeviceGetPowerUsage failed: NVMLError_NotSupported: Not Supported" in idle.reason
-    with EnergyWindow(nvml) as window:
+    with EnergyWindow(nvml, clock=fake_clock(0.0, 1.0)) as window:
         pass
     assert window.joules.value == pytest.approx(250.0)
     assert nvml.device_info() == {"gpu_name": "Fake GPU", "driver": "550.1", "gpu_uuid": nvml.uuid}
@@ -129,8 +134,23 @@ def test_a_counter_that_goes_backwards_is_not_a_negative_energy():
     assert "went backwards" in energy_between(5_000, 1_000, None).reason
 
 
-def test_a_chunk_case_runs_on_a_gpu_that_cannot_report_power(nvml_with, tmp_path):
+@pytest.mark.parametrize("readings_mj, seconds, reason", [
+    ((1_000_000, 1_000_000), (0.0, 0.04), "shorter than the counter's resolution"),  # between two steps
+    ((1_000_000, 1_012_000), (0.0, 0.04), "shorter than the counter's resolution"),  # one whole step
+    ((1_000_000, 1_000_000), (0.0, 0.5), "did not move over the 0.500 s window"),
+])
+def test_a_window_the_counter_cannot_resolve_is_null_never_0_joules(readings_mj, seconds, reason):
+    with EnergyWindow(FakeNvml(readings_mj), clock=fake_clock(*seconds)) as window:
+        pass
+    assert window.joules.value is None and reason in window.joules.reason
+    assert per_image(window.joules, 4).value is None and reason in per_image(window.joules, 4).reason
+    assert average_power(window.joules, window.seconds).value is None
+
+
+def test_a_chunk_case_runs_on_a_gpu_that_cannot_report_power(nvml_with, tmp_path, monkeypatch):
     """The session path a case takes (idle power, variant record, chunk CSV) survives NotSupported."""
+    import vlmbench.run.measure as measure
+    monkeypatch.setattr(measure, "ENERGY_COUNTER_STEP_S", 0.0)  # a CPU chunk of 2 images may take under 0.1 s
     from tests.conftest import TINY
     from vlmbench.config import ExperimentConfig, build
     from vlmbench.results.records import read_chunk_csv
@@ -191,3 +211,64 @@ def test_tiny_model_settings_are_read_only_and_the_model_is_built_once():
     first["rope_scaling"]["rope_type"] = "edited by a caller"
     assert "rope_type" not in random_model_config_dict(cfg, processor)["rope_scaling"]
     assert random_weights_dir(cfg, processor) == random_weights_dir(cfg, processor)
+
+
+# ---------------------------------------------------------------- MIG instances
+class NVMLError_NotFound(NVMLError):
+    def __str__(self):
+        return "Not Found"
+
+
+def fake_mig_pynvml():
+    """NVML on a GPU split into MIG instances: torch's device is instance 'MIG-1234' of 'GPU-parent'."""
+    import ctypes
+    module = fake_pynvml(fails=())
+    handles = {"MIG-1234": "mig-handle", "GPU-parent": "gpu-handle"}
+
+    def by_uuid(uuid):
+        if uuid not in handles:
+            raise NVMLError_NotFound()
+        return handles[uuid]
+    module.nvmlDeviceGetHandleByUUID = by_uuid
+    module.nvmlDeviceIsMigDeviceHandle = lambda handle: ctypes.c_uint(handle == "mig-handle")  # as pynvml answers
+    module.nvmlDeviceGetDeviceHandleFromMigDeviceHandle = lambda handle: "gpu-handle"
+    module.nvmlDeviceGetUUID = lambda handle: {v: k for k, v in handles.items()}[handle].encode()
+    return module
+
+
+def test_a_mig_instance_has_null_energy_and_power_naming_mig_and_records_its_parent_gpu(monkeypatch):
+    import sys
+    import vlmbench.run.measure as measure
+    monkeypatch.setitem(sys.modules, "pynvml", fake_mig_pynvml())
+    monkeypatch.setattr(measure, "_torch_device_uuid", lambda: "1234")  # torch prints the bare UUID
+    nvml = Nvml("cuda")
+    assert (nvml.uuid, nvml.parent_uuid) == ("MIG-1234", "GPU-parent")  # ids that name devices
+    with EnergyWindow(nvml, clock=fake_clock(0.0, 5.0)) as window:
+        pass
+    for reading in (window.joules, idle_power(nvml, samples=1, interval_s=0)):
+        assert reading.value is None and "MIG instance MIG-1234 of GPU GPU-parent" in reading.reason
+    assert "not available per MIG instance" in window.joules.reason
+    assert nvml.device_info()["gpu_parent_uuid"] == "GPU-parent"
+
+
+def test_a_gpu_whose_uuid_nvml_does_not_know_names_what_was_tried(monkeypatch):
+    import sys
+    import vlmbench.run.measure as measure
+    monkeypatch.setitem(sys.modules, "pynvml", fake_mig_pynvml())
+    monkeypatch.setattr(measure, "_torch_device_uuid", lambda: "ffff")
+    nvml = Nvml("cuda")
+    assert nvml.handle is None and nvml.uuid == "ffff" and "GPU-ffff or MIG-ffff" in nvml.reason
+
+
+def test_a_whole_gpu_in_mig_mode_has_null_energy_too(monkeypatch):
+    """When torch names the parent GPU, its counter would count every MIG instance's work."""
+    import sys
+    import vlmbench.run.measure as measure
+    module = fake_pynvml(fails=())
+    module.nvmlDeviceIsMigDeviceHandle = lambda handle: False
+    module.nvmlDeviceGetMigMode = lambda handle: (1, 1)
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.setattr(measure, "_torch_device_uuid", lambda: "GPU-fake")
+    nvml = Nvml("cuda")
+    assert nvml.parent_uuid is None and nvml.energy_mj() is None
+    assert nvml.energy_reason.startswith("GPU GPU-fake is in MIG mode: NVML's total-energy counter")

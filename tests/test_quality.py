@@ -300,7 +300,7 @@ def test_a_degenerate_baseline_is_flagged_in_the_terminal_and_the_table(tmp_path
     rows = {"fp16": _rows(["!!!!", "", "a dog", "a cat"]), "int8": _rows(["a dog"] * 4)}
     summary = {"variants": entries, "config": cfg.to_dict(), "quality": add_quality(entries, rows, cfg, None)}
     monkeypatch.setattr(report_module, "build_summary", lambda *a, **k: summary)
-    monkeypatch.setattr(report_module, "load_references", lambda results_dir: {})
+    monkeypatch.setattr(report_module, "load_references", lambda *args: {})
     _, verdict = report_module.report(tmp_path, cfg, 0.0, None)
     assert "WARNING: baseline 'fp16' has 2 degenerate captions of 4 (50.0%" in verdict.text.splitlines()[-2]
     assert "**WARNING: baseline 'fp16'" in (tmp_path / "summary_latest.md").read_text()

@@ -203,3 +203,67 @@ def test_na_lines_name_the_variants_unless_the_reason_is_everyones():
     variants = {"fp16": {"energy_j_null_reason": "no CUDA device", "load_s_null_reason": "differs (gw0: 2; gw1: 3)"},
                 "int8": {"energy_j_null_reason": "no CUDA device"}}
     assert null_lines(variants) == ["energy_j: no CUDA device", "load_s (fp16): differs (gw0: 2; gw1: 3)"]
+
+
+# ---------------------------------------------------------------- references.json is checked like any input
+def _rotated(refs: dict) -> dict:
+    """Each image gets the next image's references: the same captions, moved between images."""
+    keys, values = list(refs), list(refs.values())
+    return dict(zip(keys, values[1:] + values[:1]))
+
+
+TAMPERED_REFERENCES = {
+    "nested 200,000 deep": (lambda refs: "[" * 200_000 + "]" * 200_000, "is nested too deeply to be references"),
+    "captions as a string": (lambda refs: json.dumps({**refs, "1": "a red circle"}),
+                             "1 malformed entries: image 1: 'a red circle' is not a non-empty list of captions"),
+    "a key that is no id": (lambda refs: json.dumps({"one": ["x"], **refs}), "key 'one' is not an integer image id"),
+    "a caption that is no string": (lambda refs: json.dumps({**refs, "2": [7]}), "image 2: [7] holds something"),
+    "not an object": (lambda refs: json.dumps(list(refs.values())), "holds list"),
+    "rotated between images": (lambda refs: json.dumps(_rotated(refs)),
+                               "does not match this experiment's data: the digest of its references"),
+    "another experiment's images": (lambda refs: json.dumps({str(int(k) + 100): v for k, v in refs.items()}),
+                                    "does not match this experiment's data: the digest of its references"),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERED_REFERENCES)
+def test_a_tampered_references_file_refuses_the_report_with_the_fix(case, tmp_path, capsys):
+    """Nested deep it crashed vlmbench-report (RecursionError); rotated it changed CIDEr silently (6.3 -> 0.534)."""
+    from tests.results_factory import tiny_config, write_results
+    from vlmbench.cli import main
+    write_results(tiny_config(tmp_path, 12), tmp_path)
+    make, message = TAMPERED_REFERENCES[case]
+    path = tmp_path / "references.json"
+    path.write_text(make(json.loads(path.read_text())))
+    assert main([str(tmp_path), "--tokenizer", "ptb-python"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Fix: rerun `pytest benchmarks` with this experiment's config" in err
+    assert "Traceback" not in err and not list(tmp_path.glob("summary_*.json"))
+
+
+def test_a_references_file_larger_than_any_experiment_needs_is_not_read(tmp_path, monkeypatch):
+    import vlmbench.results.references as references
+    from vlmbench.config import ConfigError
+    (tmp_path / "references.json").write_text(json.dumps({"1": ["x" * 200]}))
+    monkeypatch.setattr(references, "MAX_BYTES", 100)
+    with pytest.raises(ConfigError, match="is 2.. bytes, more than the 100 a references file can need"):
+        references.load_references(tmp_path)
+
+
+def test_a_run_records_the_digest_of_the_references_it_writes(tmp_path):
+    """The snapshot a run writes holds references_sha256; the report accepts the file as written and
+    refuses it rotated."""
+    from tests.conftest import TINY, merge
+    from vlmbench.config import ConfigError, ExperimentConfig, build
+    from vlmbench.results.references import load_references
+    from vlmbench.run.session import BenchSession
+    session = BenchSession(build(ExperimentConfig, merge(TINY, {"results_dir": str(tmp_path)})), tmp_path)
+    session.start()
+    snapshot = next(tmp_path.glob("experiment_config_*.yaml")).read_text()
+    assert "references_sha256:" in snapshot
+    refs = load_references(tmp_path, session.cfg.fingerprint)
+    assert list(refs) == [r.image_id for r in session.rows]
+    path = tmp_path / "references.json"
+    path.write_text(json.dumps(_rotated(json.loads(path.read_text()))))
+    with pytest.raises(ConfigError, match="does not match this experiment's data"):
+        load_references(tmp_path, session.cfg.fingerprint)

@@ -26,6 +26,8 @@ def layout(tmp_path):
     os.symlink(tmp_path / "escape.jpg", folder / "link-out.jpg")
     os.symlink(tmp_path, folder / "dirlink")
     os.symlink(folder / "inside.jpg", folder / "link-in.jpg")
+    os.symlink("loop-b.jpg", folder / "loop-a.jpg")
+    os.symlink("loop-a.jpg", folder / "loop-b.jpg")
     return folder
 
 
@@ -45,6 +47,9 @@ ESCAPING = {
     ".": "names the image folder",
     "sub/..": "names the image folder",
     "./": "names the image folder",
+    "loop-a.jpg": "is a symlink loop",
+    "x" * 300 + ".jpg": r"\[Errno 36\] File name too long",  # over the 255-byte name limit
+    "/".join(["d" * 200] * 25): r"\[Errno 36\] File name too long",  # over PATH_MAX (4096)
 }
 
 
@@ -69,6 +74,21 @@ def test_an_escaping_row_fails_with_the_reason_and_nothing_is_opened(layout, nam
     loaded = load_image(row, 56)
     assert loaded.image is None and "UnsafeFileName" in loaded.error
     assert "escapes the image folder" in loaded.error or "absolute path" in loaded.error
+
+
+@pytest.mark.parametrize("name, reason", [("loop-a.jpg", "is a symlink loop"),
+                                          ("x" * 300 + ".jpg", "File name too long")])
+def test_a_name_the_os_cannot_open_is_one_failed_row_not_a_stopped_run(layout, name, reason):
+    """A symlink loop (RuntimeError from Path.resolve) and an over-long name (ENAMETOOLONG) stopped
+    the whole run; each is now one unavailable row with its reason, and preflight counts it missing."""
+    rows = [ImageRow(i, n, str(layout / n), ("a",), folder=str(layout)) for i, n in enumerate(["inside.jpg", name])]
+    loaded = load_image(rows[1], 56)
+    assert loaded.image is None and loaded.error.startswith("unavailable: UnsafeFileName") and reason in loaded.error
+    assert [r.is_present() for r in rows] == [True, False]
+    with pytest.raises(ConfigError, match=f"1 of 2 images cannot be had .*{reason}"):
+        run_preflight(load_config(overrides={"dataset.limit": 2}), rows, cache=object())
+    allowed = load_config(overrides={"dataset.limit": 2, "dataset.allow_missing_images": True})
+    assert "1 images unavailable; recorded as failed" in run_preflight(allowed, rows, cache=object())[-1]
 
 
 def test_preflight_does_not_count_escaping_names_as_available(layout):

@@ -91,6 +91,8 @@ def main(argv=None) -> int:
                         help="a result field in which the baseline may differ (adds to thresholds.allow_differences; "
                              "repeatable), e.g. inference.micro_batch_size")
     args = parser.parse_args(argv)
+    from vlmbench.offline import apply_offline_switch
+    apply_offline_switch()  # VLMBENCH_OFFLINE=1: no Hub call either (the config's model identity, the parquet)
     try:
         if not args.results_dir.is_dir():
             raise ConfigError(f"{args.results_dir} is not a folder; pass the results folder of a run "

@@ -46,6 +46,11 @@ NON_RESULT_FIELDS = ("experiment_name", "variants", "baseline", "quality", "resu
 OPTIONAL_RESULT_FIELDS = ("model.revision", "model.identity")
 
 
+# Summary fields (not config keys) that the regression gate also compares with the baseline's; each may be
+# named in thresholds.allow_differences like a result field.
+GATE_SUMMARY_FIELDS = ("cider_scoring.tokenizer",)
+
+
 SNAPSHOT_ONLY_KEYS = ("fingerprint", "resolved")  # written into snapshots, derived, never read back
 
 
@@ -320,7 +325,7 @@ def _validate(cfg: ExperimentConfig) -> None:
 
 
 def _validate_allowed_differences(cfg: ExperimentConfig) -> None:
-    names = [k for k in _flatten(dataclasses.asdict(cfg)) if _is_result_field(k)]
+    names = [k for k in _flatten(dataclasses.asdict(cfg)) if _is_result_field(k)] + list(GATE_SUMMARY_FIELDS)
     for name in cfg.thresholds.allow_differences:
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)

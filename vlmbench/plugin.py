@@ -46,6 +46,7 @@ DEVICES_KEY = pytest.StashKey[dict]()  # xdist controller: {"all": [...], "held"
 CLAIM_KEY = pytest.StashKey["object"]()
 EMPTY_SHARE_KEY = pytest.StashKey[int]()  # a shard whose share of the selected cases is empty: how many there were
 IDENTITY_KEY = pytest.StashKey[dict]()  # xdist controller: what it sends as IDENTITY_INPUT, resolved once
+DATA_ERROR_KEY = pytest.StashKey[str]()  # why the chunks could not be made (a limit above the data, ...)
 IDENTITY_INPUT = "vlmbench_model_identity"  # workerinput: {"identity": str or None}, {"error": one line} or {}
 
 
@@ -96,8 +97,11 @@ def _is_xdist_controller(config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     """Pins an xdist worker to its GPU before anything touches CUDA; validates a config named on the
-    command line (a bad one stops pytest with a usage error); reads --vlm-shard."""
+    command line (a bad one stops pytest with a usage error); reads --vlm-shard. VLMBENCH_OFFLINE=1
+    makes the whole process offline (HF_HUB_OFFLINE too) before anything asks the Hub."""
+    from vlmbench.offline import apply_offline_switch
     from vlmbench.run.devices import pin_worker_to_device
+    apply_offline_switch()
     try:
         if _worker_id(config) is not None:
             pin_worker_to_device(config.workerinput.get("vlmbench_device"))
@@ -237,11 +241,22 @@ def _terminal_sink(config):
 def pytest_generate_tests(metafunc):
     if "vlm_variant" not in metafunc.fixturenames:
         return
-    cfg = _session(metafunc.config).cfg
-    metafunc.parametrize("vlm_variant", list(cfg.variants), indirect=True, scope="session")
+    session = _session(metafunc.config)
+    metafunc.parametrize("vlm_variant", list(session.cfg.variants), indirect=True, scope="session")
     if "vlm_chunk" in metafunc.fixturenames:
-        ids = [f"batch{i}" for i in range(cfg.num_chunks)]
-        metafunc.parametrize("vlm_chunk", list(range(cfg.num_chunks)), ids=ids)
+        count = _chunk_count(metafunc.config, session)
+        metafunc.parametrize("vlm_chunk", list(range(count)), ids=[f"batch{i}" for i in range(count)])
+
+
+def _chunk_count(config, session) -> int:
+    """The number of chunks the data makes: the rows are read first, so a `dataset.limit` above them builds
+    no case id (10**30 of them filled the memory). Its error waits in the stash for
+    pytest_collection_modifyitems, which stops the run with it as a usage error (one line)."""
+    try:
+        return len(session.chunks)
+    except ConfigError as exc:
+        config.stash[DATA_ERROR_KEY] = str(exc)
+        return 0
 
 
 def _case(item):
@@ -255,6 +270,8 @@ def pytest_collection_modifyitems(config, items):
     """After -k/-m selection, before any model loads: keep this shard's share, run every check (then
     the run's first writes) and skip finished chunks. An xdist worker only reads the folder: its
     controller ran the checks (pytest_xdist_node_collection_finished)."""
+    if DATA_ERROR_KEY in config.stash:
+        raise pytest.UsageError(f"vlmbench: {config.stash[DATA_ERROR_KEY]}")
     cases = [item for item in items if _case(item) is not None]
     if not cases:
         return

@@ -20,6 +20,7 @@ from PIL import Image
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from vlmbench.offline import offline
 from vlmbench.paths import atomic_write_bytes, cache_dir
 from vlmbench.data.safenames import confined_path, safe_cache_name
 
@@ -85,7 +86,6 @@ class ImageCache:
         return data
 
     def download(self, url: str) -> bytes:
-        from vlmbench.data.preflight import offline
         if offline():
             raise DownloadError(f"offline (HF_HUB_OFFLINE/VLMBENCH_OFFLINE set) and not cached: {url}")
         try:

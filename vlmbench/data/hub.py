@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vlmbench.config import ConfigError, DatasetConfig
+from vlmbench.offline import OFFLINE_HINT, hub_calls, offline
 
 _RESOLVED: dict[tuple, str] = {}
 
@@ -31,14 +32,15 @@ def download_parquet(ds: DatasetConfig) -> Path:
 
     repo_id = repo_id_of(ds.hf_parquet_prefix)
     try:
-        path = Path(hf_hub_download(repo_id=repo_id, filename=ds.split_file, repo_type="dataset",
-                                    revision=ds.revision, endpoint=ds.hub_endpoint))
+        with hub_calls() as local_only:
+            path = Path(hf_hub_download(repo_id=repo_id, filename=ds.split_file, repo_type="dataset",
+                                        revision=ds.revision, endpoint=ds.hub_endpoint, local_files_only=local_only))
     except (LocalEntryNotFoundError, OSError) as exc:
         if isinstance(exc, HfHubHTTPError):
             raise ConfigError(f"downloading {repo_id}/{ds.split_file} (revision {ds.revision or 'main'}) failed: "
                               f"{exc}. Check dataset.split_file and dataset.revision.") from exc
-        raise ConfigError(f"the parquet {repo_id}/{ds.split_file} is not in the Hugging Face cache and the Hub "
-                          f"cannot be reached ({exc.__class__.__name__}). Run once online, or set "
+        raise ConfigError(f"the parquet {repo_id}/{ds.split_file} is not in the Hugging Face cache and "
+                          f"{_unreachable(exc)}. Run once online, or set "
                           "dataset.parquet_path / dataset.coco_dir to local data.") from exc
     _RESOLVED[(repo_id, ds.split_file, ds.revision)] = resolved_revision(path)
     return path
@@ -63,12 +65,18 @@ def resolve_model_commit(model_id: str, revision) -> str:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        path = Path(hf_hub_download(repo_id=model_id, filename="config.json", revision=revision))
+        with hub_calls() as local_only:
+            path = Path(hf_hub_download(repo_id=model_id, filename="config.json", revision=revision,
+                                        local_files_only=local_only))
     except (LocalEntryNotFoundError, OSError, ValueError) as exc:
         if isinstance(exc, HfHubHTTPError):
             raise ConfigError(f"resolving model {model_id!r} at revision {revision or 'main'} failed: {exc}. Check "
                               "model_id and model.revision.") from exc
         raise ConfigError(f"model {model_id!r} (revision {revision or 'main'}) is not in the Hugging Face cache and "
-                          f"the Hub cannot be reached ({type(exc).__name__}). Run once online, or set model_id to a "
-                          "local folder.") from exc
+                          f"{_unreachable(exc)}. Run once online, or set model_id to a local folder.") from exc
     return resolved_revision(path)
+
+
+def _unreachable(exc: Exception) -> str:
+    """Why the Hub gave no answer: the offline switch, or the error met reaching it."""
+    return OFFLINE_HINT if offline() else f"the Hub cannot be reached ({type(exc).__name__})"

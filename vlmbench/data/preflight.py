@@ -7,15 +7,10 @@ the run with a message naming them, unless `dataset.allow_missing_images` record
 """
 from __future__ import annotations
 
-import os
-
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.data.sources import ImageRow, is_url
 from vlmbench.data.safenames import UnsafeFileName
-
-
-def offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "VLMBENCH_OFFLINE"))
+from vlmbench.offline import offline
 
 
 def classify(rows: list[ImageRow], cache) -> dict[str, list[ImageRow]]:

@@ -22,6 +22,7 @@ from types import MappingProxyType
 import torch
 
 from vlmbench.config import ConfigError, ExperimentConfig
+from vlmbench.offline import hub_calls
 from vlmbench.paths import cache_dir, owned_temp_dir
 from vlmbench.quantize.variants import Variant, compute_dtype
 
@@ -107,7 +108,8 @@ def build_processor(cfg: ExperimentConfig):
         from transformers import AutoProcessor
         folder = source or cfg.model.config_dir or cfg.model_id
         revision = hub_commit(cfg) if folder == cfg.model_id else None  # the model's own files: same commit
-        processor = AutoProcessor.from_pretrained(folder, revision=revision)
+        with hub_calls() as local_only:
+            processor = AutoProcessor.from_pretrained(folder, revision=revision, local_files_only=local_only)
     processor.tokenizer.padding_side = "left"
     return processor
 
@@ -300,10 +302,11 @@ def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, dev
     """Loads `variant` from `source` (Hub id or folder; a Hub id at `revision`) onto `device`, in eval mode."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        source, revision=revision, dtype=TORCH_DTYPES[compute_dtype(variant, cfg.precision.language_model)],
-        quantization_config=quantization_config(variant),
-        device_map={"": 0 if device == "cuda" else "cpu"}, attn_implementation=cfg.model.attn_implementation)
+    with hub_calls() as local_only:
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            source, revision=revision, dtype=TORCH_DTYPES[compute_dtype(variant, cfg.precision.language_model)],
+            quantization_config=quantization_config(variant), local_files_only=local_only,
+            device_map={"": 0 if device == "cuda" else "cpu"}, attn_implementation=cfg.model.attn_implementation)
     return model.eval()
 
 

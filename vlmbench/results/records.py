@@ -34,13 +34,13 @@ IMAGE_COLUMNS = ["image_id", "file_name", "variant", "chunk_id", "status", "erro
 CHUNK_COLUMNS = ["chunk_wall_s", "chunk_images_ok", "chunk_throughput_img_s", "chunk_energy_j",
                  "chunk_energy_j_per_image", "chunk_avg_power_w", "chunk_peak_alloc_mib", "chunk_peak_reserved_mib",
                  "chunk_nvml_used_mib", "chunk_generate_s", "chunk_idle_share", "engine", "device", "device_name",
-                 "gpu_uuid", "worker", "dtype", "measure_notes", "torch_version", "transformers_version",
+                 "gpu_uuid", "gpu_parent_uuid", "worker", "dtype", "measure_notes", "torch_version", "transformers_version",
                  "bitsandbytes_version", "config_fingerprint"]
 CSV_COLUMNS = IMAGE_COLUMNS + CHUNK_COLUMNS
 # libraries whose version is recorded on every chunk (a summary over mixed versions says so)
 VERSIONED_LIBRARIES = ("torch", "transformers", "bitsandbytes")
 # columns added after the first release: a CSV without them is still complete (no GPU hour recomputed)
-OPTIONAL_COLUMNS = tuple(f"{lib}_version" for lib in VERSIONED_LIBRARIES) + ("gpu_uuid", "worker")
+OPTIONAL_COLUMNS = tuple(f"{lib}_version" for lib in VERSIONED_LIBRARIES) + ("gpu_uuid", "gpu_parent_uuid", "worker")
 
 
 def chunk_csv_path(results_dir: Path, variant: str, chunk_id: int) -> Path:

@@ -15,6 +15,7 @@ from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, resu
 from vlmbench.scoring.metrics import MIN_CIDER_IMAGES
 from vlmbench.paths import atomic_write_text
 from vlmbench.results.records import timestamp, unique_path, write_json
+from vlmbench.results.references import load_references
 from vlmbench.scoring.quality import cider_drop_holds, quality_table
 from vlmbench.results.summary import build_summary
 from vlmbench.results.plots import (PLOTTED, TRADE_OFFS, plots_not_drawn, timed_on_cpu,  # noqa: F401 (re-exported)
@@ -142,6 +143,7 @@ def check_baseline_compatible(summary: dict, baseline: dict, allowed=()) -> list
         raise BaselineMismatch(f"baseline is for model {baseline.get('model_id')!r}, this run is for "
                                f"{summary.get('model_id')!r}; pass a baseline summary of the same model.")
     diff = differing_fields(result_fields_of(baseline.get("config") or {}), result_fields_of(summary["config"]))
+    diff |= tokenizer_difference(summary, baseline)
     refused = [line for key, line in diff.items() if key not in allowed]
     if refused:
         keys = ", ".join(k for k in diff if k not in allowed)
@@ -149,8 +151,34 @@ def check_baseline_compatible(summary: dict, baseline: dict, allowed=()) -> list
             "baseline was made with different result fields (" + "; ".join(refused) + "); its numbers are not "
             "comparable with this run's. Pass a baseline made with the same settings, or allow these differences "
             f"explicitly: thresholds.allow_differences: [{keys}] in the config (or --vlm-set "
-            f"'thresholds.allow_differences=[{keys}]').")
+            f"'thresholds.allow_differences=[{keys}]')." + _tokenizer_fix(diff, allowed))
     return [line for key, line in diff.items() if key in allowed]
+
+
+TOKENIZER_FIELD = "cider_scoring.tokenizer"
+TOKENIZER_ALIASES = {"nltk-treebank": "ptb-python"}  # the old name of the Java-free tokenizer
+
+
+def tokenizer_difference(summary: dict, baseline: dict) -> dict[str, str]:
+    """{TOKENIZER_FIELD: 'cider_scoring.tokenizer: old -> new'} when both summaries record the PTB tokenizer
+    their CIDEr-D came from and the two differ (the Java and Java-free ones can split rare Unicode
+    differently, and CIDEr-D with them); {} otherwise."""
+    theirs, ours = (_tokenizer_of(s) for s in (baseline, summary))
+    if theirs is None or ours is None or theirs == ours:
+        return {}
+    return {TOKENIZER_FIELD: f"{TOKENIZER_FIELD}: {theirs!r} -> {ours!r}"}
+
+
+def _tokenizer_of(summary: dict):
+    name = (summary.get("cider_scoring") or {}).get("tokenizer")
+    return TOKENIZER_ALIASES.get(name, name)
+
+
+def _tokenizer_fix(diff: dict, allowed) -> str:
+    if TOKENIZER_FIELD not in diff or TOKENIZER_FIELD in allowed:
+        return ""
+    return (" For the tokenizer, better rescore one side with the other's: vlmbench-report DIR --tokenizer "
+            "ptb-java (needs java) or --tokenizer ptb-python.")
 
 
 def _thresholds_for(cfg: ExperimentConfig, variant: str) -> Thresholds:
@@ -241,22 +269,13 @@ def gate(summary: dict, baseline_path: Optional[str], cfg: ExperimentConfig) -> 
 
 
 # ---------------------------------------------------------------- the end of a run
-def load_references(results_dir: Path) -> dict[int, list[str]]:
-    path = results_dir / "references.json"
-    return {int(k): v for k, v in json.loads(path.read_text()).items()}
-
-
-def write_references(results_dir: Path, rows) -> None:
-    write_json(results_dir / "references.json", {str(r.image_id): list(r.captions) for r in rows})
-
-
 def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline: Optional[str],
            tokenizer: str = "auto", known_rows: Optional[dict] = None) -> tuple[dict, Verdict]:
     """Builds the summary, then writes what it can, each file atomically: the summary JSON first, the
     markdown table, then the plots. A file that cannot be written (disk full) is named in the verdict,
     and the rest is still written; the summary is rewritten with the list of plots at the end.
     `known_rows`: chunk rows already read, (variant, chunk id) -> rows (see summary.build_summary)."""
-    references = load_references(results_dir)
+    references = load_references(results_dir, cfg.fingerprint)  # checked: ConfigError with the fix
     summary = build_summary(results_dir, cfg, references, started_at, tokenizer, known_rows)
     summary["plots"] = []
     verdict = gate(summary, baseline, cfg)

@@ -7,7 +7,10 @@ is missing. A metric that cannot be measured on this machine is `None` with a re
 - Memory: torch's max allocated / max reserved (peak stats reset after load), plus the memory
   NVML reports for this process.
 - Energy: NVML's total-energy counter (mJ) read around a window; NVML's device is matched to
-  torch's by UUID because NVML ignores CUDA_VISIBLE_DEVICES.
+  torch's by UUID because NVML ignores CUDA_VISIBLE_DEVICES. The counter moves in steps, so a window
+  shorter than one step, or one over which it did not move, is no measurement (null, never 0 J).
+  A MIG instance has no counter of its own: energy and power are null there, and the parent GPU's
+  UUID is recorded beside the instance's.
 - Size on disk: the bytes `save_pretrained` writes (safetensors, quantization state included).
 """
 from __future__ import annotations
@@ -24,6 +27,12 @@ import torch
 from vlmbench.paths import cache_dir, owned_temp_dir
 
 MIB = 1024 * 1024
+# NVML's total-energy counter does not tick continuously: it updates in steps (on an H200, 2026-12-02: every
+# 0.100 s idle and under load, 30 updates in 3 s, 12-44 J each; pyJoules#17 and pynvml#18 report 20-100 ms).
+# A window shorter than this reads 0 J or one whole step, neither of which is the window's energy.
+ENERGY_COUNTER_STEP_S = 0.1
+MIG_COUNTERS = ("NVML's total-energy counter and power reading are not available per MIG instance (the "
+                "whole GPU's would count every instance's work)")
 
 
 def synchronize(device: str) -> None:
@@ -62,6 +71,8 @@ class Nvml:
 
     def __init__(self, device: str, energy: bool = True):
         self.handle, self.reason, self._nvml, self.uuid = None, None, None, None
+        self.parent_uuid: Optional[str] = None  # the GPU a MIG instance is part of (None: not a MIG instance)
+        self.mig_reason: Optional[str] = None  # why energy and power are null on a MIG instance
         self.energy_enabled = energy
         self.energy_failure: Optional[str] = None
         if device != "cuda":
@@ -72,9 +83,21 @@ class Nvml:
             pynvml.nvmlInit()
             self._nvml = pynvml
             self.uuid = _torch_device_uuid()
-            self.handle = pynvml.nvmlDeviceGetHandleByUUID(self.uuid)
+            self.handle, self.uuid = find_device(pynvml, self.uuid)
         except Exception as exc:  # NVML missing, driver too old, UUID lookup failed
             self.reason = f"NVML unavailable: {type(exc).__name__}: {exc}"
+            return
+        self._note_mig()
+
+    def _note_mig(self) -> None:
+        """Sets parent_uuid and mig_reason when torch's device is a MIG instance; mig_reason alone when
+        NVML found a whole GPU that is in MIG mode (torch named the parent: this process runs on one of
+        its instances)."""
+        self.parent_uuid = mig_parent_uuid(self._nvml, self.handle)
+        if self.parent_uuid is not None:
+            self.mig_reason = f"MIG instance {self.uuid} of GPU {self.parent_uuid}: {MIG_COUNTERS}"
+        elif in_mig_mode(self._nvml, self.handle):
+            self.mig_reason = f"GPU {self.uuid} is in MIG mode: {MIG_COUNTERS}"
 
     def query(self, function: str, *args) -> Reading:
         """`pynvml.<function>(handle, *args)` as a Reading; any failure is None with the reason."""
@@ -89,11 +112,11 @@ class Nvml:
     def energy_reason(self) -> Optional[str]:
         if not self.energy_enabled:
             return "disabled in config (measure.energy: false)"
-        return self.energy_failure or self.reason
+        return self.energy_failure or self.reason or self.mig_reason
 
     def energy_mj(self) -> Optional[int]:
         """NVML's total-energy counter (millijoules since the driver loaded), or None (see energy_reason)."""
-        if not self.energy_enabled:
+        if not self.energy_enabled or self.mig_reason:
             return None
         reading = self.query("nvmlDeviceGetTotalEnergyConsumption")
         if reading.value is None:
@@ -102,7 +125,9 @@ class Nvml:
         return int(reading.value)
 
     def power_w(self) -> Reading:
-        """Board power draw in watts (NVML reports milliwatts)."""
+        """Board power draw in watts (NVML reports milliwatts); None with the reason on a MIG instance."""
+        if self.mig_reason and self.handle is not None:
+            return Reading.missing(self.mig_reason)
         reading = self.query("nvmlDeviceGetPowerUsage")
         return reading if reading.value is None else Reading(reading.value / 1000.0)
 
@@ -116,11 +141,13 @@ class Nvml:
         return Reading(sum(mine) / MIB)
 
     def device_info(self) -> dict:
-        """GPU name and driver version; each None with `<key>_null_reason` when NVML cannot say."""
+        """GPU name, driver version, UUID (and a MIG instance's parent GPU UUID); each None with
+        `<key>_null_reason` when NVML cannot say."""
+        ids = {"gpu_uuid": self.uuid} | ({"gpu_parent_uuid": self.parent_uuid} if self.parent_uuid else {})
         if self.handle is None:
-            return {"gpu_name": None, "gpu_uuid": self.uuid, "driver": None, "gpu_null_reason": self.reason}
+            return {"gpu_name": None, **ids, "driver": None, "gpu_null_reason": self.reason}
         info = {"gpu_name": self.query("nvmlDeviceGetName"), "driver": self._driver_version()}
-        out = {key: None if r.value is None else _str(r.value) for key, r in info.items()} | {"gpu_uuid": self.uuid}
+        out = {key: None if r.value is None else _str(r.value) for key, r in info.items()} | ids
         out.update({f"{key}_null_reason": r.reason for key, r in info.items() if r.value is None})
         return out
 
@@ -136,8 +163,43 @@ def _str(value) -> str:
 
 
 def _torch_device_uuid() -> str:
-    uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
-    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+    """torch's UUID of the current device: the bare hex form torch prints (or with its GPU-/MIG- prefix)."""
+    return str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+
+
+def find_device(pynvml, uuid: str):
+    """(NVML handle, full UUID) of torch's device: `uuid` as NVML spells a whole GPU (`GPU-...`) or, failing
+    that, a MIG instance (`MIG-...`; cuDeviceGetUuid_v2 gives a MIG instance's UUID under MIG).
+
+    Raises LookupError naming every UUID tried (and NVML's last answer) when neither names a device."""
+    bare = uuid.removeprefix("GPU-").removeprefix("MIG-")
+    tried = [uuid] if uuid != bare else [f"GPU-{bare}", f"MIG-{bare}"]
+    for name in tried:
+        try:
+            return pynvml.nvmlDeviceGetHandleByUUID(name), name
+        except pynvml.NVMLError as exc:
+            error = exc
+    raise LookupError(f"no NVML device has UUID {' or '.join(tried)} ({type(error).__name__}: {error})")
+
+
+def mig_parent_uuid(pynvml, handle) -> Optional[str]:
+    """The parent GPU's UUID when `handle` is a MIG instance's, else None (also when an old binding or
+    driver lacks the MIG calls)."""
+    try:
+        is_mig = pynvml.nvmlDeviceIsMigDeviceHandle(handle)  # pynvml returns a ctypes c_uint (seen on an H200)
+        if getattr(is_mig, "value", is_mig):
+            return _str(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)))
+    except Exception:  # NVMLError_NotSupported, AttributeError (old pynvml)
+        pass
+    return None
+
+
+def in_mig_mode(pynvml, handle) -> bool:
+    """Whether the whole GPU `handle` names has MIG mode enabled (False when NVML cannot say)."""
+    try:
+        return pynvml.nvmlDeviceGetMigMode(handle)[0] == getattr(pynvml, "NVML_DEVICE_MIG_ENABLE", 1)
+    except Exception:  # NVMLError_NotSupported (a GPU without MIG), AttributeError (old pynvml)
+        return False
 
 
 def idle_power(nvml: Nvml, samples: int = 5, interval_s: float = 0.2) -> Reading:
@@ -163,26 +225,44 @@ class EnergyWindow:
     start_s: float = 0.0
     joules: Reading = field(default_factory=lambda: Reading.missing("window not closed"))
     seconds: float = 0.0
+    clock: Callable[[], float] = time.perf_counter  # seconds; a fake one in tests
 
     def __enter__(self):
         self.start_mj = self.nvml.energy_mj()
-        self.start_s = time.perf_counter()
+        self.start_s = self.clock()
         return self
 
     def __exit__(self, *exc):
         end_mj = self.nvml.energy_mj()
-        self.seconds = time.perf_counter() - self.start_s
-        self.joules = energy_between(self.start_mj, end_mj, self.nvml.energy_reason)
+        self.seconds = self.clock() - self.start_s
+        self.joules = energy_between(self.start_mj, end_mj, self.nvml.energy_reason, self.seconds)
         return False
 
 
-def energy_between(start_mj: Optional[int], end_mj: Optional[int], reason: Optional[str]) -> Reading:
-    """Joules between two counter readings; None with the reason when either is missing or it went back."""
+def energy_between(start_mj: Optional[int], end_mj: Optional[int], reason: Optional[str],
+                   seconds: Optional[float] = None) -> Reading:
+    """Joules between two counter readings over a window of `seconds` (None: not checked).
+
+    None with the reason when either reading is missing, the counter went back, the window is shorter
+    than the counter's step (ENERGY_COUNTER_STEP_S), or the counter did not move over a non-empty window:
+    each of those would read as 0 J (or one whole step) without being the window's energy."""
     if start_mj is None or end_mj is None:
         return Reading.missing(reason or "energy counter unavailable")
     if end_mj < start_mj:
         return Reading.missing(f"NVML energy counter went backwards ({start_mj} -> {end_mj} mJ): driver reset?")
+    if seconds is not None and (why := _window_too_short(end_mj - start_mj, seconds)):
+        return Reading.missing(why)
     return Reading((end_mj - start_mj) / 1000.0)
+
+
+def _window_too_short(delta_mj: int, seconds: float) -> Optional[str]:
+    """Why a counter delta over `seconds` is no measurement, or None when it is one."""
+    step = f"NVML's total-energy counter moves in steps of about {ENERGY_COUNTER_STEP_S} s"
+    if seconds < ENERGY_COUNTER_STEP_S:
+        return f"energy window of {seconds:.3f} s is shorter than the counter's resolution ({step})"
+    if delta_mj == 0:
+        return f"NVML's total-energy counter did not move over the {seconds:.3f} s window ({step}); 0 J is no reading"
+    return None
 
 
 def divide(total: Reading, by: float, why_empty: str) -> Reading:

@@ -6,7 +6,6 @@ how a chunk becomes a CSV) so that they can be read and tested without pytest's 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -85,10 +84,13 @@ class BenchSession:
     def identify_model(self) -> None:
         """Puts the model's identity (resolved Hub commit or local folder digest) into the config, so that
         it enters the fingerprint before the folder lock and the chunk checks read it. Resolves once per
-        session (a Hub model: one lookup); ConfigError, naming the fix, when it cannot be resolved."""
+        session (a Hub model: one lookup); ConfigError, naming the fix, when it cannot be resolved or when
+        inference.max_new_tokens cannot fit in the model's context (models/context.py)."""
+        from vlmbench.models.context import check_new_tokens_fit
         from vlmbench.models.loading import model_identity
         if not self.model_identified:
             self.use_model_identity(model_identity(self.cfg))
+            check_new_tokens_fit(self.cfg)  # the model's config.json is readable now (a Hub one is cached)
 
     def use_model_identity(self, identity: str | None) -> None:
         """Puts an identity resolved elsewhere (an xdist worker gets its controller's) into the config and
@@ -138,7 +140,7 @@ class BenchSession:
     def start(self) -> None:
         """The run's first writes, once every check passed: leftovers of dead runs removed, damaged CSVs
         moved aside, the config snapshot and references.json written."""
-        from vlmbench.results.report import write_references
+        from vlmbench.results.references import write_references
         rows = self.rows  # resolves the data source (a Hub download) before the snapshot records it
         self.remove_leftovers()
         for (variant, chunk_id), state in self.chunk_states.items():
@@ -168,11 +170,14 @@ class BenchSession:
                               f"(e.g. {removed[0]})")
 
     def resolved(self) -> dict:
-        """What this run resolved beyond its config: the Hub commit read and the image ids chosen."""
+        """What this run resolved beyond its config: the Hub commit read, the image ids chosen and the digest
+        of the references.json it writes (checked before every report)."""
         from vlmbench.data.hub import recorded_revision
+        from vlmbench.results.references import image_ids_digest, references_digest, references_payload
         ids = [r.image_id for r in self.rows]
         resolved = {"engine_requested": self.requested_engine, "engine": self.cfg.inference.engine,
-                    "images": len(ids), "image_ids_sha256": hashlib.sha256(json.dumps(ids).encode()).hexdigest(),
+                    "images": len(ids), "image_ids_sha256": image_ids_digest(ids),
+                    "references_sha256": references_digest(references_payload(self.rows)),
                     "first_image_ids": ids[:10]}
         if not any(getattr(self.cfg.dataset, k) is not None for k in ("parquet_path", "coco_dir", "synthetic_images")):
             resolved["hub_revision"] = recorded_revision(self.cfg.dataset)
@@ -327,7 +332,8 @@ class BenchSession:
             notes["gpu_uuid"] = self.nvml.reason
         return {**{f"chunk_{k}": v.value for k, v in metrics.items()}, "engine": self.cfg.inference.engine,
                 "device": self.device,
-                "device_name": self.device_name, "gpu_uuid": self.nvml.uuid, "worker": self.worker, "dtype": dtype,
+                "device_name": self.device_name, "gpu_uuid": self.nvml.uuid,
+                "gpu_parent_uuid": self.nvml.parent_uuid, "worker": self.worker, "dtype": dtype,
                 "measure_notes": json.dumps(notes, sort_keys=True), **self.library_versions,
                 "config_fingerprint": self.cfg.fingerprint}
 

@@ -20,8 +20,13 @@ Behaviour reproduced (checked against the jar, see tests/test_ptb.py and tests/d
   "p.m."), "no." before a number, a single letter not followed by a sentence start (SENTENCE_STARTS,
   looked for across the line end too), or a word followed by ",;:" ("bat.," -> "bat." ",");
 - "!!", "?!" stay tokens (only "!" and "?" are in the drop list); "€" -> "$", "£" -> "#",
-  "¢" -> "cents", vulgar fractions -> "1/2"; control and zero-width characters separate tokens.
-Known differences (rare in captions): smileys, "x..y" inside a word, "y'all", "cat's-eye".
+  "¢" -> "cents", vulgar fractions -> "1/2"; control and zero-width characters separate tokens;
+- Unicode as the jar reads it (stanfordnlp/CoreNLP#1281): a soft hyphen is removed from its word;
+  characters beyond U+FFFF (emoji, skin tones, flags, the parts of ZWJ sequences) and combining marks
+  outside the lexer's LETTER class (U+FE0F, the keycap U+20E3) are deleted and separate words; decomposed
+  accents and the LETTER class's other marks stay in their word, undecomposed ("cafe\u0301").
+Known differences (rare in captions): smileys, "x..y" inside a word, "y'all", "cat's-eye", a combining
+mark after a digit, letters of scripts newer than the jar's Unicode (Python's counts them as letters).
 """
 from __future__ import annotations
 
@@ -46,6 +51,23 @@ CAPITALISED_ABBREVIATIONS = "Ark Del Ill La Mass Miss Ore Pa Tex Wash".split()
 SENTENCE_STARTS = ("A An The THE In At There This That These It He She We They Her Our Their What When But Or So "
                    "Some Two If As Shall However Since While After Here Now Such Once Then You Last Other").split()
 
+# Characters beyond [:letter:] that the lexer's LETTER class adds (CoreNLP's PTBLexer.flex; checked on the
+# 3.4.1 jar): the soft hyphen, which it then removes from the word ("pic\u00adture" -> "picture"), and
+# modifier letters, combining diacritics (decomposed accents: "cafe\u0301" stays one word, undecomposed)
+# and the vowel signs and points of Greek, Cyrillic, Armenian, Hebrew, Arabic, Syriac, Thaana, N'Ko,
+# Devanagari, Bengali, Gurmukhi, Gujarati, Tamil, Telugu, Malayalam, Thai and Lao.
+JAR_LETTERS = ("\u00ad\u0237-\u024f\u02c2-\u02c5\u02d2-\u02df\u02e5-\u02ff\u0300-\u036f\u0370-\u037d\u0384\u0385"
+               "\u03cf\u03f6\u03fc-\u03ff\u0483-\u0487\u04cf\u04f6-\u04ff\u0510-\u0525\u055a-\u055f\u0591-\u05bd"
+               "\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7\u0615-\u061a\u063b-\u063f\u064b-\u065e\u0670\u06d6-\u06ef"
+               "\u06fa-\u06ff\u070f\u0711\u0730-\u074f\u0750-\u077f\u07a6-\u07b1\u07ca-\u07f5\u07fa\u0900-\u0903"
+               "\u093c\u093e-\u094e\u0951-\u0955\u0962-\u0963\u0981-\u0983\u09bc-\u09c4\u09c7\u09c8\u09cb-\u09cd"
+               "\u09d7\u09e2\u09e3\u0a01-\u0a03\u0a3c\u0a3e-\u0a4f\u0a81-\u0a83\u0abc-\u0acf\u0b82\u0bbe-\u0bc2"
+               "\u0bc6-\u0bc8\u0bca-\u0bcd\u0c01-\u0c03\u0c3e-\u0c56\u0d3e-\u0d44\u0d46-\u0d48\u0e30-\u0e3a"
+               "\u0e47-\u0e4e\u0eb1-\u0ebc\u0ec8-\u0ecd"
+               "\u1885\u1886")  # letters in the Unicode of the jar's JFlex, marks (Mn) since Unicode 9
+_JAR_LETTER = re.compile("[%s]" % JAR_LETTERS)
+SOFT_HYPHEN = "\u00ad"
+
 _CHAR_MAP = {"\u2012": " ", "\u2013": " -- ", "\u2014": " -- ", "\u2015": " -- ",
              "\u2026": " ... ", "\u20ac": "$", "\u00a3": "#", "\u00a2": " cents ", "\u00bc": "1/4", "\u00bd": "1/2",
              "\u00be": "3/4", "\u2153": "1/3", "\u2154": "2/3"}
@@ -58,7 +80,7 @@ _SPECIAL_WORDS = {"cannot": ("can", "not"), "gonna": ("gon", "na"), "gotta": ("g
                   "'tis": ("'t", "is"), "'twas": ("'t", "was")}
 _CLITIC = re.compile(r"(?i)^(.+?)(n[%s]t|[%s](?:s|m|d|re|ve|ll))$" % (_APOS, _APOS))
 
-_ALNUM = r"[^\W_]+"
+_ALNUM = r"(?:[^\W_]|[%s])+" % JAR_LETTERS  # letters and digits, with the lexer's extra letters
 _WORD = _ALNUM + r"(?:(?:[-/%s]|\.(?=[^\W\d_]))" % _APOS + _ALNUM + r")*"
 # (name, pattern) in priority order for ties; the longest match at a position wins
 _PATTERNS = [(name, re.compile(pattern)) for name, pattern in (
@@ -84,14 +106,26 @@ _PATTERNS = [(name, re.compile(pattern)) for name, pattern in (
 
 
 def normalize(text: str) -> str:
-    """The lexer's character normalisations; control, format and separator characters become spaces."""
+    """The lexer's character normalisations; what it cannot tokenize separates words (a space here)."""
     out = []
     for ch in text:
         ch = _CHAR_MAP.get(ch, ch)
-        if len(ch) == 1 and ch not in " \t" and unicodedata.category(ch)[0] in "CZ":
+        if len(ch) == 1 and ch not in " \t" and _untokenizable(ch):
             ch = " "
         out.append(ch)
     return "".join(out)
+
+
+def _untokenizable(ch: str) -> bool:
+    """Characters the 3.4.1 lexer deletes, so that they separate words (measured on the jar): control,
+    format and separator characters (the zero-width joiner of emoji sequences too), combining marks
+    outside JAR_LETTERS (the variation selector U+FE0F of "\u2764\ufe0f", the keycap U+20E3), and every
+    character beyond U+FFFF (emoji, skin tones, flags, mathematical letters: its JFlex scanner reads UTF-16
+    units and matches no surrogate). The soft hyphen is a letter there (JAR_LETTERS)."""
+    if ord(ch) > 0xFFFF:
+        return True
+    category = unicodedata.category(ch)
+    return (category[0] in "CZM") and not _JAR_LETTER.match(ch)
 
 
 _PLAIN_WORD = re.compile(r"[^\W\d_]+(?=\s|$)")  # letters up to a space: no other pattern can match longer
@@ -110,11 +144,15 @@ def _longest_match(text: str, pos: int) -> tuple[str, str]:
 
 
 def _emit(kind: str, token: str) -> list[str]:
-    """The PTB tokens (before lower-casing) of one scanned piece."""
+    """The PTB tokens (before lower-casing) of one scanned piece; soft hyphens removed, as the lexer does."""
+    return [t for t in (t.replace(SOFT_HYPHEN, "") for t in _emit_raw(kind, token)) if t]
+
+
+def _emit_raw(kind: str, token: str) -> list[str]:
     if kind in ("word", "apos_word") and token.lower() in _SPECIAL_WORDS:
         return list(_SPECIAL_WORDS[token.lower()])
     if kind == "word_dot":
-        return _emit("word", token[:-1])[:-1] + [_emit("word", token[:-1])[-1] + "."]
+        return _emit_raw("word", token[:-1])[:-1] + [_emit_raw("word", token[:-1])[-1] + "."]
     if kind == "word":
         clitic = _CLITIC.match(token)
         return [clitic.group(1), re.sub("[%s]" % _APOS, "'", clitic.group(2))] if clitic else [token]

@@ -1,0 +1,83 @@
+"""How many new tokens fit: the model's context window minus the image and the prompt.
+
+Why it exists: `inference.max_new_tokens` had no upper bound (10**9 was accepted and ran silently). A
+model cannot generate past its context, `max_position_embeddings` in its config.json; the image and the
+prompt take part of it. Where that config is knowable before any model loads (the embedded captioner,
+random weights, a local folder, a Hub model whose config.json the identity lookup cached), a larger
+value is refused with the largest that fits.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from vlmbench.config import ConfigError, ExperimentConfig
+
+PATCH_PX = 28  # Qwen2.5-VL: 14 px patches merged 2x2, one language-model token per 28x28 px
+# Tokens of the chat template around the prompt, an upper bound: Qwen2.5-VL's template adds the system
+# message "You are a helpful assistant.", the role names and 8 special tokens (about 30 tokens); 64 is
+# counted in bytes, which bound byte-level BPE tokens from above.
+TEMPLATE_TOKENS = 64
+
+
+def image_tokens(img_size: int) -> int:
+    """Language-model tokens of one img_size x img_size image: Qwen2-VL's `smart_resize` rounds each side
+    to a multiple of 28 px (Python's round, as it does); the config's 56..3584 px range keeps it inside
+    min_pixels..max_pixels, so no other rescaling applies. 1024 -> 1036 px -> 37 x 37 = 1369."""
+    return round(img_size / PATCH_PX) ** 2
+
+
+def prompt_tokens_bound(prompt: str) -> int:
+    """At most this many tokens for the prompt in its chat template (bytes bound byte-level BPE tokens)."""
+    return len(prompt.encode("utf-8")) + TEMPLATE_TOKENS
+
+
+def model_config_file(cfg: ExperimentConfig) -> Optional[Path]:
+    """The config.json the model will be built from, when it can be read before any model loads; else None."""
+    from vlmbench.models.loading import EMBEDDED_CAPTIONER_DIR, hub_commit
+    if cfg.model.weights == "embedded":
+        return EMBEDDED_CAPTIONER_DIR / "config.json"
+    folder = Path(cfg.model.config_dir or cfg.model_id) if cfg.model.weights == "random" else Path(cfg.model_id)
+    if folder.is_dir():
+        return folder / "config.json"
+    if cfg.model.weights == "random":
+        return None
+    return _cached_hub_config(cfg.model_id, hub_commit(cfg))
+
+
+def _cached_hub_config(model_id: str, commit: Optional[str]) -> Optional[Path]:
+    from huggingface_hub import try_to_load_from_cache
+    found = try_to_load_from_cache(model_id, "config.json", revision=commit)
+    return Path(found) if isinstance(found, str) else None
+
+
+def context_length(cfg: ExperimentConfig) -> Optional[tuple[int, str]]:
+    """(max_position_embeddings, where it was read) of the model `cfg` runs, or None when not knowable."""
+    from vlmbench.models.loading import TINY_TEXT
+    if cfg.model.weights == "random" and cfg.model.tiny:
+        return TINY_TEXT["max_position_embeddings"], "the tiny model's text config"
+    path = model_config_file(cfg)
+    try:
+        data = json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):
+        return None  # loading the model will say what is wrong with it
+    value = (data.get("text_config") or {}).get("max_position_embeddings") or data.get("max_position_embeddings")
+    return (value, str(path)) if isinstance(value, int) and value > 0 else None
+
+
+def check_new_tokens_fit(cfg: ExperimentConfig) -> None:
+    """ConfigError, with the largest value that fits, when inference.max_new_tokens cannot fit in the
+    model's context after the image and the prompt. Nothing is checked when the context is not knowable."""
+    known = context_length(cfg)
+    if known is None:
+        return
+    context, source = known
+    image, prompt = image_tokens(cfg.inference.img_size), prompt_tokens_bound(cfg.inference.prompt)
+    room = context - image - prompt
+    if cfg.inference.max_new_tokens > room:
+        raise ConfigError(
+            f"config key 'inference.max_new_tokens' is {cfg.inference.max_new_tokens} but the model's context is "
+            f"{context} tokens (max_position_embeddings, {source}), of which the image takes {image} (img_size "
+            f"{cfg.inference.img_size}) and the prompt at most {prompt}; set inference.max_new_tokens to at most "
+            f"{max(room, 0)}" + (" and lower inference.img_size" if room < 1 else "") + ".")

@@ -305,6 +305,10 @@ def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, dev
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
         source, revision=revision, dtype=dtype, quantization_config=quantization_config(variant, dtype),
         device_map={"": 0 if device == "cuda" else "cpu"}, attn_implementation=cfg.model.attn_implementation)
+    if variant.quantized:
+        after_load = getattr(family_of(variant.method_spec()), "after_load", None)
+        if after_load:
+            after_load(model, device)
     return model.eval()
 
 

@@ -53,5 +53,35 @@ def family_of(method: Method) -> ModuleType:
     return importlib.import_module(f"vlmbench.quantize.{method.family}")
 
 
+def unmet_requirement(method: Method, device: str, capability: Optional[tuple]) -> Optional[str]:
+    """Why `method` cannot run on `device` ('cuda'/'cpu') with GPU compute `capability` (major, minor); None if it can."""
+    if method.needs_cuda and device != "cuda":
+        return f"method {method.name!r} ({method.description}) needs a CUDA GPU; this run's device is {device}"
+    need = method.min_compute_capability
+    if need and capability is not None and tuple(capability) < need:
+        return (f"method {method.name!r} ({method.description}) needs a GPU of compute capability "
+                f"{need[0]}.{need[1]} or more (H100, H200, L4, RTX 40xx); this GPU has {capability[0]}.{capability[1]}")
+    return None
+
+
+def _options(**defaults) -> Mapping:
+    return MappingProxyType(defaults)
+
+
 register_method(Method("int8", "bnb", "bitsandbytes LLM.int8 (8-bit weights, outliers in 16-bit)",
-                       MappingProxyType({"threshold": 6.0})))
+                       _options(threshold=6.0)))
+register_method(Method("nf4", "bnb", "bitsandbytes 4-bit NormalFloat weights, computing in the variant's 16-bit dtype",
+                       _options(double_quant=False)))
+register_method(Method("fp4", "bnb", "bitsandbytes 4-bit float weights, computing in the variant's 16-bit dtype",
+                       _options(double_quant=False)))
+register_method(Method("w8a16", "torchao", "torchao int8 weight-only (Int8WeightOnlyConfig)"))
+register_method(Method("w8a8", "torchao", "torchao int8 weights with dynamic int8 activations "
+                                          "(Int8DynamicActivationInt8WeightConfig)"))
+register_method(Method("fp8", "torchao", "torchao float8 weights with dynamic per-row float8 activations "
+                                         "(Float8DynamicActivationFloat8WeightConfig, PerRow)",
+                       needs_cuda=True, min_compute_capability=(8, 9)))
+register_method(Method("w4a16", "torchao", "torchao int4 weight-only (Int4WeightOnlyConfig)",
+                       _options(group_size=128), needs_cuda=True))
+register_method(Method("prequantized", "prequantized", "a checkpoint already quantized (AWQ, GPTQ, compressed-tensors, "
+                                                       "bitsandbytes or torchao saved by transformers), loaded "
+                                                       "with the loader its quantization_config names"))

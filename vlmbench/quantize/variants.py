@@ -17,7 +17,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Optional
 
-from vlmbench.quantize.methods import Method, get_method
+from vlmbench.quantize.methods import Method, get_method, known_method_names
 
 COMPONENT_PREFIXES = {
     "vision": "model.visual",
@@ -35,6 +35,8 @@ class Variant:
     components: frozenset = frozenset()  # quantized components, among QUANTIZABLE_COMPONENTS
     dtype: Optional[str] = None  # the variant's own compute dtype; None: precision.language_model decides
     options: tuple = ()  # (option, value) pairs overriding the method's defaults
+    model_id: Optional[str] = None  # prequantized: the checkpoint (Hub id or folder) loaded instead of model_id
+    revision: Optional[str] = None  # prequantized: its Hub revision (null: main)
 
     @property
     def quantized(self) -> bool:
@@ -93,6 +95,12 @@ register(Variant("int8", "bitsandbytes LLM.int8 on every Linear of the vision to
 register(Variant("int8_vit", "bitsandbytes LLM.int8 on the vision tower's Linear layers only; the other layers in "
                              "precision.language_model", "int8", frozenset({"vision"})))
 register(Variant("bf16", "every layer in bfloat16 (the dtype Qwen2.5-VL was trained in)", dtype="bf16"))
+PLACEMENTS = {"": (BOTH, "the vision tower and the language model"), "_vit": (frozenset({"vision"}), "the vision tower only"),
+              "_lm": (frozenset({"language_model"}), "the language model only")}
+for _method in ("nf4", "fp4", "w8a16", "w8a8", "fp8", "w4a16"):
+    for _suffix, (_components, _where) in PLACEMENTS.items():
+        register(Variant(f"{_method}{_suffix}", f"{get_method(_method).description} on {_where}; lm_head and the other "
+                         "layers in precision.language_model", _method, _components))
 
 
 def compute_dtype(variant: Variant, precision_dtype: str) -> str:
@@ -104,13 +112,85 @@ def compute_dtype(variant: Variant, precision_dtype: str) -> str:
     return variant.dtype or precision_dtype
 
 
-def known_variant_names() -> list[str]:
-    return list(_REGISTRY)
+DEFINITION_KEYS = ("method", "components", "options", "model_id", "revision", "description")
 
 
-def get_variant(name: str) -> Variant:
+def variant_from_definition(name: str, spec: dict) -> Variant:
+    """The Variant a `variant_definitions` entry declares; ValueError naming the problem and the fix.
+
+    `spec`: {method, components (default: vision and language_model; none for prequantized), options
+    (the method's own, e.g. threshold, double_quant, group_size), model_id and revision (prequantized only)}.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"variant {name!r}: a definition is a mapping such as {{method: nf4, components: [language_model]}}")
+    unknown = [k for k in spec if k not in DEFINITION_KEYS]
+    if unknown:
+        raise ValueError(f"variant {name!r}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(DEFINITION_KEYS)}")
+    if name in _REGISTRY:
+        raise ValueError(f"variant {name!r} is built in; give the definition another name")
+    if "method" not in spec:
+        raise ValueError(f"variant {name!r}: 'method' is missing; one of {', '.join(known_method_names())}")
+    variant = _definition_variant(name, spec)
+    _check_method_fields(variant, spec)
+    return check_definition(variant)
+
+
+def _definition_variant(name: str, spec: dict) -> Variant:
+    prequantized = spec["method"] == "prequantized"
+    components = frozenset(spec.get("components", [] if prequantized else BOTH))
+    description = spec.get("description") or f"user-defined: {spec['method']} on {', '.join(sorted(components)) or 'the checkpoint'}"
+    return Variant(name, description, spec["method"], components, options=tuple(sorted((spec.get("options") or {}).items())),
+                   model_id=spec.get("model_id"), revision=spec.get("revision"))
+
+
+def _check_method_fields(variant: Variant, spec: dict) -> None:
+    check_definition(Variant(variant.name, "", variant.method))  # the method first: did-you-mean
+    method = get_method(variant.method)
+    bad = [k for k in dict(variant.options) if k not in method.options]
+    if bad:
+        raise ValueError(f"variant {variant.name!r}: method {method.name!r} has no option(s) {', '.join(map(repr, bad))}; "
+                         f"its options: {', '.join(method.options) or 'none'}")
+    if (variant.method == "prequantized") != bool(variant.model_id):
+        raise ValueError(f"variant {variant.name!r}: model_id is required for method prequantized (the quantized "
+                         "checkpoint) and allowed for no other method")
+    if variant.method == "prequantized" and variant.components:
+        raise ValueError(f"variant {variant.name!r}: a prequantized checkpoint decides its own components; remove 'components'")
+    if variant.method != "prequantized" and not variant.components:
+        raise ValueError(f"variant {variant.name!r}: components is empty; name vision, language_model or both")
+
+
+def defined_variants(definitions: Optional[dict]) -> dict[str, Variant]:
+    """name -> Variant for each `variant_definitions` entry (ValueError on the first bad one)."""
+    return {name: variant_from_definition(name, spec) for name, spec in (definitions or {}).items()}
+
+
+def known_variant_names(definitions: Optional[dict] = None) -> list[str]:
+    return [*_REGISTRY, *(definitions or {})]
+
+
+def get_variant(name: str, definitions: Optional[dict] = None) -> Variant:
+    """The built-in variant `name`, or the one `definitions` (config key variant_definitions) declares."""
+    if name in (definitions or {}):
+        return variant_from_definition(name, definitions[name])
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        known = known_variant_names(definitions)
+        close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise KeyError(f"unknown variant {name!r}.{hint} Known variants: {', '.join(_REGISTRY)}.")
+        raise KeyError(f"unknown variant {name!r}.{hint} Known variants: {', '.join(known)}.")
     return _REGISTRY[name]
+
+
+def unrunnable_reason(variant: Variant, device: str, capability: Optional[tuple]) -> Optional[str]:
+    """Why `variant` cannot run on `device` (GPU compute `capability`), checked before any model loads; None if it can.
+
+    The method's hardware needs (fp8: compute capability 8.9; w4a16: a CUDA GPU), and for `prequantized`
+    the packages its checkpoint's quant_method needs, named with the pip command.
+    """
+    if not variant.quantized:
+        return None
+    from vlmbench.quantize.methods import unmet_requirement
+    why = unmet_requirement(variant.method_spec(), device, capability)
+    if why is None and variant.method == "prequantized":
+        from vlmbench.quantize.prequantized import refusal
+        why = refusal(variant.model_id, variant.revision)
+    return why and f"variant {variant.name!r} cannot run here: {why}"

@@ -32,7 +32,7 @@ SCHEMA = "vlmbench.variant_record/2"
 SETTING_FIELDS = ("census", "dtype", "device", "engine", "micro_batch_size", "micro_batch_size_source",
                   "model_size_mb", "decode_workers", "prefetch_batches")
 # measured once per load: writers differ as a matter of course (each loads on its own GPU)
-LOAD_FIELDS = ("weights_mib", "idle_power_w", "load_s", "micro_batch_size_reason")
+LOAD_FIELDS = ("weights_mib", "idle_power_w", "load_s", "micro_batch_size_reason", "warmup_s")
 SUMMARY_FIELDS = SETTING_FIELDS + LOAD_FIELDS
 
 

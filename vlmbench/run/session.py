@@ -22,7 +22,7 @@ from vlmbench.paths import cache_dir, sweep_leftovers
 from vlmbench.results.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
                               write_chunk_csv, write_config_snapshot)
 from vlmbench.results.variant_records import merge_variant_record
-from vlmbench.quantize.variants import compute_dtype, get_variant
+from vlmbench.quantize.variants import compute_dtype, get_variant, unrunnable_reason
 
 
 @dataclass
@@ -31,6 +31,7 @@ class LoadedVariant:
     model: object
     captioner: object
     warmed_up: bool = False
+    record: Optional[dict] = None  # its variant_<name>.json record, completed with warmup_s after the warm-up
 
 
 @dataclass
@@ -52,6 +53,7 @@ class BenchSession:
         hold the engine actually used."""
         self.requested_engine = self.cfg.inference.engine
         self.cfg = self.cfg.with_engine(self.device)
+        self.refuse_unrunnable_variants()
     worker: str = "main"  # who computes chunks here: "main", an xdist worker id, "shard 1/4 gw0", ...
 
     # ------------------------------------------------------------ lazily built state (first use only)
@@ -243,15 +245,31 @@ class BenchSession:
         return self.idle_power
 
     # ------------------------------------------------------------ variants
+    def variant(self, name: str):
+        """The Variant `name`: built in, or declared by the config's variant_definitions."""
+        return get_variant(name, self.cfg.variant_definitions)
+
+    def refuse_unrunnable_variants(self) -> None:
+        """ConfigError before any model loads when a variant's method cannot run on this device (fp8 on a CPU,
+        a prequantized checkpoint whose package is missing), naming the requirement."""
+        import torch
+        capability = torch.cuda.get_device_capability() if self.device == "cuda" else None
+        reasons = [unrunnable_reason(self.variant(name), self.device, capability) for name in self.cfg.variants]
+        reasons = [r for r in reasons if r]
+        if reasons:
+            raise ConfigError("; ".join(reasons) + ". Remove these variants or run on a machine that has what they need.")
+
     def load_variant(self, name: str) -> LoadedVariant:
         from vlmbench.engines import build_engine
         from vlmbench.models.loading import hub_commit, load_variant_model, weights_dir
         from vlmbench.run.runner import Captioner
 
-        variant = get_variant(name)
-        source = weights_dir(self.cfg, self.processor, self.device)
-        model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device,
-                              hub_commit(self.cfg) if self.cfg.model.weights == "pretrained" else None)
+        variant = self.variant(name)
+        source, revision = variant.model_id, variant.revision  # a prequantized checkpoint, else the run's model
+        if source is None:
+            source = weights_dir(self.cfg, self.processor, self.device)
+            revision = hub_commit(self.cfg) if self.cfg.model.weights == "pretrained" else None
+        model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device, revision)
         census = take_census(model)
         check_census(census, variant)
         engine = build_engine(self.cfg.inference.engine, model, self.processor, self.cfg, variant, self.device)
@@ -268,13 +286,13 @@ class BenchSession:
                   "prefetch_batches": self.cfg.inference.prefetch_batches,  # what made these chunks, not this run
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
         merge_variant_record(self.results_dir, _plain(record))  # beside the records of other workers and GPUs
-        return LoadedVariant(name, model, captioner)
+        return LoadedVariant(name, model, captioner, record=record)
 
     def micro_batch_for(self, variant):
         """The variant's micro-batch: configured, or sized from the free device memory after loading."""
         from vlmbench.engines.batch_size import choose_micro_batch, free_device_mib
         return choose_micro_batch(self.cfg.inference.micro_batch_size, self.device, free_device_mib(self.device),
-                                  self.cfg.inference.img_size, variant.quantized, self.cfg.inference.batch_size)
+                                  self.cfg.inference.img_size, variant.method == "int8", self.cfg.inference.batch_size)
 
     # ------------------------------------------------------------ one chunk case
     def run_chunk(self, loaded: LoadedVariant, chunk_id: int) -> list[dict]:
@@ -285,8 +303,11 @@ class BenchSession:
     def warm_up(self, loaded: LoadedVariant, chunk_id: int) -> None:
         """Untimed: the variant's first generate calls (compilation of each shape included), once per variant."""
         if not loaded.warmed_up:
-            loaded.captioner.warm_up(self.chunks[chunk_id], self.cfg.measure.warmup_batches)
+            _, seconds = timed(self.device, loaded.captioner.warm_up, self.chunks[chunk_id],
+                               self.cfg.measure.warmup_batches)
             loaded.warmed_up = True
+            if loaded.record is not None:  # compilation happens here: a user must see what it costs
+                merge_variant_record(self.results_dir, _plain({**loaded.record, "warmup_s": seconds}))
 
     def caption_chunk(self, loaded: LoadedVariant, chunk_id: int):
         """The captioning pass alone: what pytest-benchmark times."""
@@ -297,7 +318,7 @@ class BenchSession:
         """Batch-1 latency runs on a few of the chunk's images, then the chunk's CSV; returns its rows."""
         rows = self.chunks[chunk_id]
         latencies = loaded.captioner.measure_latency(rows, self.cfg.measure.latency_images)
-        chunk_cells = self._chunk_cells(result.metrics, compute_dtype(get_variant(loaded.name),
+        chunk_cells = self._chunk_cells(result.metrics, compute_dtype(self.variant(loaded.name),
                                                                       self.cfg.precision.language_model))
         chunk_cells["measure_notes"] = _with_latency_note(chunk_cells["measure_notes"], len(latencies),
                                                           self.cfg.measure.latency_images)

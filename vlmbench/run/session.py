@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from vlmbench.quantize.census import check_census, take_census
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.data.sources import ImageRow, load_rows, make_chunks
-from vlmbench.run.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
+from vlmbench.run.measure import Nvml, Reading, allocated_mib, checkpoint_size_mb, idle_power, size_on_disk_mb, timed
 from vlmbench.paths import cache_dir, sweep_leftovers
 from vlmbench.results.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
                               write_chunk_csv, write_config_snapshot)
@@ -277,8 +277,8 @@ class BenchSession:
         captioner = Captioner(model, self.processor, self.cfg, self.device, engine, micro.size, self.progress_sink)
         record = {"variant": name, "description": variant.description, "census": census, "load_s": load_s,
                   "end_token_ids": list(captioner.end_tokens), "end_tokens": list(captioner.end_tokens.values()),
-                  "weights_mib": allocated_mib(self.device), "model_size_mb": size_on_disk_mb(
-                      model, self.cfg.measure.model_size), "idle_power_w": self.idle_power,
+                  "weights_mib": allocated_mib(self.device), "model_size_mb": self.size_on_disk(model, variant),
+                  "idle_power_w": self.idle_power,
                   "device": self.device, "dtype": compute_dtype(variant, self.cfg.precision.language_model),
                   "micro_batch_size": micro.size, "micro_batch_size_source": micro.source,
                   "micro_batch_size_reason": micro.reason, "engine": engine.report, "worker": self.worker,
@@ -287,6 +287,12 @@ class BenchSession:
                   "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
         merge_variant_record(self.results_dir, _plain(record))  # beside the records of other workers and GPUs
         return LoadedVariant(name, model, captioner, record=record)
+
+    def size_on_disk(self, model, variant):
+        """Size on disk (MB): a prequantized checkpoint folder's own files; otherwise what save_pretrained writes."""
+        if self.cfg.measure.model_size and variant.model_id and Path(variant.model_id).is_dir():
+            return checkpoint_size_mb(Path(variant.model_id))
+        return size_on_disk_mb(model, self.cfg.measure.model_size)
 
     def micro_batch_for(self, variant):
         """The variant's micro-batch: configured, or sized from the free device memory after loading."""

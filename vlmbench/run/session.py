@@ -252,12 +252,20 @@ class BenchSession:
     def refuse_unrunnable_variants(self) -> None:
         """ConfigError before any model loads when a variant's method cannot run on this device (fp8 on a CPU,
         a prequantized checkpoint whose package is missing), naming the requirement."""
-        import torch
-        capability = torch.cuda.get_device_capability() if self.device == "cuda" else None
-        reasons = [unrunnable_reason(self.variant(name), self.device, capability) for name in self.cfg.variants]
+        variants = [self.variant(name) for name in self.cfg.variants]
+        capability = self._capability_if_needed(variants)
+        reasons = [unrunnable_reason(v, self.device, capability) for v in variants]
         reasons = [r for r in reasons if r]
         if reasons:
             raise ConfigError("; ".join(reasons) + ". Remove these variants or run on a machine that has what they need.")
+
+    def _capability_if_needed(self, variants) -> Optional[tuple]:
+        """The GPU's compute capability when a variant's method needs one (reading it starts CUDA), else None."""
+        needs = any(v.quantized and v.method_spec().min_compute_capability for v in variants)
+        if not needs or self.device != "cuda":
+            return None
+        import torch
+        return torch.cuda.get_device_capability()
 
     def load_variant(self, name: str) -> LoadedVariant:
         from vlmbench.engines import build_engine

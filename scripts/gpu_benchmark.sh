@@ -13,15 +13,19 @@
 #              REPEAT_LATENCY_IMAGES per chunk (default 16); prints the coefficient of variation
 #              (stdev/mean) of throughput and of batch-1 latency p50.
 #   xdist1     the repeat case once more under pytest-xdist with one worker (-n 1), to set against repeat.
-#   methods    the quantization methods side by side (issue 18): 256 generated images at 1024 px per variant in one
-#              chunk, micro-batch 64, 40 tokens, into OUTDIR/methods: fp16, bf16, int8, int8_vit, nf4, nf4_vit,
-#              fp4, fp4_vit (METHODS_VARIANTS overrides). Expected: about 8-10 min (load + size-on-disk save
-#              10-20 s, warm-up, 20-60 s of captioning per variant; bitsandbytes int8 at about 5 img/s is the slowest).
-#   methods-ao the torchao methods into the same folder (fp16's chunk is found complete and reused, so one
-#              summary holds every method): fp8, fp8_vit, w4a16, w4a16_vit, w8a16, w8a16_vit, w8a8, w8a8_vit
-#              (METHODS_AO_VARIANTS overrides), each compiled in its warm-up (fp8's first compiled generate
-#              took 276 s on 2026-12-02) and stopped after METHODS_AO_TIMEOUT seconds (default 570): torchao
-#              int8 in fp16 did not finish a micro-batch in 5 minutes eagerly. Expected: 8-10 min, or the timeout.
+#   methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods
+#              the quantization methods side by side (issue 18), all into OUTDIR/methods (one fingerprint: a
+#              part finds fp16's chunk complete and reuses it): 256 generated 1024 px images per variant in
+#              one chunk, micro-batch 64, 40 tokens, 3 images timed alone. Each part stops (SIGINT, so its
+#              summary is still written) after METHODS_TIMEOUT seconds (default 570), and lists fp16 first:
+#                methods-16   fp16 bf16                    expected 3-4 min (compiled decode: ~60 s warm-up each)
+#                methods-bnb  int8 int8_vit nf4 nf4_vit fp4 fp4_vit  expected 8-10 min (int8 ~5 img/s)
+#                methods-fp8  fp8 fp8_vit                 expected 8-10 min (fp8's first compiled generate: 276 s)
+#                methods-w4   w4a16 w4a16_vit             expected 3-5 min
+#                methods-ao8  w8a16 w8a16_vit w8a8 w8a8_vit  unknown: torchao int8 in fp16 did not finish a
+#                             micro-batch in 5 min eagerly on 2026-12-02; compiled here, it may, or the timeout ends it
+#                methods      every variant above: all chunks are complete by then, so it only writes the one
+#                             summary and table of all methods (seconds). METHODS_VARIANTS overrides its list.
 #   chunk1000  one chunk of 1000 generated images at 1024 px per variant (CHUNK1000_VARIANTS, default
 #              "fp16 int8 int8_vit"), micro-batch sized from free memory; confirms a sweep projection.
 # A short table of every part run is printed last (also in OUTDIR/table.md). Data paths come from VLMBENCH_MODEL_DIR / VLMBENCH_COCO_DIR (default
@@ -95,20 +99,24 @@ for part in "${parts[@]}"; do
         --vlm-set inference.micro_batch_size=auto --vlm-set measure.model_size=false --vlm-set measure.latency_images=0 \
         --vlm-set "variants=[$variants]"
       table runs "$out" chunk1000 ;;
-    methods|methods-ao)
-      if [ "$part" = methods ]; then
-        variants="fp16 $(echo "${METHODS_VARIANTS:-bf16 int8 int8_vit nf4 nf4_vit fp4 fp4_vit}" | sed 's/\bfp16\b//')"
-      else
-        variants="fp16 ${METHODS_AO_VARIANTS:-fp8 fp8_vit w4a16 w4a16_vit w8a16 w8a16_vit w8a8 w8a8_vit}"
-        run_prefix=(timeout "${METHODS_AO_TIMEOUT:-570}")
-      fi
+    methods*)
+      case $part in
+        methods-16) variants="bf16" ;;
+        methods-bnb) variants="int8 int8_vit nf4 nf4_vit fp4 fp4_vit" ;;
+        methods-fp8) variants="fp8 fp8_vit" ;;
+        methods-w4) variants="w4a16 w4a16_vit" ;;
+        methods-ao8) variants="w8a16 w8a16_vit w8a8 w8a8_vit" ;;
+        methods) variants=${METHODS_VARIANTS:-bf16 int8 int8_vit nf4 nf4_vit fp4 fp4_vit fp8 fp8_vit w4a16 w4a16_vit w8a16 w8a16_vit w8a8 w8a8_vit} ;;
+        *) echo "unknown part $part"; exit 2 ;;
+      esac
+      run_prefix=(timeout -s INT -k 60 "${METHODS_TIMEOUT:-570}")
       results_name=methods run "$part" "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
         --vlm-set dataset.synthetic_images=256 --vlm-set dataset.limit=256 --vlm-set inference.batch_size=256 \
         --vlm-set inference.micro_batch_size=64 --vlm-set measure.latency_images=3 \
-        --vlm-set "variants=[$(as_list "$variants")]"
+        --vlm-set "variants=[$(as_list "fp16 $variants")]"
       run_prefix=()
       table runs "$out" methods ;;
-    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, chunk1000, methods, methods-ao)"; exit 2 ;;
+    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, chunk1000, methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods)"; exit 2 ;;
   esac
 done
 if [ ${#tables[@]} -gt 0 ]; then printf '%s\n\n' "${tables[@]}" > "$out/table.md"; else : > "$out/table.md"; fi

@@ -16,7 +16,7 @@ def _config(**extra):
 
 @pytest.mark.parametrize("definitions, variants, message", [
     ({"lm4": {"method": "nf5", "components": ["language_model"]}}, ["fp16", "lm4"],
-     r"variant_definitions': variant 'lm4': unknown quantization method 'nf5'\. Did you mean 'nf4'\? Known methods: int8, nf4"),
+     r"variant_definitions': variant 'lm4': unknown quantization method 'nf5'\. Did you mean 'nf4'\? Known methods: int8, nf4, fp4, w8a16, w8a8, fp8, w4a16, prequantized\.$"),
     ({"lm4": {"method": "nf4", "components": ["langauge_model"]}}, ["fp16", "lm4"],
      r"unknown component\(s\) 'langauge_model'; allowed: vision, language_model"),
     ({"lm4": {"method": "nf4"}}, ["fp16", "lm5"], r"unknown variant 'lm5'\. Did you mean 'lm4'\?.*Known variants: .*lm4"),
@@ -45,7 +45,9 @@ def test_gpu_only_methods_are_refused_on_a_cpu_before_any_model_loads(tmp_path, 
     with pytest.raises(ConfigError) as refused:
         BenchSession(cfg, tmp_path)
     assert "variant 'fp8' cannot run here: method 'fp8'" in str(refused.value)
-    assert "needs a CUDA GPU; this run's device is cpu" in str(refused.value)
+    assert "needs a CUDA GPU of compute capability 8.9 or more (H100, H200, L4, RTX 40xx); this run's device is cpu" \
+        in str(refused.value)
+    assert "method 'w4a16' (torchao int4 weight-only (Int4WeightOnlyConfig)) needs a CUDA GPU;" in str(refused.value)
     assert "variant 'w4a16_vit' cannot run here" in str(refused.value)
 
 
@@ -134,3 +136,15 @@ def test_a_model_transformers_cannot_save_gets_a_null_size_with_the_reason():
 
     reading = size_on_disk_mb(Unsaveable())
     assert reading.value is None and "transformers cannot save this model again" in reading.reason
+
+
+def test_the_fast_engine_compiles_torchao_decoding_and_records_why_not_for_bitsandbytes_4bit():
+    from vlmbench.engines.fast import decode_path_int8, decode_plan, quantizer_compileable
+    from vlmbench.models.loading import build_processor, load_variant_model, weights_dir
+    from vlmbench.quantize.variants import get_variant
+    cfg = _config()
+    source = weights_dir(cfg, build_processor(cfg), "cpu")
+    w8a16, nf4_lm = (load_variant_model(cfg, get_variant(name), source, "cpu") for name in ("w8a16", "nf4_lm"))
+    assert decode_plan("cuda", quantizer_compileable(w8a16), decode_path_int8(w8a16))[0] is True
+    compiled, why = decode_plan("cuda", quantizer_compileable(nf4_lm), decode_path_int8(nf4_lm))
+    assert compiled is False and "is_compileable=False (bitsandbytes 8-bit and 4-bit)" in why

@@ -431,7 +431,7 @@ def _validate_definitions(definitions: dict) -> None:
     try:
         defined_variants(definitions)
     except ValueError as exc:
-        raise ConfigError(f"config key 'variant_definitions': {exc}.") from None
+        raise ConfigError(f"config key 'variant_definitions': {str(exc).rstrip('.')}.") from None
 
 
 def _validate_variants(names, known, key: str = "variants") -> None:

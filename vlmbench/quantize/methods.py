@@ -55,12 +55,12 @@ def family_of(method: Method) -> ModuleType:
 
 def unmet_requirement(method: Method, device: str, capability: Optional[tuple]) -> Optional[str]:
     """Why `method` cannot run on `device` ('cuda'/'cpu') with GPU compute `capability` (major, minor); None if it can."""
-    if method.needs_cuda and device != "cuda":
-        return f"method {method.name!r} ({method.description}) needs a CUDA GPU; this run's device is {device}"
     need = method.min_compute_capability
+    gpu = f"a CUDA GPU of compute capability {need[0]}.{need[1]} or more (H100, H200, L4, RTX 40xx)" if need else "a CUDA GPU"
+    if method.needs_cuda and device != "cuda":
+        return f"method {method.name!r} ({method.description}) needs {gpu}; this run's device is {device}"
     if need and capability is not None and tuple(capability) < need:
-        return (f"method {method.name!r} ({method.description}) needs a GPU of compute capability "
-                f"{need[0]}.{need[1]} or more (H100, H200, L4, RTX 40xx); this GPU has {capability[0]}.{capability[1]}")
+        return f"method {method.name!r} ({method.description}) needs {gpu}; this GPU has {capability[0]}.{capability[1]}"
     return None
 
 

@@ -115,7 +115,7 @@ for part in "${parts[@]}"; do
         --vlm-set inference.micro_batch_size=64 --vlm-set measure.latency_images=3 \
         --vlm-set "variants=[$(as_list "fp16 $variants")]"
       run_prefix=()
-      table runs "$out" methods ;;
+      table methods "$out" methods ;;
     *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, chunk1000, methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods)"; exit 2 ;;
   esac
 done

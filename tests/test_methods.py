@@ -148,3 +148,15 @@ def test_the_fast_engine_compiles_torchao_decoding_and_records_why_not_for_bitsa
     assert decode_plan("cuda", quantizer_compileable(w8a16), decode_path_int8(w8a16))[0] is True
     compiled, why = decode_plan("cuda", quantizer_compileable(nf4_lm), decode_path_int8(nf4_lm))
     assert compiled is False and "is_compileable=False (bitsandbytes 8-bit and 4-bit)" in why
+
+
+def test_the_methods_table_sets_each_variant_against_fp16():
+    from vlmbench.results.perf_table import methods_table
+    census = {"vision": {"linear": 2, "quantized": 2, "methods": {"torchao Float8Tensor": 2}},
+              "language_model": {"linear": 3, "quantized": 0, "methods": {}}, "lm_head": {"linear": 1, "quantized": 0, "methods": {}}}
+    summary = {"variants": {"fp16": {"throughput_img_s": 10.0, "model_size_mb": 1000.0, "warmup_s": 60.0},
+                            "fp8_vit": {"throughput_img_s": 12.0, "model_size_mb": 900.0, "warmup_s": 276.0,
+                                        "engine": {"decode_compiled": True}, "census": census}}}
+    row = methods_table(summary).splitlines()[-1]
+    assert row.startswith("| fp8_vit | 12.00 | 1.20 |") and "| 90.0% |" in row and "| 276 | True |" in row
+    assert "vision:2/2 language_model:0/3 lm_head:0/1 (torchao Float8Tensor)" in row

@@ -15,7 +15,6 @@ from typing import Optional
 
 from torch import nn
 
-LABEL_PREFIX = ""  # a prequantized checkpoint may hold any family's layers
 # quant_method in a checkpoint's quantization_config -> the Python packages transformers needs to load it
 PACKAGES = {"awq": ("gptqmodel", "accelerate"), "gptq": ("optimum", "gptqmodel"),
             "compressed-tensors": ("compressed_tensors",), "bitsandbytes": ("bitsandbytes",),

@@ -42,11 +42,6 @@ class Variant:
     def quantized(self) -> bool:
         return self.method is not None
 
-    @property
-    def int8_components(self) -> frozenset:
-        """The components bitsandbytes LLM.int8 quantizes (empty for any other method)."""
-        return self.components if self.method == "int8" else frozenset()
-
     def method_spec(self) -> Method:
         return get_method(self.method)
 

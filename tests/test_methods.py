@@ -160,3 +160,16 @@ def test_the_methods_table_sets_each_variant_against_fp16():
     row = methods_table(summary).splitlines()[-1]
     assert row.startswith("| fp8_vit | 12.00 | 1.20 |") and "| 90.0% |" in row and "| 276 | True |" in row
     assert "vision:2/2 language_model:0/3 lm_head:0/1 (torchao Float8Tensor)" in row
+
+
+def test_4bit_layers_whose_width_is_not_a_multiple_of_the_block_run_on_a_cpu():
+    """The embedded captioner's decoder width (96) is not a multiple of bitsandbytes' 64-value block; its
+    AVX512-BF16 CPU path failed on such layers ("shape '[288, 1]' is invalid") until vlmbench kept them off it."""
+    import torch
+    from vlmbench.models.loading import EMBEDDED_CAPTIONER_DIR, load_variant_model
+    from vlmbench.quantize.variants import get_variant
+    model = load_variant_model(_config(), get_variant("nf4_lm"), str(EMBEDDED_CAPTIONER_DIR), "cpu")
+    layer = model.model.language_model.layers[0].self_attn.q_proj
+    assert type(layer).__name__ == "Linear4bit" and layer.in_features % layer.weight.quant_state.blocksize
+    with torch.no_grad():
+        assert layer(torch.randn(2, layer.in_features, dtype=torch.float16)).shape == (2, layer.out_features)

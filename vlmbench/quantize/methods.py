@@ -80,7 +80,8 @@ register_method(Method("w8a8", "torchao", "torchao int8 weights with dynamic int
 register_method(Method("fp8", "torchao", "torchao float8 weights with dynamic per-row float8 activations "
                                          "(Float8DynamicActivationFloat8WeightConfig, PerRow)",
                        needs_cuda=True, min_compute_capability=(8, 9)))
-register_method(Method("w4a16", "torchao", "torchao int4 weight-only (Int4WeightOnlyConfig)",
+register_method(Method("w4a16", "torchao", "torchao int4 weight-only (Int4WeightOnlyConfig, tinygemm packing; "
+                                           "bfloat16 only, so its variants run in bf16)",
                        _options(group_size=128), needs_cuda=True))
 register_method(Method("prequantized", "prequantized", "a checkpoint already quantized (AWQ, GPTQ, compressed-tensors, "
                                                        "bitsandbytes or torchao saved by transformers), loaded "

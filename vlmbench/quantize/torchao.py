@@ -24,8 +24,8 @@ def torchao_config(method: str, options: dict):
         return tq.Int8DynamicActivationInt8WeightConfig()
     if method == "fp8":
         return tq.Float8DynamicActivationFloat8WeightConfig(granularity=tq.PerRow())
-    if method == "w4a16":
-        return tq.Int4WeightOnlyConfig(group_size=options["group_size"])
+    if method == "w4a16":  # tinygemm's packing, built into torch; the default 'plain' needs the mslk package
+        return tq.Int4WeightOnlyConfig(group_size=options["group_size"], int4_packing_format="tile_packed_to_4d")
     raise ValueError(f"torchao has no method {method!r} here")
 
 

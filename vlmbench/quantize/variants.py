@@ -90,12 +90,14 @@ register(Variant("int8", "bitsandbytes LLM.int8 on every Linear of the vision to
 register(Variant("int8_vit", "bitsandbytes LLM.int8 on the vision tower's Linear layers only; the other layers in "
                              "precision.language_model", "int8", frozenset({"vision"})))
 register(Variant("bf16", "every layer in bfloat16 (the dtype Qwen2.5-VL was trained in)", dtype="bf16"))
+METHOD_DTYPES = {"w4a16": "bf16"}  # torchao's int4 kernel (tinygemm) takes bfloat16 only
 PLACEMENTS = {"": (BOTH, "the vision tower and the language model"), "_vit": (frozenset({"vision"}), "the vision tower only"),
               "_lm": (frozenset({"language_model"}), "the language model only")}
 for _method in ("nf4", "fp4", "w8a16", "w8a8", "fp8", "w4a16"):
     for _suffix, (_components, _where) in PLACEMENTS.items():
+        _rest = METHOD_DTYPES.get(_method, "precision.language_model")
         register(Variant(f"{_method}{_suffix}", f"{get_method(_method).description} on {_where}; lm_head and the other "
-                         "layers in precision.language_model", _method, _components))
+                         f"layers in {_rest}", _method, _components, dtype=METHOD_DTYPES.get(_method)))
 
 
 def compute_dtype(variant: Variant, precision_dtype: str) -> str:
@@ -135,7 +137,7 @@ def _definition_variant(name: str, spec: dict) -> Variant:
     components = frozenset(spec.get("components", [] if prequantized else BOTH))
     description = spec.get("description") or f"user-defined: {spec['method']} on {', '.join(sorted(components)) or 'the checkpoint'}"
     return Variant(name, description, spec["method"], components, options=tuple(sorted((spec.get("options") or {}).items())),
-                   model_id=spec.get("model_id"), revision=spec.get("revision"))
+                   dtype=METHOD_DTYPES.get(spec["method"]), model_id=spec.get("model_id"), revision=spec.get("revision"))
 
 
 def _check_method_fields(variant: Variant, spec: dict) -> None:

@@ -78,7 +78,8 @@ register_method(Method("w8a16", "torchao", "torchao int8 weight-only (Int8Weight
 register_method(Method("w8a8", "torchao", "torchao int8 weights with dynamic int8 activations "
                                           "(Int8DynamicActivationInt8WeightConfig)"))
 register_method(Method("fp8", "torchao", "torchao float8 weights with dynamic per-row float8 activations "
-                                         "(Float8DynamicActivationFloat8WeightConfig, PerRow)",
+                                         "(Float8DynamicActivationFloat8WeightConfig, PerRow; bfloat16 only, so its "
+                                         "variants run in bf16)",
                        needs_cuda=True, min_compute_capability=(8, 9)))
 register_method(Method("w4a16", "torchao", "torchao int4 weight-only (Int4WeightOnlyConfig, tinygemm packing; "
                                            "bfloat16 only, so its variants run in bf16)",

@@ -90,7 +90,9 @@ register(Variant("int8", "bitsandbytes LLM.int8 on every Linear of the vision to
 register(Variant("int8_vit", "bitsandbytes LLM.int8 on the vision tower's Linear layers only; the other layers in "
                              "precision.language_model", "int8", frozenset({"vision"})))
 register(Variant("bf16", "every layer in bfloat16 (the dtype Qwen2.5-VL was trained in)", dtype="bf16"))
-METHOD_DTYPES = {"w4a16": "bf16"}  # torchao's int4 kernel (tinygemm) takes bfloat16 only
+# methods whose kernels take bfloat16 only: torchao's int4 tinygemm, and torch's row-wise scaled float8 matmul
+# (_scaled_mm with per-row scales returns bfloat16 only); their variants name that dtype
+METHOD_DTYPES = {"w4a16": "bf16", "fp8": "bf16"}
 PLACEMENTS = {"": (BOTH, "the vision tower and the language model"), "_vit": (frozenset({"vision"}), "the vision tower only"),
               "_lm": (frozenset({"language_model"}), "the language model only")}
 for _method in ("nf4", "fp4", "w8a16", "w8a8", "fp8", "w4a16"):

@@ -22,6 +22,19 @@
 #              the img/s of each, the speed-ups and both warm-ups (seconds, cache state, graph breaks).
 #              About 8-10 minutes on an H200 (cold compilations, random weights made once per cache);
 #              VISION_VARIANTS="fp16 int8_vit", then int8 alone, fits two calls if one is too short.
+#   methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods
+#              the quantization methods side by side (issue 18), all into OUTDIR/methods (one fingerprint: a
+#              part finds fp16's chunk complete and reuses it): 256 generated 1024 px images per variant in
+#              one chunk, micro-batch 64, 40 tokens, 3 images timed alone. Each part stops (SIGINT, so its
+#              summary is still written) after METHODS_TIMEOUT seconds (default 570), and lists fp16 first:
+#                methods-16   fp16 bf16                    expected 3-4 min (compiled decode: ~60 s warm-up each)
+#                methods-bnb  int8 int8_vit nf4 nf4_vit fp4 fp4_vit  expected 8-10 min (int8 ~5 img/s)
+#                methods-fp8  fp8 fp8_vit                 expected 8-10 min (fp8's first compiled generate: 276 s)
+#                methods-w4   w4a16 w4a16_vit             expected 3-5 min
+#                methods-ao8  w8a16 w8a16_vit w8a8 w8a8_vit  unknown: torchao int8 in fp16 did not finish a
+#                             micro-batch in 5 min eagerly on 2026-12-02; compiled here, it may, or the timeout ends it
+#                methods      every variant above: all chunks are complete by then, so it only writes the one
+#                             summary and table of all methods (seconds). METHODS_VARIANTS overrides its list.
 #   chunk1000  one chunk of 1000 generated images at 1024 px per variant (CHUNK1000_VARIANTS, default
 #              "fp16 int8 int8_vit"), micro-batch sized from free memory; confirms a sweep projection.
 # A short table of every part run is printed last (also in OUTDIR/table.md). Data paths come from VLMBENCH_MODEL_DIR / VLMBENCH_COCO_DIR (default
@@ -42,10 +55,11 @@ engine=${ENGINE:-auto}
 as_list() { echo "$1" | sed 's/ \+/, /g'; }  # "fp16 int8" -> "fp16, int8" (a YAML flow list's items)
 gpu=(--vlm-config configs/gpu-3b-random.yaml --vlm-set "inference.engine=$engine")
 
+run_prefix=()  # e.g. (timeout 570): a part that may hang stops and keeps its finished variants
 run() {
   local name=$1; shift
   echo "=== $name: $(date -u +%FT%TZ)"
-  python3 -m pytest benchmarks "${plugin[@]}" -p no:cacheprovider -q -rs --vlm-results "$out/$name" \
+  "${run_prefix[@]}" python3 -m pytest benchmarks "${plugin[@]}" -p no:cacheprovider -q -rs --vlm-results "$out/${results_name:-$name}" \
     --benchmark-json "$out/$name.benchmark.json" "$@" > "$out/$name.log" 2>&1
   echo "=== $name: exit $? at $(date -u +%FT%TZ)"
   sed -n '/vlmbench summary/,/regression gate/p' "$out/$name.log"
@@ -104,7 +118,24 @@ for part in "${parts[@]}"; do
         --vlm-set inference.micro_batch_size=auto --vlm-set measure.model_size=false --vlm-set measure.latency_images=0 \
         --vlm-set "variants=[$variants]"
       table runs "$out" chunk1000 ;;
-    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, vision, chunk1000)"; exit 2 ;;
+    methods*)
+      case $part in
+        methods-16) variants="bf16" ;;
+        methods-bnb) variants="int8 int8_vit nf4 nf4_vit fp4 fp4_vit" ;;
+        methods-fp8) variants="fp8 fp8_vit" ;;
+        methods-w4) variants="w4a16 w4a16_vit" ;;
+        methods-ao8) variants="w8a16 w8a16_vit w8a8 w8a8_vit" ;;
+        methods) variants=${METHODS_VARIANTS:-bf16 int8 int8_vit nf4 nf4_vit fp4 fp4_vit fp8 fp8_vit w4a16 w4a16_vit w8a16 w8a16_vit w8a8 w8a8_vit} ;;
+        *) echo "unknown part $part"; exit 2 ;;
+      esac
+      run_prefix=(timeout -s INT -k 60 "${METHODS_TIMEOUT:-570}")
+      results_name=methods run "$part" "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
+        --vlm-set dataset.synthetic_images=256 --vlm-set dataset.limit=256 --vlm-set inference.batch_size=256 \
+        --vlm-set inference.micro_batch_size=64 --vlm-set measure.latency_images=3 \
+        --vlm-set "variants=[$(as_list "fp16 $variants")]"
+      run_prefix=()
+      table methods "$out" methods ;;
+    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, vision, chunk1000, methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods)"; exit 2 ;;
   esac
 done
 if [ ${#tables[@]} -gt 0 ]; then printf '%s\n\n' "${tables[@]}" > "$out/table.md"; else : > "$out/table.md"; fi

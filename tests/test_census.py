@@ -22,9 +22,9 @@ def test_census_matches_definition(tiny_source, name, vision_int8, lm_int8):
     model = load_variant_model(cfg, get_variant(name), source, "cpu")
     census = take_census(model)
     vision, lm, head = census["vision"], census["language_model"], census["lm_head"]
-    assert vision["linear"] > 0 and lm["linear"] > 0 and head == {"linear": 1, "int8": 0}
-    assert vision["int8"] == (vision["linear"] if vision_int8 else 0)
-    assert lm["int8"] == (lm["linear"] if lm_int8 else 0)
+    assert vision["linear"] > 0 and lm["linear"] > 0 and head == {"linear": 1, "quantized": 0, "methods": {}}
+    assert vision["quantized"] == (vision["linear"] if vision_int8 else 0)
+    assert lm["quantized"] == (lm["linear"] if lm_int8 else 0)
     check_census(census, get_variant(name))
 
 
@@ -34,14 +34,14 @@ def test_mismatch_fails_loudly(tiny_source):
     with pytest.raises(CensusMismatch, match=r"variant 'int8_vit' loaded wrongly \(language_model: 14 of 14"):
         check_census(census, get_variant("int8_vit"))
     census = take_census(load_variant_model(cfg, get_variant("fp16"), source, "cpu"))
-    with pytest.raises(CensusMismatch, match="vision: 0 of 12 Linear layers int8, expected all"):
+    with pytest.raises(CensusMismatch, match="vision: 0 of 12 Linear layers quantized, expected all"):
         check_census(census, get_variant("int8"))
 
 
 def test_skip_lists_use_full_prefixes():
     assert get_variant("int8_vit").skip_modules() == ["model.language_model", "lm_head"]
     assert get_variant("int8").skip_modules() == ["lm_head"]
-    with pytest.raises(KeyError, match="unknown variant 'int4'.*Known variants: fp16, int8, int8_vit"):
+    with pytest.raises(KeyError, match="unknown variant 'int4'.*Known variants: fp16, int8, int8_vit, bf16, nf4"):
         get_variant("int4")
 
 
@@ -53,6 +53,6 @@ def test_a_bare_language_model_skip_would_quantize_everything(tiny_source):
         source, quantization_config=BitsAndBytesConfig(load_in_8bit=True,
                                                        llm_int8_skip_modules=["language_model", "lm_head"]))
     census = take_census(model)
-    assert census["language_model"]["int8"] == census["language_model"]["linear"]
+    assert census["language_model"]["quantized"] == census["language_model"]["linear"]
     with pytest.raises(CensusMismatch):
         check_census(census, get_variant("int8_vit"))

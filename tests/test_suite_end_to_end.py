@@ -39,7 +39,7 @@ def test_run_resume_and_recompute_one_chunk(suite):
     assert _csvs(results) == [f"{v}_batch_{i}.csv" for v in ("fp16", "int8", "int8_vit") for i in (0, 1)]
     summary = json.loads(sorted(results.glob("summary_*.json"))[-1].read_text())
     assert set(summary["variants"]) == {"fp16", "int8", "int8_vit"}
-    assert summary["variants"]["int8_vit"]["census"]["language_model"]["int8"] == 0
+    assert summary["variants"]["int8_vit"]["census"]["language_model"]["quantized"] == 0
     assert summary["cider_scoring"]["common_images"] == 4
     # 4 images are too few for CIDEr-D (vlmbench.scoring.metrics.MIN_CIDER_IMAGES): null with the reason, no CIDEr plot
     assert summary["variants"]["fp16"]["cider"] is None and "CIDEr-D needs at least" in summary["variants"]["fp16"][

@@ -29,6 +29,10 @@ from vlmbench.strictyaml import MAX_CONFIG_BYTES, strict_load
 from vlmbench.engines import ENGINE_CHOICES
 
 DEFAULT_CONFIG_NAME = "default.yaml"
+
+
+class VariantDefinitions(dict):
+    """The type of config key variant_definitions: variant name -> definition (vlmbench.quantize.variants)."""
 QUANTIZERS = ("bitsandbytes_linear8bitlt",)
 DTYPES = ("fp16", "bf16", "fp32")
 MODEL_WEIGHTS = ("pretrained", "random", "embedded")
@@ -192,6 +196,9 @@ class ExperimentConfig:
     seed: int = _help("random seed (model init, shuffling, sampling of synthetic data)", 42)
     inference: InferenceConfig = _help("captioning settings", factory=InferenceConfig)
     variants: tuple = _help("variants to run, by registry name", ("fp16", "int8", "int8_vit"))
+    variant_definitions: VariantDefinitions = _help(
+        "more variants: name -> {method, components, options, model_id/revision for prequantized} (README: Variants)",
+        factory=dict)
     baseline: Optional[str] = _help("the variant deltas, drift and CIDEr intervals compare against; one of variants "
                                     "(null: fp16, as in the seed)", None)
     model: ModelConfig = _help("how the model and processor are built", factory=ModelConfig)
@@ -315,10 +322,12 @@ def _validate(cfg: ExperimentConfig) -> None:
     _check(cfg.inference.engine in ENGINE_CHOICES, "inference.engine", cfg.inference.engine, ", ".join(ENGINE_CHOICES))
     _check(cfg.inference.progress_interval_s >= 0, "inference.progress_interval_s", cfg.inference.progress_interval_s,
            "a number of seconds >= 0")
-    _validate_variants(cfg.variants, known_variant_names())
+    _validate_definitions(cfg.variant_definitions)
+    known = known_variant_names(cfg.variant_definitions)
+    _validate_variants(cfg.variants, known)
     _validate_sources(cfg.dataset)
     for name in cfg.thresholds.per_variant:
-        _validate_variants((name,), known_variant_names(), key="thresholds.per_variant")
+        _validate_variants((name,), known, key="thresholds.per_variant")
     _validate_allowed_differences(cfg)
     _validate_quality(cfg)
     _validate_baseline(cfg)
@@ -414,8 +423,8 @@ def _validate_baseline(cfg: ExperimentConfig) -> None:
                           f"({', '.join(cfg.variants)}); add it to variants or name one of them.")
     if cfg.baseline_variant not in cfg.variants:
         return
-    base_dtype = get_variant(cfg.baseline_variant).dtype
-    quantized = [v for v in cfg.variants if get_variant(v).quantized]
+    base_dtype = get_variant(cfg.baseline_variant, cfg.variant_definitions).dtype
+    quantized = [v for v in cfg.variants if get_variant(v, cfg.variant_definitions).quantized]
     if base_dtype and quantized and base_dtype != cfg.precision.language_model:
         raise ConfigError(
             f"config key 'precision.language_model' is {cfg.precision.language_model!r}, but the baseline variant "
@@ -424,6 +433,14 @@ def _validate_baseline(cfg: ExperimentConfig) -> None:
             f"precision.language_model: {base_dtype}, or run the baseline in {cfg.precision.language_model} (variants: "
             f"[{cfg.precision.language_model}, {', '.join(quantized)}], baseline: {cfg.precision.language_model}"
             f"{'' if cfg.precision.language_model in ('fp16', 'bf16') else '; no such variant exists yet'}).")
+
+
+def _validate_definitions(definitions: dict) -> None:
+    from vlmbench.quantize.variants import defined_variants
+    try:
+        defined_variants(definitions)
+    except ValueError as exc:
+        raise ConfigError(f"config key 'variant_definitions': {str(exc).rstrip('.')}.") from None
 
 
 def _validate_variants(names, known, key: str = "variants") -> None:
@@ -486,6 +503,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is dict:
         _check(isinstance(value, dict), key, value, "a mapping")
         return _coerce_per_variant(value, key)
+    if tp is VariantDefinitions:
+        _check(isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()), key, value,
+               "a mapping of variant name -> {method: ..., components: [...]}")
+        return {str(name): dict(spec) for name, spec in value.items()}
     return value
 
 

@@ -55,7 +55,7 @@ def decode_plan(device: str, quantizer_compileable: Optional[bool], decode_path_
         return False, "not compiled: no CUDA device (transformers compiles the decode step on CUDA only)"
     if quantizer_compileable is False and decode_path_int8:
         return False, ("not compiled: transformers does not compile a model whose quantizer has "
-                       "is_compileable=False (bitsandbytes 8-bit); forced, the decode step broke into a graph per "
+                       "is_compileable=False (bitsandbytes 8-bit and 4-bit); forced, the decode step broke into a graph per "
                        "layer, hit dynamo's recompile limit and was slower (H200, 2026-11-29: 11.2 s vs about 6.7 s "
                        "per micro-batch of 8, docs/perf/h200-2026-11-29-fast-check); a static cache alone was slower "
                        "too, so the cache stays dynamic")
@@ -73,9 +73,9 @@ def quantizer_compileable(model) -> Optional[bool]:
 
 
 def decode_path_int8(model) -> bool:
-    """True when the census finds an int8 Linear layer in a component the decode step runs."""
+    """True when the census finds a quantized Linear layer in a component the decode step runs."""
     census = take_census(model)
-    return any(entry["int8"] for name, entry in census.items() if name not in DECODE_UNUSED_COMPONENTS)
+    return any(entry["quantized"] for name, entry in census.items() if name not in DECODE_UNUSED_COMPONENTS)
 
 
 @contextmanager

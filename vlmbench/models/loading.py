@@ -24,6 +24,7 @@ import torch
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.offline import hub_calls
 from vlmbench.paths import cache_dir, owned_temp_dir
+from vlmbench.quantize.methods import family_of
 from vlmbench.quantize.variants import Variant, compute_dtype
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -290,11 +291,11 @@ def hub_commit(cfg: ExperimentConfig) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- variants
-def quantization_config(variant: Variant):
+def quantization_config(variant: Variant, dtype: torch.dtype):
+    """transformers' quantization config for `variant` (built by its method's family module); None if unquantized."""
     if not variant.quantized:
         return None
-    from transformers import BitsAndBytesConfig
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=variant.skip_modules())
+    return family_of(variant.method_spec()).quantization_config(variant, dtype)
 
 
 def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, device: str,
@@ -302,11 +303,16 @@ def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, dev
     """Loads `variant` from `source` (Hub id or folder; a Hub id at `revision`) onto `device`, in eval mode."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
+    dtype = TORCH_DTYPES[compute_dtype(variant, cfg.precision.language_model)]
     with hub_calls() as local_only:
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            source, revision=revision, dtype=TORCH_DTYPES[compute_dtype(variant, cfg.precision.language_model)],
-            quantization_config=quantization_config(variant), local_files_only=local_only,
+            source, revision=revision, dtype=dtype, quantization_config=quantization_config(variant, dtype),
+            local_files_only=local_only,
             device_map={"": 0 if device == "cuda" else "cpu"}, attn_implementation=cfg.model.attn_implementation)
+    if variant.quantized:
+        after_load = getattr(family_of(variant.method_spec()), "after_load", None)
+        if after_load:
+            after_load(model, device)
     return model.eval()
 
 

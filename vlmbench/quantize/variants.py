@@ -1,11 +1,11 @@
-"""The variant registry: a name maps to what gets quantized, as data.
+"""The variant registry: a name maps to a method applied to components, as data.
 
 Why it exists: a variant must be impossible to mistype into the baseline (an unknown name is an
-error listing the known ones), and each definition says which components are int8 so that the
-census (`vlmbench.quantize.census`) can prove after loading that the model really is what the name says.
-A variant that quantizes nothing names its own compute dtype (`fp16` runs float16, `bf16` runs
-bfloat16), so that its name never lies about what ran; the int8 variants keep every layer they do
-not quantize in `precision.language_model` (see `compute_dtype`).
+error listing the known ones), and each definition says which method quantizes which components so
+that the census (`vlmbench.quantize.census`) can prove after loading that the model really is what
+the name says. A variant that quantizes nothing names its own compute dtype (`fp16` runs float16,
+`bf16` runs bfloat16), so that its name never lies about what ran; the quantized variants keep every
+layer they do not quantize in `precision.language_model` (see `compute_dtype`).
 
 Components of Qwen2.5-VL in transformers 5: `model.visual` (the vision tower, merger included),
 `model.language_model` (the decoder) and `lm_head` (tied to the embeddings in the 3B model, always
@@ -17,71 +17,179 @@ import difflib
 from dataclasses import dataclass
 from typing import Optional
 
+from vlmbench.quantize.methods import Method, get_method, known_method_names
+
 COMPONENT_PREFIXES = {
     "vision": "model.visual",
     "language_model": "model.language_model",
     "lm_head": "lm_head",
 }
+QUANTIZABLE_COMPONENTS = ("vision", "language_model")
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     description: str
-    int8_components: frozenset  # names from COMPONENT_PREFIXES
+    method: Optional[str] = None  # a name from vlmbench.quantize.methods; None: nothing quantized
+    components: frozenset = frozenset()  # quantized components, among QUANTIZABLE_COMPONENTS
     dtype: Optional[str] = None  # the variant's own compute dtype; None: precision.language_model decides
+    options: tuple = ()  # (option, value) pairs overriding the method's defaults
+    model_id: Optional[str] = None  # prequantized: the checkpoint (Hub id or folder) loaded instead of model_id
+    revision: Optional[str] = None  # prequantized: its Hub revision (null: main)
 
     @property
     def quantized(self) -> bool:
-        return bool(self.int8_components)
+        return self.method is not None
+
+    def method_spec(self) -> Method:
+        return get_method(self.method)
+
+    def option_values(self) -> dict:
+        """The method's options: its library defaults, overridden by the definition's."""
+        return {**self.method_spec().options, **dict(self.options)}
 
     def skip_modules(self) -> list[str]:
-        """bitsandbytes' `llm_int8_skip_modules` for this variant.
+        """The modules the quantizer must leave alone (`llm_int8_skip_modules`, `modules_to_not_convert`).
 
         transformers 5 matches these as a prefix from the start of the module name or as a suffix, so
         full prefixes are listed (a bare "language_model" would match nothing and quantize it all).
         Any list replaces the default one, so `lm_head` is always listed.
         """
-        return [COMPONENT_PREFIXES[c] for c in COMPONENT_PREFIXES if c not in self.int8_components]
+        return [COMPONENT_PREFIXES[c] for c in COMPONENT_PREFIXES if c not in self.components]
 
 
 _REGISTRY: dict[str, Variant] = {}
 
 
-def register(variant: Variant) -> Variant:
-    if variant.name in _REGISTRY:
-        raise ValueError(f"variant {variant.name!r} is registered twice")
-    unknown = set(variant.int8_components) - set(COMPONENT_PREFIXES)
-    if unknown or "lm_head" in variant.int8_components:
-        raise ValueError(f"variant {variant.name!r}: int8_components must be among vision, language_model")
-    _REGISTRY[variant.name] = variant
+def check_definition(variant: Variant) -> Variant:
+    """`variant` if its method and components are known; ValueError naming the problem otherwise."""
+    if variant.method is not None:
+        try:
+            get_method(variant.method)
+        except KeyError as exc:
+            raise ValueError(f"variant {variant.name!r}: {exc.args[0]}") from None
+    unknown = sorted(set(variant.components) - set(QUANTIZABLE_COMPONENTS))
+    if unknown:
+        raise ValueError(f"variant {variant.name!r}: unknown component(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(QUANTIZABLE_COMPONENTS)} (lm_head always stays 16-bit)")
     return variant
 
 
-register(Variant("fp16", "every layer in float16 (the default baseline)", frozenset(), dtype="fp16"))
+def register(variant: Variant) -> Variant:
+    if variant.name in _REGISTRY:
+        raise ValueError(f"variant {variant.name!r} is registered twice")
+    _REGISTRY[variant.name] = check_definition(variant)
+    return variant
+
+
+BOTH = frozenset({"vision", "language_model"})
+register(Variant("fp16", "every layer in float16 (the default baseline)", dtype="fp16"))
 register(Variant("int8", "bitsandbytes LLM.int8 on every Linear of the vision tower and the language model; "
-                         "lm_head and the other layers in precision.language_model", frozenset({"vision", "language_model"})))
+                         "lm_head and the other layers in precision.language_model", "int8", BOTH))
 register(Variant("int8_vit", "bitsandbytes LLM.int8 on the vision tower's Linear layers only; the other layers in "
-                             "precision.language_model", frozenset({"vision"})))
-register(Variant("bf16", "every layer in bfloat16 (the dtype Qwen2.5-VL was trained in)", frozenset(), dtype="bf16"))
+                             "precision.language_model", "int8", frozenset({"vision"})))
+register(Variant("bf16", "every layer in bfloat16 (the dtype Qwen2.5-VL was trained in)", dtype="bf16"))
+# methods whose kernels take bfloat16 only: torchao's int4 tinygemm, and torch's row-wise scaled float8 matmul
+# (_scaled_mm with per-row scales returns bfloat16 only); their variants name that dtype
+METHOD_DTYPES = {"w4a16": "bf16", "fp8": "bf16"}
+PLACEMENTS = {"": (BOTH, "the vision tower and the language model"), "_vit": (frozenset({"vision"}), "the vision tower only"),
+              "_lm": (frozenset({"language_model"}), "the language model only")}
+for _method in ("nf4", "fp4", "w8a16", "w8a8", "fp8", "w4a16"):
+    for _suffix, (_components, _where) in PLACEMENTS.items():
+        _rest = METHOD_DTYPES.get(_method, "precision.language_model")
+        register(Variant(f"{_method}{_suffix}", f"{get_method(_method).description} on {_where}; lm_head and the other "
+                         f"layers in {_rest}", _method, _components, dtype=METHOD_DTYPES.get(_method)))
 
 
 def compute_dtype(variant: Variant, precision_dtype: str) -> str:
     """The dtype ('fp16', 'bf16' or 'fp32') of the layers `variant` does not quantize.
 
     A variant that names its dtype (fp16, bf16) runs in it whatever `precision.language_model`
-    says; the int8 variants run their other layers in `precision_dtype` (precision.language_model).
+    says; the quantized variants run their other layers in `precision_dtype` (precision.language_model).
     """
     return variant.dtype or precision_dtype
 
 
-def known_variant_names() -> list[str]:
-    return list(_REGISTRY)
+DEFINITION_KEYS = ("method", "components", "options", "model_id", "revision", "description")
 
 
-def get_variant(name: str) -> Variant:
+def variant_from_definition(name: str, spec: dict) -> Variant:
+    """The Variant a `variant_definitions` entry declares; ValueError naming the problem and the fix.
+
+    `spec`: {method, components (default: vision and language_model; none for prequantized), options
+    (the method's own, e.g. threshold, double_quant, group_size), model_id and revision (prequantized only)}.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"variant {name!r}: a definition is a mapping such as {{method: nf4, components: [language_model]}}")
+    unknown = [k for k in spec if k not in DEFINITION_KEYS]
+    if unknown:
+        raise ValueError(f"variant {name!r}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(DEFINITION_KEYS)}")
+    if name in _REGISTRY:
+        raise ValueError(f"variant {name!r} is built in; give the definition another name")
+    if "method" not in spec:
+        raise ValueError(f"variant {name!r}: 'method' is missing; one of {', '.join(known_method_names())}")
+    variant = _definition_variant(name, spec)
+    _check_method_fields(variant, spec)
+    return check_definition(variant)
+
+
+def _definition_variant(name: str, spec: dict) -> Variant:
+    prequantized = spec["method"] == "prequantized"
+    components = frozenset(spec.get("components", [] if prequantized else BOTH))
+    description = spec.get("description") or f"user-defined: {spec['method']} on {', '.join(sorted(components)) or 'the checkpoint'}"
+    return Variant(name, description, spec["method"], components, options=tuple(sorted((spec.get("options") or {}).items())),
+                   dtype=METHOD_DTYPES.get(spec["method"]), model_id=spec.get("model_id"), revision=spec.get("revision"))
+
+
+def _check_method_fields(variant: Variant, spec: dict) -> None:
+    check_definition(Variant(variant.name, "", variant.method))  # the method first: did-you-mean
+    method = get_method(variant.method)
+    bad = [k for k in dict(variant.options) if k not in method.options]
+    if bad:
+        raise ValueError(f"variant {variant.name!r}: method {method.name!r} has no option(s) {', '.join(map(repr, bad))}; "
+                         f"its options: {', '.join(method.options) or 'none'}")
+    if (variant.method == "prequantized") != bool(variant.model_id):
+        raise ValueError(f"variant {variant.name!r}: model_id is required for method prequantized (the quantized "
+                         "checkpoint) and allowed for no other method")
+    if variant.method == "prequantized" and variant.components:
+        raise ValueError(f"variant {variant.name!r}: a prequantized checkpoint decides its own components; remove 'components'")
+    if variant.method != "prequantized" and not variant.components:
+        raise ValueError(f"variant {variant.name!r}: components is empty; name vision, language_model or both")
+
+
+def defined_variants(definitions: Optional[dict]) -> dict[str, Variant]:
+    """name -> Variant for each `variant_definitions` entry (ValueError on the first bad one)."""
+    return {name: variant_from_definition(name, spec) for name, spec in (definitions or {}).items()}
+
+
+def known_variant_names(definitions: Optional[dict] = None) -> list[str]:
+    return [*_REGISTRY, *(definitions or {})]
+
+
+def get_variant(name: str, definitions: Optional[dict] = None) -> Variant:
+    """The built-in variant `name`, or the one `definitions` (config key variant_definitions) declares."""
+    if name in (definitions or {}):
+        return variant_from_definition(name, definitions[name])
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        known = known_variant_names(definitions)
+        close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise KeyError(f"unknown variant {name!r}.{hint} Known variants: {', '.join(_REGISTRY)}.")
+        raise KeyError(f"unknown variant {name!r}.{hint} Known variants: {', '.join(known)}.")
     return _REGISTRY[name]
+
+
+def unrunnable_reason(variant: Variant, device: str, capability: Optional[tuple]) -> Optional[str]:
+    """Why `variant` cannot run on `device` (GPU compute `capability`), checked before any model loads; None if it can.
+
+    The method's hardware needs (fp8: compute capability 8.9; w4a16: a CUDA GPU), and for `prequantized`
+    the packages its checkpoint's quant_method needs, named with the pip command.
+    """
+    if not variant.quantized:
+        return None
+    from vlmbench.quantize.methods import unmet_requirement
+    why = unmet_requirement(variant.method_spec(), device, capability)
+    if why is None and variant.method == "prequantized":
+        from vlmbench.quantize.prequantized import refusal
+        why = refusal(variant.model_id, variant.revision)
+    return why and f"variant {variant.name!r} cannot run here: {why}"

@@ -4,7 +4,7 @@ Why it exists: the GPU script's parts each end in a few summary JSONs; the reade
 output wants one small table per part (speed-up per variant, the coefficient of variation of three
 repeats, the sweep time projected from measured rates) without opening files.
 
-    python3 -m vlmbench.results.perf_table runs|compare|repeat|vision OUTDIR RUN [RUN ...]
+    python3 -m vlmbench.results.perf_table runs|compare|repeat|vision|methods OUTDIR RUN [RUN ...]
 
 `vision` takes four runs: stock, fast with the vision tower eager, fast compiled, fast compiled again
 (a second process on the compile cache the third left).
@@ -123,9 +123,27 @@ def vision_table(stock: Optional[dict], eager: Optional[dict], compiled: Optiona
     return "\n".join(lines)
 
 
+def methods_table(summary: Optional[dict]) -> str:
+    """Per variant of one run: img/s and its ratio to fp16's, batch-1 p50, peak MiB, size MB and its share of
+    fp16's, energy J/image, warm-up s, whether decoding was compiled, and the census (issue 18's benchmarks)."""
+    from vlmbench.quantize.census import census_cell, methods_cell
+    variants = (summary or {}).get("variants", {})
+    base = variants.get("fp16", {})
+    lines = ["| variant | img/s | x fp16 | latency p50 (s) | peak MiB | size MB | % of fp16 size | J/image | warm-up (s) "
+             "| decode compiled | census (method) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, v in variants.items():
+        size_share = ratio(v.get("model_size_mb"), base.get("model_size_mb"))
+        lines.append(f"| {name} | {fmt(v.get('throughput_img_s'))} | {fmt(ratio(v.get('throughput_img_s'), base.get('throughput_img_s')))} "
+                     f"| {fmt(v.get('latency_s_p50'), 3)} | {fmt(v.get('peak_vram_mib'), 0)} | {fmt(v.get('model_size_mb'), 0)} "
+                     f"| {pct(size_share)} | {fmt(v.get('energy_j_per_image'))} | {fmt(v.get('warmup_s'), 0)} "
+                     f"| {(v.get('engine') or {}).get('decode_compiled', '?')} | {census_cell(v.get('census'))} "
+                     f"({methods_cell(v.get('census'))}) |")
+    return "\n".join(lines if variants else lines + ["| (no summary) | | | | | | | | | | |"])
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 3 or argv[0] not in ("runs", "compare", "repeat", "vision"):
-        print("usage: python3 -m vlmbench.results.perf_table runs|compare|repeat|vision OUTDIR RUN [RUN ...]",
+    if len(argv) < 3 or argv[0] not in ("runs", "compare", "repeat", "vision", "methods"):
+        print("usage: python3 -m vlmbench.results.perf_table runs|compare|repeat|vision|methods OUTDIR RUN [RUN ...]",
               file=sys.stderr)
         return 2
     kind, out, runs = argv[0], Path(argv[1]), argv[2:]
@@ -134,6 +152,8 @@ def main(argv: list[str]) -> int:
         print(runs_table(summaries))
     elif kind == "vision":
         print(f"### vision tower compiled ({', '.join(runs[:4])})\n" + vision_table(*[summaries.get(r) for r in runs[:4]]))
+    elif kind == "methods":
+        print(f"### quantization methods ({runs[0]})\n" + methods_table(summaries[runs[0]]))
     elif kind == "compare":
         print(f"### stock vs fast ({runs[0]} vs {runs[1]})\n" + compare_table(*[summaries[r] for r in runs[:2]]))
     else:

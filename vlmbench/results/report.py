@@ -44,9 +44,10 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def _census_cell(census: Optional[dict]) -> str:
+    from vlmbench.quantize.census import census_cell, methods_cell
     if not census:
         return "n/a"
-    return " ".join(f"{c}:{e['int8']}/{e['linear']}" for c, e in census.items() if c != "other")
+    return f"{census_cell(census)} ({methods_cell(census)})"
 
 
 def table_caption(summary: dict) -> str:
@@ -70,14 +71,14 @@ def _latency_counts(summary: dict) -> str:
 
 def markdown_table(summary: dict) -> str:
     head = ("| variant | CIDEr | latency p50 (s) | throughput (img/s) | peak VRAM (MiB) | size (MB) | energy (J/img) "
-            "| power (W) | images ok/failed | int8 Linear layers |")
-    lines = [table_caption(summary), "", head, "|" + "---|" * 10]
+            "| power (W) | images ok/failed | warm-up (s) | quantized Linear layers (method) |")
+    lines = [table_caption(summary), "", head, "|" + "---|" * 11]
     for name, v in summary["variants"].items():
         lines.append(f"| {name} | {_fmt(v.get('cider'))} | {_fmt(v.get('latency_s_p50'))} | "
                      f"{_fmt(v.get('throughput_img_s'))} | {_fmt(v.get('peak_vram_mib'), 5)} | "
                      f"{_fmt(v.get('model_size_mb'), 5)} | {_fmt(v.get('energy_j_per_image'))} | "
                      f"{_fmt(v.get('avg_power_w'))} | {v['images_captioned']}/{v['images_failed']} | "
-                     f"{_census_cell(v.get('census'))} |")
+                     f"{_fmt(v.get('warmup_s'))} | {_census_cell(v.get('census'))} |")
     missing = null_lines(summary["variants"])
     if missing:
         lines.append("")

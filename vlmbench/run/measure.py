@@ -311,6 +311,13 @@ def size_on_disk_folder() -> Path:
     return cache_dir("size-on-disk")
 
 
+def checkpoint_size_mb(folder: Path) -> Reading:
+    """Megabytes (10^6 bytes) of a saved checkpoint folder's config and weight files, as downloaded."""
+    from vlmbench.models.loading import MODEL_FILE_PATTERNS
+    files = {p for pattern in MODEL_FILE_PATTERNS for p in Path(folder).glob(pattern) if p.is_file()}
+    return Reading(sum(p.stat().st_size for p in files) / 1e6)
+
+
 def size_on_disk_mb(model, enabled: bool = True) -> Reading:
     """Megabytes (10^6 bytes) that `model.save_pretrained` writes: weights, quantization state, configs.
 
@@ -326,6 +333,9 @@ def size_on_disk_mb(model, enabled: bool = True) -> Reading:
         return Reading(folder_bytes(tmp) / 1e6)
     except OSError as exc:
         return Reading.missing(f"could not save a copy to measure ({exc.strerror or exc}) in {size_on_disk_folder()}")
+    except NotImplementedError as exc:  # transformers 5.24 cannot reverse a loaded checkpoint's weight conversion
+        return Reading.missing(f"transformers cannot save this model again ({type(exc).__name__} in save_pretrained"
+                               f"{': ' + str(exc) if str(exc) else ''}), so its size on disk is not measured")
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

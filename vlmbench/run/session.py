@@ -16,12 +16,12 @@ from typing import Callable, Optional
 from vlmbench.quantize.census import check_census, take_census
 from vlmbench.config import ConfigError, ExperimentConfig
 from vlmbench.data.sources import ImageRow, load_rows, make_chunks
-from vlmbench.run.measure import Nvml, Reading, allocated_mib, idle_power, size_on_disk_mb, timed
+from vlmbench.run.measure import Nvml, Reading, allocated_mib, checkpoint_size_mb, idle_power, size_on_disk_mb, timed
 from vlmbench.paths import cache_dir, sweep_leftovers
 from vlmbench.results.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
                               write_chunk_csv, write_config_snapshot)
 from vlmbench.results.variant_records import merge_variant_record
-from vlmbench.quantize.variants import compute_dtype, get_variant
+from vlmbench.quantize.variants import compute_dtype, get_variant, unrunnable_reason
 
 
 @dataclass
@@ -52,6 +52,7 @@ class BenchSession:
         hold the engine actually used."""
         self.requested_engine = self.cfg.inference.engine
         self.cfg = self.cfg.with_engine(self.device)
+        self.refuse_unrunnable_variants()
     worker: str = "main"  # who computes chunks here: "main", an xdist worker id, "shard 1/4 gw0", ...
 
     # ------------------------------------------------------------ lazily built state (first use only)
@@ -249,15 +250,39 @@ class BenchSession:
         return self.idle_power
 
     # ------------------------------------------------------------ variants
+    def variant(self, name: str):
+        """The Variant `name`: built in, or declared by the config's variant_definitions."""
+        return get_variant(name, self.cfg.variant_definitions)
+
+    def refuse_unrunnable_variants(self) -> None:
+        """ConfigError before any model loads when a variant's method cannot run on this device (fp8 on a CPU,
+        a prequantized checkpoint whose package is missing), naming the requirement."""
+        variants = [self.variant(name) for name in self.cfg.variants]
+        capability = self._capability_if_needed(variants)
+        reasons = [unrunnable_reason(v, self.device, capability) for v in variants]
+        reasons = [r for r in reasons if r]
+        if reasons:
+            raise ConfigError("; ".join(reasons) + ". Remove these variants or run on a machine that has what they need.")
+
+    def _capability_if_needed(self, variants) -> Optional[tuple]:
+        """The GPU's compute capability when a variant's method needs one (reading it starts CUDA), else None."""
+        needs = any(v.quantized and v.method_spec().min_compute_capability for v in variants)
+        if not needs or self.device != "cuda":
+            return None
+        import torch
+        return torch.cuda.get_device_capability()
+
     def load_variant(self, name: str) -> LoadedVariant:
         from vlmbench.engines import build_engine
         from vlmbench.models.loading import hub_commit, load_variant_model, weights_dir
         from vlmbench.run.runner import Captioner
 
-        variant = get_variant(name)
-        source = weights_dir(self.cfg, self.processor, self.device)
-        model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device,
-                              hub_commit(self.cfg) if self.cfg.model.weights == "pretrained" else None)
+        variant = self.variant(name)
+        source, revision = variant.model_id, variant.revision  # a prequantized checkpoint, else the run's model
+        if source is None:
+            source = weights_dir(self.cfg, self.processor, self.device)
+            revision = hub_commit(self.cfg) if self.cfg.model.weights == "pretrained" else None
+        model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device, revision)
         census = take_census(model)
         check_census(census, variant)
         engine = build_engine(self.cfg.inference.engine, model, self.processor, self.cfg, variant, self.device)
@@ -265,8 +290,8 @@ class BenchSession:
         captioner = Captioner(model, self.processor, self.cfg, self.device, engine, micro.size, self.progress_sink)
         record = {"variant": name, "description": variant.description, "census": census, "load_s": load_s,
                   "end_token_ids": list(captioner.end_tokens), "end_tokens": list(captioner.end_tokens.values()),
-                  "weights_mib": allocated_mib(self.device), "model_size_mb": size_on_disk_mb(
-                      model, self.cfg.measure.model_size), "idle_power_w": self.idle_power,
+                  "weights_mib": allocated_mib(self.device), "model_size_mb": self.size_on_disk(model, variant),
+                  "idle_power_w": self.idle_power,
                   "device": self.device, "dtype": compute_dtype(variant, self.cfg.precision.language_model),
                   "micro_batch_size": micro.size, "micro_batch_size_source": micro.source,
                   "micro_batch_size_reason": micro.reason, "engine": engine.report, "worker": self.worker,
@@ -276,11 +301,17 @@ class BenchSession:
         merge_variant_record(self.results_dir, _plain(record))  # beside the records of other workers and GPUs
         return LoadedVariant(name, model, captioner, record=record)
 
+    def size_on_disk(self, model, variant):
+        """Size on disk (MB): a prequantized checkpoint folder's own files; otherwise what save_pretrained writes."""
+        if self.cfg.measure.model_size and variant.model_id and Path(variant.model_id).is_dir():
+            return checkpoint_size_mb(Path(variant.model_id))
+        return size_on_disk_mb(model, self.cfg.measure.model_size)
+
     def micro_batch_for(self, variant):
         """The variant's micro-batch: configured, or sized from the free device memory after loading."""
         from vlmbench.engines.batch_size import choose_micro_batch, free_device_mib
         return choose_micro_batch(self.cfg.inference.micro_batch_size, self.device, free_device_mib(self.device),
-                                  self.cfg.inference.img_size, variant.quantized, self.cfg.inference.batch_size)
+                                  self.cfg.inference.img_size, variant.method == "int8", self.cfg.inference.batch_size)
 
     # ------------------------------------------------------------ one chunk case
     def run_chunk(self, loaded: LoadedVariant, chunk_id: int) -> list[dict]:
@@ -316,7 +347,7 @@ class BenchSession:
         """Batch-1 latency runs on a few of the chunk's images, then the chunk's CSV; returns its rows."""
         rows = self.chunks[chunk_id]
         latencies = loaded.captioner.measure_latency(rows, self.cfg.measure.latency_images)
-        chunk_cells = self._chunk_cells(result.metrics, compute_dtype(get_variant(loaded.name),
+        chunk_cells = self._chunk_cells(result.metrics, compute_dtype(self.variant(loaded.name),
                                                                       self.cfg.precision.language_model))
         chunk_cells["measure_notes"] = _with_latency_note(chunk_cells["measure_notes"], len(latencies),
                                                           self.cfg.measure.latency_images)

@@ -1,0 +1,47 @@
+"""torchao methods: int8 weight-only (`w8a16`), int8 dynamic W8A8 (`w8a8`), float8 dynamic per-row (`fp8`)
+and int4 weight-only (`w4a16`), as transformers' TorchAoConfig.
+
+Why it exists: the one place that knows which torchao config each method is and how a torchao layer
+looks once loaded: torchao keeps `nn.Linear` and swaps its weight for a tensor subclass (Int8Tensor,
+Float8Tensor, Int4Tensor... in torchao 0.18), which the census reads. torchao is imported only when a
+config is built.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import nn
+
+LABEL_PREFIX = "torchao"
+
+
+def torchao_config(method: str, options: dict):
+    """The torchao config object of `method` (w8a16, w8a8, fp8, w4a16) with its `options`."""
+    import torchao.quantization as tq
+    if method == "w8a16":
+        return tq.Int8WeightOnlyConfig()
+    if method == "w8a8":
+        return tq.Int8DynamicActivationInt8WeightConfig()
+    if method == "fp8":
+        return tq.Float8DynamicActivationFloat8WeightConfig(granularity=tq.PerRow())
+    if method == "w4a16":  # tinygemm's packing, built into torch; the default 'plain' needs the mslk package
+        return tq.Int4WeightOnlyConfig(group_size=options["group_size"], int4_packing_format="tile_packed_to_4d")
+    raise ValueError(f"torchao has no method {method!r} here")
+
+
+def quantization_config(variant, dtype):
+    """transformers' TorchAoConfig for `variant`; `modules_to_not_convert` takes the same full prefixes as
+    bitsandbytes' skip list (transformers 5's should_convert_module: prefix from the start, or suffix).
+    `dtype` is unused: torchao computes in the dtype the model is loaded in."""
+    from transformers import TorchAoConfig
+    return TorchAoConfig(torchao_config(variant.method, variant.option_values()),
+                         modules_to_not_convert=variant.skip_modules())
+
+
+def layer_kind(module: nn.Module) -> Optional[str]:
+    """'torchao <tensor subclass>' when the layer's weight is a torchao tensor subclass, else None."""
+    weight = getattr(module, "weight", None)
+    kind = type(weight)
+    if weight is None or not kind.__module__.startswith("torchao"):
+        return None
+    return f"{LABEL_PREFIX} {kind.__name__}"

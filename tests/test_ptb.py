@@ -88,3 +88,22 @@ def test_a_letters_period_depends_on_the_next_caption():
     """The lexer looks past the line end: "Team B." loses its period before a caption starting "A"."""
     assert tokenize_lines(["Team B.", "A dog"]) == ["team b", "a dog"]
     assert tokenize_lines(["Team B.", "a dog"]) == ["team b.", "a dog"]
+
+
+def test_a_long_word_of_marks_that_are_letters_twice_tokenizes_in_linear_time():
+    """Thai vowels are letters to Python and in the jar's extra LETTER class: with both alternatives of
+    the word pattern matching them, 40 repeats of one Thai word backtracked for minutes (an H200 run's
+    random-weight captions, 2026-12-02). Now 400 repeats take milliseconds: bounded here at 5 s."""
+    import signal
+
+    def too_slow(*_):
+        raise TimeoutError("the PTB tokenizer backtracks on a long Thai word")
+
+    old = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(5)
+    try:
+        tokens = tokenize_lines(["\u0e17\u0e31\u0e01\u0e29\u0e30" * 400 + " x"])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert tokens == ["\u0e17\u0e31\u0e01\u0e29\u0e30" * 400 + " x"]

@@ -80,7 +80,25 @@ _SPECIAL_WORDS = {"cannot": ("can", "not"), "gonna": ("gon", "na"), "gotta": ("g
                   "'tis": ("'t", "is"), "'twas": ("'t", "was")}
 _CLITIC = re.compile(r"(?i)^(.+?)(n[%s]t|[%s](?:s|m|d|re|ve|ll))$" % (_APOS, _APOS))
 
-_ALNUM = r"(?:[^\W_]|[%s])+" % JAR_LETTERS  # letters and digits, with the lexer's extra letters
+
+
+def _not_alnum(ranges: str) -> str:
+    """The characters of a character-class body (`a-z` ranges allowed) that `[^\\W_]` does not match,
+    as a class body. Keeping the two alternatives of _ALNUM disjoint keeps the regex linear: with a
+    character that both match (Thai vowels), `(?:a|b)+` backtracked exponentially on a long word
+    (40 repeats of one Thai word took minutes; seen on an H200 run's random-weight captions)."""
+    chars, i = [], 0
+    while i < len(ranges):
+        if i + 2 < len(ranges) and ranges[i + 1] == "-":
+            chars.extend(chr(c) for c in range(ord(ranges[i]), ord(ranges[i + 2]) + 1))
+            i += 3
+        else:
+            chars.append(ranges[i])
+            i += 1
+    return "".join(re.escape(c) for c in chars if not re.match(r"[^\W_]", c))
+
+
+_ALNUM = r"(?:[^\W_]|[%s])+" % _not_alnum(JAR_LETTERS)  # letters and digits, with the lexer's extra letters
 _WORD = _ALNUM + r"(?:(?:[-/%s]|\.(?=[^\W\d_]))" % _APOS + _ALNUM + r")*"
 # (name, pattern) in priority order for ties; the longest match at a position wins
 _PATTERNS = [(name, re.compile(pattern)) for name, pattern in (

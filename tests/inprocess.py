@@ -38,6 +38,8 @@ def run_pytest(folder: Path, *args: str) -> pytest.RunResult:
         patch.chdir(folder)
         patch.setenv("PYTEST_DEBUG_TEMPROOT", str(folder))  # the run's tmp_path never prunes this session's
         patch.delenv("PYTEST_ADDOPTS", raising=False)
+        for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+            patch.delenv(name, raising=False)  # under `pytest -n`: the run is a user's, not an xdist worker's
         patch.setenv("PY_COLORS", "0")
         gc.freeze()  # the run's gc.collect() calls scan only its own objects, as in a fresh process
         try:

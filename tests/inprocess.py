@@ -2,8 +2,9 @@
 
 Why it exists: a fresh interpreter spends most of a tiny run importing torch, transformers and
 torchvision (half or more of its time, measured with -X importtime and cProfile), so each end-to-end
-test that started one or more `pytest` subprocesses cost tens of seconds. Run in this process, the imports are paid once per test
-session and a tiny run costs what the plugin does (load, caption, score, report).
+test that started one or more `pytest` subprocesses cost tens of seconds. Run in this process, the
+imports are paid once per test session and a tiny run costs what the plugin does (load, caption,
+score, report).
 
 Why not `pytester.runpytest_inprocess`: after each run it removes from `sys.modules` every module the
 run imported, and torch, torchvision and transformers cannot be imported a second time into one

@@ -14,6 +14,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]
 
+# One intra-op thread for torch here and in every `pytest benchmarks` subprocess the tests start (they
+# inherit the environment): the tests' matrices are tiny, and on a 2-core machine shared with other work
+# torch's default (one thread per core, spinning while they wait for each other) made a tiny fp16 Linear
+# 4-5x slower in wall time and 8x in CPU time than one thread. Set before anything imports torch; a
+# value the caller exported wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def shared_dir() -> Path:
     return Path(os.environ.get("VLMBENCH_SHARED", ROOT.parent / "shared"))

@@ -1,5 +1,6 @@
 """Bad data as a user meets it in `pytest benchmarks`: refused before any model loads, or (a file name
-that escapes its folder) one failed row with the reason while the run goes on."""
+that escapes its folder) one failed row with the reason while the run goes on. Each run is in-process
+(tests/inprocess.py)."""
 import csv
 import json
 import shutil
@@ -8,18 +9,20 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT
+from tests.inprocess import run_pytest
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def run_suite(pytester, write_config):
-    shutil.copytree(ROOT / "benchmarks", pytester.path / "benchmarks")
-    results = pytester.path / "results"
+def run_suite(tmp_path, write_config):
+    sandbox = tmp_path / "sandbox"
+    shutil.copytree(ROOT / "benchmarks", sandbox / "benchmarks")
+    results = sandbox / "results"
 
     def run(dataset):
         config = write_config({"results_dir": str(results), "dataset": {"synthetic_images": None, **dataset}})
-        return pytester.runpytest_subprocess("benchmarks", "--vlm-config", str(config), "-p", "no:cacheprovider")
+        return run_pytest(sandbox, "benchmarks", "--vlm-config", str(config), "-p", "no:cacheprovider")
     return run, results
 
 

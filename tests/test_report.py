@@ -9,6 +9,14 @@ from vlmbench.config import load_config
 from vlmbench.results.report import BaselineMismatch, breaches, check_baseline_compatible, gate, markdown_table, write_plots
 
 
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """The seed config names a Hub model: `vlmbench-report` looks its identity up, which took ~24 s of
+    network retries per test on a machine without network. The Hub offline, the lookup fails at once,
+    as it does on such a machine, and the report says why."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+
+
 def _summary(**int8):
     cfg = load_config()
     fp16 = {"cider": 1.00, "latency_s_mean": 2.0, "latency_s_p50": 2.0, "throughput_img_s": 4.0,
@@ -103,7 +111,7 @@ def test_deltas_say_why_they_are_missing():
     assert zero["abs"] == 0.5 and zero["rel_pct"] is None and zero["null_reason"] == "fp16's value is 0"
 
 
-def test_report_command_explains_an_unusable_folder(tmp_path, capsys):
+def test_report_command_explains_an_unusable_folder(tmp_path, capsys, offline_hub):
     from vlmbench.cli import main
     assert main([str(tmp_path)]) == 2
     assert "holds no experiment_config_*.yaml" in capsys.readouterr().err
@@ -126,7 +134,7 @@ def _two_experiment_folder(tmp_path):
     return a, b, snap_a, snap_b
 
 
-def test_report_lists_ignored_experiments_and_missing_chunks(tmp_path, capsys):
+def test_report_lists_ignored_experiments_and_missing_chunks(tmp_path, capsys, offline_hub):
     from vlmbench.cli import main
     _, b, snap_a, snap_b = _two_experiment_folder(tmp_path)
     assert main([str(tmp_path), "--config", str(snap_a), "--tokenizer", "nltk-treebank"]) == 0
@@ -170,7 +178,7 @@ def test_finish_run_never_raises(tmp_path):
     assert verdict.failed and "Finished chunks are kept" in verdict.text and f"vlmbench-report {tmp_path}" in verdict.text
 
 
-def test_report_config_of_a_folder_whose_references_are_another_experiments(tmp_path, capsys):
+def test_report_config_of_a_folder_whose_references_are_another_experiments(tmp_path, capsys, offline_hub):
     from vlmbench.cli import main
     _, _, snap_a, _ = _two_experiment_folder(tmp_path)
     (tmp_path / "references.json").write_text(json.dumps({"7": ["x"]}))

@@ -1,10 +1,14 @@
 """Scale-out end to end: `-n 2`, shards in turn and at once, a killed worker (CPU, tiny model).
 
-Each test starts `pytest benchmarks` in subprocesses on a tiny random Qwen2.5-VL: 2 variants x 2 chunks.
+Each test runs `pytest benchmarks` on a tiny random Qwen2.5-VL: 2 variants x 2 chunks. Runs with
+pytest-xdist workers, concurrent shards and the killed worker are real subprocesses (`run`, `start`);
+single runs and shards one after the other run in this process (`run_here`, tests/inprocess.py),
+which saves a fresh interpreter's imports per run.
 """
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, TINY, merge
+from tests.inprocess import run_pytest
 
 pytestmark = pytest.mark.slow
 SAME_IN_EVERY_RUN = ("image_id", "file_name", "variant", "chunk_id", "status", "error", "caption", "generated_tokens",
@@ -46,6 +51,21 @@ def run(config, results, *args, env=None) -> tuple[int, str]:
     return proc.returncode, out
 
 
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    """The folder where in-process runs start: a copy of benchmarks/."""
+    folder = tmp_path_factory.mktemp("sandbox")
+    shutil.copytree(ROOT / "benchmarks", folder / "benchmarks")
+    return folder
+
+
+def run_here(sandbox, config, results, *args) -> tuple[int, str]:
+    """`run` in this process, for runs that need no process of their own; stdout and stderr together."""
+    result = run_pytest(sandbox, "benchmarks", "--vlm-config", str(config), "--vlm-results", str(results),
+                        "-p", "no:cacheprovider", "-p", "no:randomly", "-rs", *args)
+    return result.ret, "\n".join(result.outlines + result.errlines)
+
+
 def rows(results) -> dict[str, list[dict]]:
     """File name -> rows, the columns that must not depend on how the run was spread."""
     out = {}
@@ -68,9 +88,9 @@ def summary(results) -> dict:
 
 
 @pytest.fixture(scope="module")
-def unsharded(config, tmp_path_factory):
+def unsharded(config, sandbox, tmp_path_factory):
     results = tmp_path_factory.mktemp("n0") / "results"
-    code, out = run(config, results)
+    code, out = run_here(sandbox, config, results)
     assert code == 0, out
     return results
 
@@ -101,12 +121,12 @@ def test_two_workers_give_the_rows_and_summary_of_one_process(config, unsharded,
     assert {p.name: p.read_bytes() for p in results.glob("*.csv")} == before
 
 
-def test_shards_in_turn_and_at_once_produce_exactly_the_unsharded_set(config, unsharded, tmp_path):
+def test_shards_in_turn_and_at_once_produce_exactly_the_unsharded_set(config, unsharded, sandbox, tmp_path):
     in_turn = tmp_path / "in_turn"
-    code, out = run(config, in_turn, "--vlm-shard", "0/2")
+    code, out = run_here(sandbox, config, in_turn, "--vlm-shard", "0/2")
     assert code == 0 and "finished its share; 2 chunk(s) of the experiment are not in" in out, out
     assert not list(in_turn.glob("summary_*.json"))
-    code, out = run(config, in_turn, "--vlm-shard", "1/2")
+    code, out = run_here(sandbox, config, in_turn, "--vlm-shard", "1/2")
     assert code == 0 and "vlmbench summary" in out, out  # the last shard reports the whole folder
     assert rows(in_turn) == rows(unsharded)
     assert summary(in_turn)["variants"]["int8_vit"]["missing_chunks"] == []
@@ -121,16 +141,16 @@ def test_shards_in_turn_and_at_once_produce_exactly_the_unsharded_set(config, un
     assert not list((at_once / "claims").glob("*.claim"))
 
 
-def test_a_shard_with_an_empty_share_succeeds_and_writes_nothing(config, tmp_path):
+def test_a_shard_with_an_empty_share_succeeds_and_writes_nothing(config, sandbox, tmp_path):
     """A Slurm array with more tasks than chunk cases: the extra task exits 0 (pytest's 5 reads as failed)."""
     results = tmp_path / "empty_share"
-    code, out = run(config, results, "--vlm-shard", "5/6")
+    code, out = run_here(sandbox, config, results, "--vlm-shard", "5/6")
     assert code == 0, out
     assert "shard 5/6: its share is empty (4 selected chunk case(s) over 6 shards); nothing to do" in out, out
     assert not results.exists() or not any(results.iterdir())
 
 
-def test_a_killed_worker_loses_no_finished_chunk(config, tmp_path):
+def test_a_killed_worker_loses_no_finished_chunk(config, sandbox, tmp_path):
     (tmp_path / "killer.py").write_text(KILLER)
     results = tmp_path / "killed"
     env = {"KILL_FLAG": str(tmp_path / "killed-once"),
@@ -141,13 +161,13 @@ def test_a_killed_worker_loses_no_finished_chunk(config, tmp_path):
     killed = [name for name, worker in by_worker.items() if worker == "gw0"]
     assert len(killed) == 1 and len(by_worker) == 4, by_worker  # gw0's chunk kept; the rest finished elsewhere
     before = {p.name: p.stat().st_mtime_ns for p in results.glob("*_batch_*.csv")}
-    code, out = run(config, results)
+    code, out = run_here(sandbox, config, results)
     assert code == 0 and "4 skipped" in out, out
     assert not list((results / "claims").glob("*.claim"))  # the dead worker's claim was found stale and removed
     assert {p.name: p.stat().st_mtime_ns for p in results.glob("*_batch_*.csv")} == before
 
 
-def test_a_variant_split_over_two_workers_keeps_both_records(tmp_path):
+def test_a_variant_split_over_two_workers_keeps_both_records(sandbox, tmp_path):
     """fp16's two chunks on gw0 and gw1 (and on two shards): variant_fp16.json keeps both loads, the summary
     says what held for both and where they differed."""
     from vlmbench.results.variant_records import read_variant_records
@@ -167,6 +187,6 @@ def test_a_variant_split_over_two_workers_keeps_both_records(tmp_path):
 
     sharded = tmp_path / "sharded"
     for k in range(2):
-        assert run(config, sharded, "--vlm-shard", f"{k}/2")[0] == 0
+        assert run_here(sandbox, config, sharded, "--vlm-shard", f"{k}/2")[0] == 0
     assert sorted(read_variant_records(sharded, "fp16")) == ["shard 0/2 on no GPU UUID", "shard 1/2 on no GPU UUID"]
     assert summary(sharded)["variants"]["fp16"]["writers"] == ["shard 0/2 on no GPU UUID", "shard 1/2 on no GPU UUID"]

@@ -1,6 +1,7 @@
 """The benchmark suite as a user runs it: pytest over benchmarks/, resumed, filtered, broken on purpose.
 
-Each test runs the real plugin in a pytester sandbox on a tiny random Qwen2.5-VL (CPU, seconds).
+Each test runs the real plugin on a tiny random Qwen2.5-VL (CPU) in a sandbox folder, inside the test
+process (tests/inprocess.py: the imports are paid once per session, not once per run).
 """
 import json
 import shutil
@@ -8,19 +9,21 @@ import shutil
 import pytest
 
 from tests.conftest import ROOT
+from tests.inprocess import run_pytest
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def suite(pytester, write_config):
+def suite(tmp_path, write_config):
     """Runs `pytest benchmarks` with a tiny config; returns (run, results_dir)."""
-    shutil.copytree(ROOT / "benchmarks", pytester.path / "benchmarks")
-    results = pytester.path / "results"
+    sandbox = tmp_path / "sandbox"
+    shutil.copytree(ROOT / "benchmarks", sandbox / "benchmarks")
+    results = sandbox / "results"
 
     def run(extra=None, *args):
         config = write_config({"results_dir": str(results), **(extra or {})})
-        return pytester.runpytest_subprocess("benchmarks", "--vlm-config", str(config), "-p", "no:cacheprovider", "-rs", *args)
+        return run_pytest(sandbox, "benchmarks", "--vlm-config", str(config), "-p", "no:cacheprovider", "-rs", *args)
     return run, results
 
 
@@ -124,10 +127,11 @@ def test_a_held_folder_or_a_file_as_folder_stops_at_once_in_one_line(suite, tmp_
 def test_a_full_disk_fails_in_one_line_and_keeps_finished_chunks(suite):
     run, results = suite
     full_disk = results.parent / "conftest.py"  # ENOSPC when the CSV of fp16 chunk 1 is flushed
-    full_disk.write_text("import errno, os\nreal = os.fsync\n\ndef fsync(fd):\n"
-                         "    if '.fp16_batch_1.csv.' in os.readlink(f'/proc/self/fd/{fd}'):\n"
-                         "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
-                         "    real(fd)\n\nos.fsync = fsync\n")
+    full_disk.write_text("import errno, os\nimport pytest\n\n@pytest.fixture(autouse=True)\n"
+                         "def full_disk(monkeypatch):\n    real = os.fsync\n\n    def fsync(fd):\n"
+                         "        if '.fp16_batch_1.csv.' in os.readlink(f'/proc/self/fd/{fd}'):\n"
+                         "            raise OSError(errno.ENOSPC, 'No space left on device')\n"
+                         "        real(fd)\n    monkeypatch.setattr(os, 'fsync', fsync)\n")
     result = run()
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([f"*vlmbench: could not write fp16_batch_1.csv in {results}: No space left on device; "

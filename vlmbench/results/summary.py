@@ -301,13 +301,26 @@ def environment() -> dict:
     """Python, platform, vlmbench's version, library versions (from the installed distributions' metadata:
     nothing is imported, so a report prints no library's import-time warnings) and the git commit."""
     import vlmbench
-    env = {"python": platform.python_version(), "platform": platform.platform(), "vlmbench": vlmbench.__version__}
+    env = {"python": platform.python_version(), "platform": platform.platform(), "vlmbench": vlmbench.__version__,
+           **distribution_version()}
     for library in VERSIONED_LIBRARIES:
         env[library] = installed_version(library)
         if env[library] is None:
             env[f"{library}_null_reason"] = f"{library} is not installed"
     env.update(git_commit())
     return env
+
+
+def distribution_version() -> dict:
+    """`pytest_vlmbench`: the version of the installed distribution (vlmbench.DISTRIBUTION) from its metadata,
+    or null with the reason (a source tree on PYTHONPATH, or an install made before the rename)."""
+    from vlmbench import DISTRIBUTION
+    version = installed_version(DISTRIBUTION)
+    key = DISTRIBUTION.replace("-", "_")
+    if version is not None:
+        return {key: version}
+    return {key: None, f"{key}_null_reason": f"no distribution named {DISTRIBUTION!r} is installed (run from a "
+                                             "source tree, or installed before the rename: pip install -e .)"}
 
 
 def git_commit() -> dict:

@@ -1,14 +1,13 @@
 """The distribution's name (pytest-vlmbench) wherever a tool or vlmbench itself reads it, and the README's install lines."""
 import re
-import pytest
 from pathlib import Path
 
+import pytest
 
 import vlmbench
-
-tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
 from vlmbench.results import summary
 
+tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
 ROOT = Path(__file__).resolve().parents[1]
 
 

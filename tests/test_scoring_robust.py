@@ -257,3 +257,16 @@ def test_a_cpu_folder_says_why_plots_and_the_gate_are_missing(tmp_path):
     assert saved["regression_gate"]["baseline"] is None
     assert saved["regression_gate"]["baseline_null_reason"].startswith("no baseline given")
     assert "regression gate not applied" in (results / "summary_latest.md").read_text()
+
+
+def test_summary_latest_json_is_a_copy_of_the_newest_timestamped_summary(tmp_path, monkeypatch):
+    """Each report writes summary_<timestamp>.json and its copy summary_latest.json (plots list included)."""
+    results, cfg = _written_folder(tmp_path, 12)
+    report(results, cfg, 0.0, None, "nltk-treebank")
+    monkeypatch.setattr("vlmbench.results.report.timestamp", lambda: "20991231T235959")  # the rerun's stamp
+    report(results, cfg, 0.0, None, "nltk-treebank")
+    stamped = sorted(results.glob("summary_2*.json"))
+    assert len(stamped) == 2 and stamped[-1].name == "summary_20991231T235959.json"
+    latest = (results / "summary_latest.json").read_text()
+    assert latest == stamped[-1].read_text() and "cider.png" in json.loads(latest)["plots"]
+    assert not [p for p in results.iterdir() if p.name.endswith(".tmp")]

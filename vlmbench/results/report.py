@@ -381,7 +381,7 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
         summary["plots"] = _plots_or_reason(summary, results_dir / "plots", unwritten)
         summary["plots_not_drawn"] = plots_not_drawn(summary)
         if path is not None:  # now with the plots drawn and why others were not
-            _try_write(unwritten, lambda: write_json(path, summary))
+            _try_write(unwritten, lambda: _write_both(path, summary))
     lines = [table, "", *completeness_lines(summary), *ignored_lines(results_dir, cfg, summary),
              f"summary: {path if path is not None else 'NOT WRITTEN'}"]
     if unwritten:
@@ -406,15 +406,26 @@ def _plots_or_reason(summary: dict, plot_dir: Path, unwritten: list[str]) -> lis
         return []
 
 
+LATEST_SUMMARY = "summary_latest.json"  # a copy of the newest summary_<timestamp>.json, under a fixed name
+
+
 def _write_summary(results_dir: Path, summary: dict) -> Path:
+    """summary_<timestamp>.json, then its copy summary_latest.json (each written atomically)."""
     stamp = timestamp()
     path = unique_path(results_dir, "summary_", stamp, ".json")
     try:
-        write_json(path, summary)
+        _write_both(path, summary)
     except OSError:
         path.unlink(missing_ok=True)  # the empty name reserved for it
         raise
     return path
+
+
+def _write_both(path: Path, summary: dict) -> None:
+    """The timestamped summary at `path` and its copy summary_latest.json beside it, both atomic; the copy
+    is written after the timestamped file, so it never holds a summary that has no timestamped twin."""
+    write_json(path, summary)
+    write_json(path.parent / LATEST_SUMMARY, summary)
 
 
 def _try_write(unwritten: list[str], write):

@@ -210,7 +210,13 @@ def test_baseline_gate_fails_the_session(suite, tmp_path):
     path.write_text(json.dumps(baseline))
     result = run({"thresholds": {"default": {"throughput_drop_pct": 50}}}, "--vlm-baseline", str(path))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*regression gate FAILED*", "*fp16: throughput_img_s =*threshold throughput_drop_pct = 50.0*"])
+    result.stdout.fnmatch_lines(["*regression gate FAILED (1 of 1 checks breached)*",
+                                 "*fp16: throughput_img_s =*threshold throughput_drop_pct = 50.0*"])
+    assert "2 skipped, 1 vlmbench gate failed in" in result.stdout.lines[-1]  # pytest's own last line says it
+    unchecked = run(None, "--vlm-baseline", str(path))  # no threshold set: nothing checked, never "passed"
+    assert unchecked.ret == pytest.ExitCode.OK
+    unchecked.stdout.fnmatch_lines(["*regression gate: nothing checked against*(0 checks): no threshold is set*"])
+    assert "passed" not in unchecked.stdout.str().split("vlmbench summary")[-1]
 
 
 def _statuses(path):

@@ -162,6 +162,8 @@ class GateConfig:
                                      "may differ from this run; any other difference refuses the baseline", ())
     cider_decision: str = _help("point: a CIDEr drop beyond its threshold fails; interval: it fails only when the "
                                 "paired bootstrap interval of the drop also excludes 0", "point")
+    require_checks: bool = _help("with a baseline, a gate that checked nothing (no threshold set, or none could be "
+                                 "decided) fails the run instead of saying 'nothing checked' (for CI)", False)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ class Verdict:
     breaches: list[str] = field(default_factory=list)
     undecided: list[str] = field(default_factory=list)  # thresholds set but not applicable, with the reason
     allowed_differences: list[str] = field(default_factory=list)  # result fields that differ, explicitly allowed
+    checks: int = 0  # thresholds compared with the baseline (decided: passed or breached)
+    outcome: str = "not applied"  # "passed", "failed", "nothing checked", "not applied" (no baseline)
 
 
 # ---------------------------------------------------------------- table
@@ -329,23 +331,51 @@ def undecided(summary: dict, baseline: dict, cfg: ExperimentConfig) -> list[str]
     return lines
 
 
+def checks_made(summary: dict, baseline: dict, cfg: ExperimentConfig) -> int:
+    """How many thresholds the gate compared with the baseline: set, and decidable (see undecided_reason)."""
+    return sum(undecided_reason(GATES[threshold][0], entry, base) is None
+               for _, threshold, _, entry, base in _gated_pairs(summary, baseline, cfg))
+
+
 def gate(summary: dict, baseline_path: Optional[str], cfg: ExperimentConfig) -> Verdict:
+    """The regression verdict against the baseline summary at `baseline_path`, with the number of checks made.
+
+    A gate that compared nothing never says "passed": its outcome is "nothing checked", and a failure
+    when `thresholds.require_checks` is true."""
     if not baseline_path:
         return Verdict("no baseline given (--vlm-baseline; vlmbench-report --baseline): regression gate not applied")
     try:
         baseline = json.loads(Path(baseline_path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        return Verdict(f"baseline {baseline_path!r} unreadable: {exc}. Pass a summary_*.json file.", failed=True)
+        return Verdict(f"baseline {baseline_path!r} unreadable: {exc}. Pass a summary_*.json file.", failed=True,
+                       outcome="failed")
     try:
         allowed = check_baseline_compatible(summary, baseline, cfg.thresholds.allow_differences)
     except BaselineMismatch as exc:
-        return Verdict(f"baseline refused: {exc}", failed=True)
+        return Verdict(f"baseline refused: {exc}", failed=True, outcome="failed")
     found, open_ = breaches(summary, baseline, cfg), undecided(summary, baseline, cfg)
-    text = (("regression gate FAILED:\n" + "\n".join(f"  - {b}" for b in found)) if found
-            else f"regression gate passed against {baseline_path}")
+    checks = checks_made(summary, baseline, cfg)
+    text, failed, outcome = _verdict_line(found, checks, open_, baseline_path, cfg)
     text += "".join(f"\n  (allowed difference) {line}" for line in allowed)
     text += "".join(f"\n  (no decision) {line}" for line in open_)
-    return Verdict(text, bool(found), found, open_, allowed)
+    return Verdict(text, failed, found, open_, allowed, checks, outcome)
+
+
+def _verdict_line(found: list[str], checks: int, open_: list[str], baseline_path: str,
+                  cfg: ExperimentConfig) -> tuple[str, bool, str]:
+    """(first lines of the verdict, failed, outcome) from the breaches and the number of checks made."""
+    if found:
+        return (f"regression gate FAILED ({len(found)} of {checks} checks breached) against {baseline_path}:\n"
+                + "\n".join(f"  - {b}" for b in found)), True, "failed"
+    if checks:
+        return f"regression gate passed: {checks} checks against {baseline_path}, none breached", False, "passed"
+    why = ("every threshold set could not be decided (below)" if open_ else
+           "no threshold is set for any variant the baseline holds (thresholds.default and per_variant are null)")
+    if cfg.thresholds.require_checks:
+        return (f"regression gate FAILED: nothing checked against {baseline_path}: {why}; "
+                "thresholds.require_checks is true"), True, "failed"
+    return (f"regression gate: nothing checked against {baseline_path} (0 checks): {why}; set thresholds "
+            "(or thresholds.require_checks: true to make this an error)"), False, "nothing checked"
 
 
 # ---------------------------------------------------------------- the end of a run
@@ -367,7 +397,8 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
     summary = build_summary(results_dir, cfg, load_references(results_dir), started_at, tokenizer, known_rows)
     summary["plots"] = []
     verdict = gate(summary, baseline, cfg)
-    summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches,
+    summary["regression_gate"] = {"baseline": baseline, "outcome": verdict.outcome, "checks": verdict.checks,
+                                  "failed": verdict.failed, "breaches": verdict.breaches,
                                   "undecided": verdict.undecided,
                                   "allowed_differences": verdict.allowed_differences,
                                   **({} if baseline else {"baseline_null_reason": verdict.text})}

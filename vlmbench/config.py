@@ -173,6 +173,8 @@ class QualityConfig:
     bootstrap_samples: int = _help("bootstrap resamples of the images for CIDEr-D confidence intervals", 1000)
     confidence: float = _help("confidence level of the bootstrap intervals (0.95 = 95%)", 0.95)
     examples: int = _help("degenerate captions kept as examples per kind and variant in the summary", 3)
+    meteor: bool = _help("compute METEOR (Java; its JVM loads a 60 MB paraphrase table, 5-20 s per summary); "
+                         "false: null with that reason", True)
 
 
 @dataclass(frozen=True)

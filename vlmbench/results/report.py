@@ -15,6 +15,7 @@ from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, resu
 from vlmbench.scoring.metrics import MIN_CIDER_IMAGES
 from vlmbench.paths import atomic_write_bytes, atomic_write_text
 from vlmbench.results.records import timestamp, unique_path, write_json
+from vlmbench.scoring.caption_metrics import metrics_table
 from vlmbench.scoring.quality import cider_drop_holds, quality_table
 from vlmbench.results.summary import build_summary
 
@@ -404,8 +405,8 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
                                   **({} if baseline else {"baseline_null_reason": verdict.text})}
     unwritten: list[str] = []
     path = _try_write(unwritten, lambda: _write_summary(results_dir, summary))
-    table = (markdown_table(summary) + "\n\n" + quality_table(summary) if summary["variants"]
-             else "no variant has finished chunks yet")
+    table = ("\n\n".join(filter(None, [markdown_table(summary), quality_table(summary), metrics_table(summary)]))
+             if summary["variants"] else "no variant has finished chunks yet")
     _try_write(unwritten, lambda: atomic_write_text(results_dir / "summary_latest.md",
                                                     f"{table}\n\n{verdict.text}\n"))
     if summary["variants"]:

@@ -357,9 +357,21 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
     scoring, tokens = add_cider(entries, rows_by_variant, references, tokenizer) if entries else ({}, None)
     add_deltas(entries, cfg.baseline_variant)
     quality = add_quality_or_reason(entries, rows_by_variant, cfg, tokens) if entries else {}
+    metrics, metrics_scoring = caption_metrics_or_reason(entries, tokens, cfg)
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
             "config_fingerprint": cfg.fingerprint, "started_at": iso(started_at), "finished_at": iso(time.time()),
             "environment": {**environment(), **gpu_of_records(records)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,
             "mixed_environment": mixed_environment(rows_by_variant),
             "variants_not_run": [v for v in cfg.variants if v not in entries],
-            "variants": entries, "config": cfg.to_dict()}
+            "variants": entries, "metrics": metrics, "metrics_scoring": metrics_scoring, "config": cfg.to_dict()}
+
+
+def caption_metrics_or_reason(entries: dict, tokens: Optional[SummaryTokens], cfg) -> tuple[dict, dict]:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D and SPICE per variant (vlmbench.scoring.caption_metrics); a fault
+    becomes every metric null with the reason, never a lost summary."""
+    from vlmbench.scoring.caption_metrics import all_null, caption_metrics
+    try:
+        return caption_metrics(entries, tokens, cfg)
+    except Exception as exc:  # noqa: BLE001 - the measurements matter more than this section
+        reason = f"caption metrics failed: {type(exc).__name__}: {exc}"
+        return {v: all_null(reason) for v in entries}, {"metrics_null_reason": reason}

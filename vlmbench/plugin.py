@@ -203,22 +203,39 @@ def pytest_xdist_node_collection_finished(node, ids):
 
 
 def _session(config):
-    """The run's BenchSession, built on first use (so plain `pytest tests` never reads a config)."""
+    """The run's BenchSession, built on first use (so plain `pytest tests` never reads a config).
+
+    The config (keys, types, ranges) and the data source's structural checks run first, before anything
+    imports torch or transformers (seconds on a loaded machine), so a misspelt key is refused at once."""
     if SESSION_KEY not in config.stash:
-        from vlmbench.run.session import BenchSession
         try:
-            overrides = dict(parse_assignment(a) for a in config.getoption("--vlm-set"))
-            cfg = load_config(config.getoption("--vlm-config"), overrides)
-            results = config.getoption("--vlm-results")
-            if results:
-                cfg = cfg.replace(results_dir=results)
-            results_dir = Path(cfg.results_dir)
-            if not results_dir.is_absolute():
-                results_dir = Path(config.invocation_params.dir) / results_dir
-            config.stash[SESSION_KEY] = BenchSession(cfg, results_dir, progress_sink=_terminal_sink(config))
+            cfg = _checked_config(config)
+            rows = _checked_rows(cfg)
+            from vlmbench.run.session import BenchSession  # imports torch: only once the checks passed
+            config.stash[SESSION_KEY] = BenchSession(cfg, _results_dir(config, cfg), progress_sink=_terminal_sink(config),
+                                                     checked_rows=rows)
         except ConfigError as exc:
             raise pytest.UsageError(f"vlmbench: {exc}") from None
     return config.stash[SESSION_KEY]
+
+
+def _checked_config(config):
+    """The experiment config from --vlm-config, --vlm-set and --vlm-results; ConfigError names a bad key or value."""
+    overrides = dict(parse_assignment(a) for a in config.getoption("--vlm-set"))
+    cfg = load_config(config.getoption("--vlm-config"), overrides)
+    results = config.getoption("--vlm-results")
+    return cfg.replace(results_dir=results) if results else cfg
+
+
+def _checked_rows(cfg) -> list:
+    """The experiment's rows, checked (vlmbench/data/checks.py) without torch; ConfigError names the problem."""
+    from vlmbench.data.sources import load_rows
+    return load_rows(cfg)
+
+
+def _results_dir(config, cfg) -> Path:
+    results_dir = Path(cfg.results_dir)
+    return results_dir if results_dir.is_absolute() else Path(config.invocation_params.dir) / results_dir
 
 
 def _terminal_sink(config):

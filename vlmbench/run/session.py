@@ -46,6 +46,7 @@ class BenchSession:
     snapshot: Optional[Path] = None  # this run's experiment_config_*.yaml
     progress_sink: Optional[Callable[[str], None]] = None  # live progress lines (default: sys.__stderr__)
     model_identified: bool = False  # model.identity is in cfg (resolved here, or given by the xdist controller)
+    checked_rows: Optional[list] = field(default=None, repr=False)  # rows load_rows already gave for this cfg
 
     def __post_init__(self):
         """Resolves `inference.engine: auto` for this machine, so that the fingerprint and the snapshot
@@ -57,7 +58,8 @@ class BenchSession:
     # ------------------------------------------------------------ lazily built state (first use only)
     @cached_property
     def rows(self) -> list[ImageRow]:
-        return load_rows(self.cfg)
+        """The experiment's rows: those the plugin loaded and checked before importing torch, else loaded now."""
+        return self.checked_rows if self.checked_rows is not None else load_rows(self.cfg)
 
     @cached_property
     def chunks(self) -> list[list[ImageRow]]:

@@ -158,15 +158,15 @@ def test_a_variant_split_over_two_workers_keeps_both_records(tmp_path):
     assert code == 0, out
     assert sorted(workers(results).values()) == ["gw0", "gw1"]
     records = read_variant_records(results, "fp16")
-    assert sorted(records) == ["gw0 on no GPU UUID", "gw1 on no GPU UUID"]
+    assert sorted(records) == ["gw0 on CPU", "gw1 on CPU"]
     entry = summary(results)["variants"]["fp16"]
     assert entry["writers"] == sorted(records) and entry["micro_batch_size"] == 2 and entry["dtype"] == "fp16"
-    assert entry["census"] == records["gw0 on no GPU UUID"]["census"] == records["gw1 on no GPU UUID"]["census"]
+    assert entry["census"] == records["gw0 on CPU"]["census"] == records["gw1 on CPU"]["census"]
     assert "load_s" in entry["writers_differ"] and entry["load_s"] is None  # each worker timed its own load
-    assert "gw0 on no GPU UUID: " in entry["load_s_null_reason"] and "gw1 on no GPU UUID: " in entry["load_s_null_reason"]
+    assert "gw0 on CPU: " in entry["load_s_null_reason"] and "gw1 on CPU: " in entry["load_s_null_reason"]
 
     sharded = tmp_path / "sharded"
     for k in range(2):
         assert run(config, sharded, "--vlm-shard", f"{k}/2")[0] == 0
-    assert sorted(read_variant_records(sharded, "fp16")) == ["shard 0/2 on no GPU UUID", "shard 1/2 on no GPU UUID"]
-    assert summary(sharded)["variants"]["fp16"]["writers"] == ["shard 0/2 on no GPU UUID", "shard 1/2 on no GPU UUID"]
+    assert sorted(read_variant_records(sharded, "fp16")) == ["shard 0/2 on CPU", "shard 1/2 on CPU"]
+    assert summary(sharded)["variants"]["fp16"]["writers"] == ["shard 0/2 on CPU", "shard 1/2 on CPU"]

@@ -80,6 +80,8 @@ def test_two_workers_give_the_rows_and_summary_of_one_process(config, unsharded,
     code, out = run(config, results, "-n", "2")
     assert code == 0, out
     assert "vlmbench summary" in out and out.count("preflight:") == 1  # the controller checked once
+    # the header has a line of its own, not the end of xdist's line of progress dots
+    assert [line for line in out.splitlines() if "vlmbench summary" in line][0].startswith("=")
     assert rows(results) == rows(unsharded) and len(rows(results)) == 4
     # one contiguous slice per worker: each worker loaded one variant
     assert sorted(set(workers(results).values())) == ["gw0", "gw1"]

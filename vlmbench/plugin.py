@@ -46,6 +46,7 @@ DEVICES_KEY = pytest.StashKey[dict]()  # xdist controller: {"all": [...], "held"
 CLAIM_KEY = pytest.StashKey["object"]()
 EMPTY_SHARE_KEY = pytest.StashKey[int]()  # a shard whose share of the selected cases is empty: how many there were
 IDENTITY_KEY = pytest.StashKey[dict]()  # xdist controller: what it sends as IDENTITY_INPUT, resolved once
+END_KEY = pytest.StashKey[dict]()  # {"sections": [(title, text)], "count": label or None} for pytest_terminal_summary
 IDENTITY_INPUT = "vlmbench_model_identity"  # workerinput: {"identity": str or None}, {"error": one line} or {}
 
 
@@ -496,27 +497,42 @@ def pytest_sessionfinish(session, exitstatus):
     if OWNER_CHECK_KEY not in config.stash or config.option.collectonly:
         return  # an xdist worker (the controller reports once), checks refused or never run, or only collected
     from vlmbench.results.report import finish_run
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
     bench = config.stash[SESSION_KEY]
     known_rows = None
     if SHARD_KEY in config.stash:
         unfinished, known_rows = _read_experiment_chunks(bench)
         if unfinished:
-            if reporter is not None:
-                reporter.write_sep("=", "vlmbench shard")
-                reporter.write_line(f"shard {config.stash[SHARD_KEY]} finished its share; {len(unfinished)} chunk(s) "
-                                    f"of the experiment are not in {bench.results_dir} yet (e.g. {unfinished[0]}); "
-                                    f"the last shard to finish writes the summary, or run: vlmbench-report "
-                                    f"{bench.results_dir}")
+            _say_at_end(config, "vlmbench shard", f"shard {config.stash[SHARD_KEY]} finished its share; "
+                        f"{len(unfinished)} chunk(s) of the experiment are not in {bench.results_dir} yet (e.g. "
+                        f"{unfinished[0]}); the last shard to finish writes the summary, or run: vlmbench-report "
+                        f"{bench.results_dir}")
             return
     verdict = finish_run(bench, config.getoption("--vlm-baseline"), known_rows)
-    if reporter is not None:
-        reporter.write_sep("=", "vlmbench summary")
-        reporter.write_line(verdict.text)
+    _say_at_end(config, "vlmbench summary", verdict.text)
     if verdict.failed:
-        _count_in_last_line(reporter, "vlmbench gate failed" if verdict.outcome == "failed" else "vlmbench report failed")
-        if session.exitstatus == 0:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        config.stash[END_KEY]["count"] = ("vlmbench gate failed" if verdict.outcome == "failed"
+                                          else "vlmbench report failed")
+    if verdict.failed and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _say_at_end(config, title: str, text: str) -> None:
+    """Keeps a section ('=== title ===' and text) for pytest_terminal_summary to print."""
+    config.stash.setdefault(END_KEY, {"sections": [], "count": None})["sections"].append((title, text))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The end-of-run sections (summary table and verdict, a shard's state), in pytest's own summary: after
+    the line of progress dots is ended (under xdist it was not, when they were printed at session finish),
+    before pytest's last line, which then counts a failed gate or report."""
+    end = terminalreporter.config.stash.get(END_KEY, None)
+    if end is None:
+        return
+    for title, text in end["sections"]:
+        terminalreporter.write_sep("=", title)
+        terminalreporter.write_line(text)
+    if end["count"]:
+        _count_in_last_line(terminalreporter, end["count"])
 
 
 @dataclass
@@ -539,11 +555,8 @@ def _finish_empty_share(session) -> None:
     shard, selected = config.stash[SHARD_KEY], config.stash[EMPTY_SHARE_KEY]
     if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = pytest.ExitCode.OK
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_sep("=", "vlmbench shard")
-        reporter.write_line(f"shard {shard}: its share is empty ({selected} selected chunk case(s) over "
-                            f"{shard.count} shards); nothing to do, nothing written")
+    _say_at_end(config, "vlmbench shard", f"shard {shard}: its share is empty ({selected} selected chunk case(s) over "
+                                          f"{shard.count} shards); nothing to do, nothing written")
 
 
 def _read_experiment_chunks(bench) -> tuple[list[str], dict]:

@@ -227,3 +227,21 @@ def test_a_gate_whose_every_threshold_is_undecided_checks_nothing(tmp_path):
     verdict = gate(_summary(), str(path), cfg)
     assert verdict.checks == 0 and verdict.outcome == "nothing checked" and len(verdict.undecided) == 2
     assert "every threshold set could not be decided" in verdict.text
+
+
+def test_bar_value_labels_stay_inside_the_plot_frame(tmp_path, monkeypatch):
+    import vlmbench.results.report as report_module
+    drawn = {}
+
+    def keep(fig, path, unwritten=None):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        frame = ax.get_window_extent()
+        drawn[path.name] = [(label.get_window_extent().y1, frame.y1) for label in ax.texts]
+        return path.name
+    monkeypatch.setattr(report_module, "_save", keep)
+    write_plots(_summary(throughput_img_s=9.0), tmp_path)
+    assert drawn["throughput_img_s.png"] and drawn["cider.png"]
+    for name, labels in drawn.items():
+        if not name.startswith("tradeoff"):
+            assert all(top < frame_top - 2 for top, frame_top in labels), (name, labels)

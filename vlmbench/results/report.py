@@ -152,7 +152,8 @@ def write_plots(summary: dict, plot_dir: Path, unwritten: Optional[list[str]] = 
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         bars = ax.bar(list(points), list(points.values()), color="#4C72B0")
-        ax.bar_label(bars, fmt="%.4g")
+        ax.bar_label(bars, fmt="%.4g", padding=2)
+        ax.margins(y=0.15)  # head room above the tallest bar, so its value label does not touch the frame
         ax.set_ylabel(label)
         ax.set_title(f"{label} by variant ({'higher' if higher_better else 'lower'} is better)")
         written.append(_save(fig, plot_dir / f"{metric}.png", unwritten))

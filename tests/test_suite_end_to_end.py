@@ -264,4 +264,5 @@ def test_live_progress_reaches_the_terminal_through_pytest_capture(suite):
                                                          "progress_interval_s": 1e-9},
                   "measure": {"latency_images": 0}})
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["vlmbench: fp16 chunk 0: 1/4 images, * img/s, * s left"])
+    result.stdout.fnmatch_lines(["vlmbench: fp16 chunk 0: 1/4 images, * img/s, * s left",
+                                 "vlmbench: sweep: 1/1 cases: 4/4 images, * img/s, 0 s left in the sweep"])

@@ -248,6 +248,8 @@ def _terminal_sink(config):
             from vlmbench.run.progress import stderr_sink
             return stderr_sink(line)
         with capman.global_and_fixture_disabled():
+            if getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0):
+                reporter.write("\n")  # a line of progress dots is open: pytest's write_line would append to it
             reporter.write_line(f"vlmbench: {line}")
     return write
 
@@ -362,7 +364,40 @@ def _check_folder(config, cases) -> dict:
         session.release_folder(refused=True)
         raise ConfigError(f"{exc}; nothing was computed") from None
     config.stash[OWNER_CHECK_KEY] = OwnerCheck(done)
+    _report_sweep_progress(config, session, [case for case in cases if case not in done])
     return done
+
+
+SWEEP_PLUGIN = "vlmbench-sweep-progress"
+
+
+def _report_sweep_progress(config, session, pending) -> None:
+    """Registers the owner's sweep progress reporter (once), with the pending cases and their images."""
+    from vlmbench.run.progress import SweepProgress
+    if not config.pluginmanager.has_plugin(SWEEP_PLUGIN):
+        sweep = SweepProgress({case: len(session.chunks[case[1]]) for case in pending})
+        config.pluginmanager.register(_SweepReporter(sweep, _terminal_sink(config)), SWEEP_PLUGIN)
+
+
+class _SweepReporter:
+    """One progress line for the whole sweep per finished case, in the owner process (under xdist the
+    controller, which receives every worker's reports), after pytest's own mark for the case."""
+
+    def __init__(self, sweep, sink):
+        self.sweep, self.sink = sweep, sink
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report):
+        from vlmbench.run.sharding import case_from_nodeid
+        case = case_from_nodeid(report.nodeid)
+        if case is None:
+            return
+        if report.skipped:
+            self.sweep.case_dropped(case)
+        elif report.when == "call" or report.failed:
+            line = self.sweep.case_finished(case)
+            if line:
+                self.sink(line)
 
 
 def _identify_as_owner(config, session) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from vlmbench.engines.batch_size import (BNB_INT8_CAP, DEFAULT_CAP, MIB_PER_IMAGE_TOKEN, choose_micro_batch,
                                          image_tokens, size_from_memory)
-from vlmbench.run.measure import idle_share
+from vlmbench.run.measure import cpu_threads, idle_share, set_cpu_threads
 from vlmbench.run.progress import ChunkProgress, SweepProgress, progress_line
 from vlmbench.results.summary import variant_idle_share
 
@@ -164,3 +164,17 @@ def test_coefficient_of_variation_and_the_compare_table(tmp_path):
         assert main(["compare", str(tmp_path), "stock", "fast"]) == 0
     lines = buffer.getvalue().splitlines()
     assert lines[-1] == "| fp16 | 3.50 | 14.00 | 4.00x | 1.900 | 0.380 | 5.00x | 2.0% / 2.0% |"
+
+
+def test_cpu_threads_are_set_deliberately_half_the_usable_cores_unless_configured():
+    assert cpu_threads(None, usable_cores=2) == (1, "default")
+    assert cpu_threads(None, usable_cores=1) == (1, "default")
+    assert cpu_threads(None, usable_cores=16) == (8, "default")
+    assert cpu_threads(3, usable_cores=2) == (3, "config")
+    import torch
+    before = torch.get_num_threads()
+    try:
+        assert set_cpu_threads(1) == {"cpu_threads": 1, "cpu_threads_source": "config"}
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -40,6 +40,8 @@ def test_run_resume_and_recompute_one_chunk(suite):
     summary = json.loads(sorted(results.glob("summary_*.json"))[-1].read_text())
     assert set(summary["variants"]) == {"fp16", "int8", "int8_vit"}
     assert summary["variants"]["int8_vit"]["census"]["language_model"]["int8"] == 0
+    from vlmbench.run.measure import cpu_threads
+    assert summary["variants"]["fp16"]["cpu_threads"] == cpu_threads(None)[0]  # set deliberately, recorded
     assert summary["cider_scoring"]["common_images"] == 4
     # 4 images are too few for CIDEr-D (vlmbench.scoring.metrics.MIN_CIDER_IMAGES): null with the reason, no CIDEr plot
     assert summary["variants"]["fp16"]["cider"] is None and "CIDEr-D needs at least" in summary["variants"]["fp16"][

@@ -34,7 +34,7 @@ DTYPES = ("fp16", "bf16", "fp32")
 MODEL_WEIGHTS = ("pretrained", "random", "embedded")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
 NON_RESULT_FIELDS = ("experiment_name", "variants", "baseline", "quality", "results_dir", "thresholds",
-                     "inference.prefetch_batches", "inference.decode_workers",
+                     "inference.prefetch_batches", "inference.decode_workers", "inference.cpu_threads",
                      "inference.progress_interval_s",
                      "dataset.hub_endpoint", "dataset.image_url_prefix",
                      "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images",
@@ -111,6 +111,10 @@ class InferenceConfig:
     device_preprocessing: bool = _help("fast engine on CUDA: run the image processor on the device (side stream)",
                                        True)
     progress_interval_s: float = _help("seconds between live progress lines during a chunk (0 = none)", 10.0)
+    cpu_threads: Optional[int] = _help("torch intra-op threads of a CPU run (torch.set_num_threads); null: half the "
+                                       "cores this process may use, at least 1 (torch's default, all of them, was "
+                                       "about 10x slower than one on a shared 2-core machine); recorded per variant",
+                                       None)
 
 
 @dataclass(frozen=True)
@@ -348,6 +352,7 @@ INT_RANGES = (
      "from free device memory)"),
     ("inference.prefetch_batches", 0, 64, "each prefetched micro-batch holds its decoded images in memory"),
     ("inference.decode_workers", 1, 64, "one thread per image at most pays off; more only contend for the GIL"),
+    ("inference.cpu_threads", 1, 1024, ""),
     ("measure.latency_images", 0, None, ""),
     ("measure.warmup_batches", 0, None, ""),
     ("quality.bootstrap_samples", 100, None, "fewer resamples give percentile bounds that move from seed to seed"),

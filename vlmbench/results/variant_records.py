@@ -30,7 +30,7 @@ from vlmbench.results.records import variant_record_path, write_json
 SCHEMA = "vlmbench.variant_record/2"
 # how the variant was run: writers that differ here made chunks that are not alike (a WARNING under the table)
 SETTING_FIELDS = ("census", "dtype", "device", "engine", "micro_batch_size", "micro_batch_size_source",
-                  "model_size_mb", "decode_workers", "prefetch_batches")
+                  "model_size_mb", "decode_workers", "prefetch_batches", "cpu_threads")
 # measured once per load: writers differ as a matter of course (each loads on its own GPU)
 LOAD_FIELDS = ("weights_mib", "idle_power_w", "load_s", "micro_batch_size_reason")
 SUMMARY_FIELDS = SETTING_FIELDS + LOAD_FIELDS

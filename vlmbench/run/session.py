@@ -251,6 +251,7 @@ class BenchSession:
         from vlmbench.run.runner import Captioner
 
         variant = get_variant(name)
+        threads = self.cpu_threads()
         source = weights_dir(self.cfg, self.processor, self.device)
         model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device,
                               hub_commit(self.cfg) if self.cfg.model.weights == "pretrained" else None)
@@ -268,9 +269,17 @@ class BenchSession:
                   "micro_batch_size_reason": micro.reason, "engine": engine.report, "worker": self.worker,
                   "decode_workers": self.cfg.inference.decode_workers,  # speed settings outside the fingerprint:
                   "prefetch_batches": self.cfg.inference.prefetch_batches,  # what made these chunks, not this run
-                  "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
+                  "config_fingerprint": self.cfg.fingerprint, **threads, **self.nvml.device_info()}
         merge_variant_record(self.results_dir, _plain(record))  # beside the records of other workers and GPUs
         return LoadedVariant(name, model, captioner)
+
+    def cpu_threads(self) -> dict:
+        """On a CPU run, sets torch's thread count (inference.cpu_threads, else half the usable cores); the
+        record fields saying what the variant ran with. On CUDA torch's default stays (null with the reason)."""
+        from vlmbench.run.measure import set_cpu_threads
+        if self.device == "cpu":
+            return set_cpu_threads(self.cfg.inference.cpu_threads)
+        return {"cpu_threads": None, "cpu_threads_null_reason": f"not set on a {self.device} run (torch's default)"}
 
     def micro_batch_for(self, variant):
         """The variant's micro-batch: configured, or sized from the free device memory after loading."""

@@ -60,9 +60,10 @@ class OwnerCheck:
     xdist workers and runs whose checks were refused (or that selected no chunk case) never hold one.
 
     done: (variant, chunk id) -> skip reason, for each selected case whose CSV is already complete; the
-    xdist scheduler sends out the other cases as slices.
+    xdist scheduler sends out the other cases as slices. pending: the selected cases still to run.
     """
     done: dict
+    pending: tuple = ()
 
 
 OWNER_CHECK_KEY = pytest.StashKey[OwnerCheck]()
@@ -363,7 +364,7 @@ def _check_folder(config, cases) -> dict:
     except OSError as exc:  # e.g. a damaged CSV that cannot be moved aside: one line, nothing computed
         session.release_folder(refused=True)
         raise ConfigError(f"{exc}; nothing was computed") from None
-    config.stash[OWNER_CHECK_KEY] = OwnerCheck(done)
+    config.stash[OWNER_CHECK_KEY] = OwnerCheck(done, tuple(case for case in cases if case not in done))
     _report_sweep_progress(config, session, [case for case in cases if case not in done])
     return done
 
@@ -543,12 +544,33 @@ def pytest_sessionfinish(session, exitstatus):
                         f"{bench.results_dir}")
             return
     verdict = finish_run(bench, config.getoption("--vlm-baseline"), known_rows)
-    _say_at_end(config, "vlmbench summary", verdict.text)
+    _say_at_end(config, "vlmbench summary", verdict.text + _nothing_timed_note(config, bench))
     if verdict.failed:
         config.stash[END_KEY]["count"] = ("vlmbench gate failed" if verdict.outcome == "failed"
                                           else "vlmbench report failed")
     if verdict.failed and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+BENCHMARK_OUTPUTS = ("--benchmark-compare", "--benchmark-autosave", "--benchmark-save", "--benchmark-json")
+
+
+def _nothing_timed_note(config, bench) -> str:
+    """One line when pytest-benchmark output was asked for but every selected chunk was skipped (finished
+    before), so pytest-benchmark timed nothing ('Not saving anything'); '' otherwise."""
+    asked = [option for option in BENCHMARK_OUTPUTS if _option(config, option)]
+    if not asked or _owner_check(config).pending:
+        return ""
+    return (f"\nnote: {'/'.join(asked)}: pytest-benchmark timed nothing, because every selected chunk was finished "
+            f"before and skipped; to time them, delete their CSVs in {bench.results_dir} or pass a fresh "
+            "--vlm-results DIR")
+
+
+def _option(config, name: str):
+    try:
+        return config.getoption(name)
+    except ValueError:  # pytest-benchmark not installed or switched off (-p no:benchmark)
+        return None
 
 
 def _say_at_end(config, title: str, text: str) -> None:

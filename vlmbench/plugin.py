@@ -578,6 +578,7 @@ def _say_at_end(config, title: str, text: str) -> None:
     config.stash.setdefault(END_KEY, {"sections": [], "count": None})["sections"].append((title, text))
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's table: the verdict stays the last thing read
 def pytest_terminal_summary(terminalreporter):
     """The end-of-run sections (summary table and verdict, a shard's state), in pytest's own summary: after
     the line of progress dots is ended (under xdist it was not, when they were printed at session finish),

@@ -194,6 +194,8 @@ def test_cider_on_too_few_common_images_is_null_with_the_reason(tmp_path, images
     for metrics in summary["metrics"].values():  # the other COCO metrics: the same image set, so null with it
         assert set(metrics[n] for n in ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE")) == {None}
         assert metrics["BLEU-4_null_reason"].startswith(f"the common image set was not scored: only {images} image(s)")
+    assert "n/a BLEU-1, BLEU-2, BLEU-3, BLEU-4, METEOR, ROUGE-L, CIDEr-D, SPICE: the common image set was not scored" \
+        in (results / "summary_latest.md").read_text()  # one line for the one reason
 
 
 def test_cider_at_the_minimum_is_reported(tmp_path):

@@ -213,6 +213,15 @@ def _cell(values: dict, name: str) -> str:
     return f"{value:.3g}" + (f" [{ci['low']:.3g}, {ci['high']:.3g}]" if ci else "")
 
 
+def null_lines(metrics: dict) -> list[str]:
+    """'' and one 'n/a <metrics>: <reason>' line per distinct reason, naming the metrics it concerns."""
+    by_reason: dict[str, list[str]] = {}
+    for name in NAMES:
+        for reason in sorted({v[f"{name}_null_reason"] for v in metrics.values() if v.get(f"{name}_null_reason")}):
+            by_reason.setdefault(reason, []).append(name)
+    return [""] + [f"n/a {', '.join(names)}: {reason}" for reason, names in by_reason.items()] if by_reason else []
+
+
 def metrics_table(summary: dict) -> str:
     """The metrics as markdown: one row per variant, `n/a` lines with the reasons, and what the intervals are."""
     metrics, info = summary.get("metrics") or {}, summary.get("metrics_scoring") or {}
@@ -222,9 +231,7 @@ def metrics_table(summary: dict) -> str:
              f"({info.get('tokenizer') or 'not scored'}); {info.get('scale', '')}", "",
              "| variant | " + " | ".join(NAMES) + " |", "|" + "---|" * (len(NAMES) + 1)]
     lines += [f"| {variant} | " + " | ".join(_cell(values, n) for n in NAMES) + " |" for variant, values in metrics.items()]
-    reasons = sorted({(n, values[f"{n}_null_reason"]) for values in metrics.values() for n in NAMES
-                      if values.get(f"{n}_null_reason")})
-    lines += [""] + [f"n/a {name}: {reason}" for name, reason in reasons] if reasons else []
+    lines += null_lines(metrics)
     confidence = next((v[f"{n}_ci"]["confidence"] for v in metrics.values() for n in MEAN_OF_IMAGES if v.get(f"{n}_ci")),
                       None)
     if confidence:

@@ -80,3 +80,13 @@ def test_a_failing_scorer_leaves_that_metric_null_and_the_others(scored, monkeyp
         values, _ = cm.score_variant(scored.references, scored.captions["fp16"], 2.0, java)
     assert values["METEOR"] is None and values["METEOR_null_reason"] == "scoring failed: BrokenPipeError: the JVM died"
     assert values["BLEU-4"] > 0 and values["ROUGE-L"] > 0 and values["CIDEr-D"] == 2.0
+
+
+@pytest.mark.skipif(not java_available(), reason="needs a java that starts and exits")
+def test_a_meteor_jvm_that_exits_leaves_meteor_null_with_the_reason_and_nothing_hangs(scored, monkeypatch):
+    import pycocoevalcap.meteor.meteor as meteor_module
+    monkeypatch.setattr(meteor_module, "METEOR_JAR", "no-such-meteor.jar")  # java starts, cannot open it, exits
+    with cm.JavaScorers(meteor_enabled=True) as java:
+        values, _ = cm.score_variant(scored.references, scored.captions["fp16"], 2.0, java)
+    assert values["METEOR"] is None and values["ROUGE-L"] > 0
+    assert values["METEOR_null_reason"].startswith("scoring failed: RuntimeError: METEOR's JVM exited with status 1")

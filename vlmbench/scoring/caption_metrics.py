@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+import threading
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -33,6 +34,7 @@ MEAN_OF_IMAGES = ("ROUGE-L", "CIDEr-D")
 NOT_A_MEAN = ("the corpus score is not the mean of per-image scores (BLEU: n-gram counts and one brevity "
               "penalty over the corpus; METEOR: statistics aggregated before scoring), so a bootstrap over "
               "per-image scores would be an interval of another number")
+METEOR_TIMEOUT_S = 900  # the JVM loads its tables in 5-20 s and scores 25,000 captions in about a minute
 SPICE_CORENLP_JAR = "stanford-corenlp-3.6.0.jar"  # pycocoevalcap.spice.get_stanford_models.JAR, what SPICE loads
 
 
@@ -91,18 +93,37 @@ class JavaScorers:
 
     def __exit__(self, *exc) -> None:
         if self._meteor is not None:  # pycocoevalcap's Meteor stops its JVM only when collected; stop it now
-            process, self._meteor = self._meteor.meteor_p, None
-            process.kill()
-            process.wait()
-            for pipe in (process.stdin, process.stdout, process.stderr):
-                pipe.close()
+            meteor, self._meteor = self._meteor, None
+            if meteor.lock.locked():  # left held by a compute_score that raised: its __del__ would wait forever
+                meteor.lock.release()
+            meteor.meteor_p.kill()
+            meteor.meteor_p.wait()
+            for pipe in (meteor.meteor_p.stdin, meteor.meteor_p.stdout, meteor.meteor_p.stderr):
+                with contextlib.suppress(OSError):  # stdin's unsent lines to a dead JVM: a broken pipe
+                    pipe.close()
 
     def meteor(self, refs: dict, preds: dict) -> float:
-        """Corpus METEOR (pycocoevalcap's Meteor, 0 to 1); the JVM starts on first use."""
+        """Corpus METEOR (pycocoevalcap's Meteor, 0 to 1); the JVM starts on first use. A JVM that exits, or
+        answers nothing within METEOR_TIMEOUT_S, raises (RuntimeError, TimeoutError) instead of hanging."""
         if self._meteor is None:
             from pycocoevalcap.meteor.meteor import Meteor
             self._meteor = Meteor()
-        return float(self._meteor.compute_score(refs, preds)[0])
+        watchdog = threading.Timer(METEOR_TIMEOUT_S, self._meteor.meteor_p.kill)
+        watchdog.start()
+        try:
+            return float(self._meteor.compute_score(refs, preds)[0])
+        except (ValueError, OSError):  # an empty answer or a broken pipe: the JVM is gone
+            raise self._why_meteor_stopped(watchdog) from None
+        finally:
+            watchdog.cancel()
+
+    def _why_meteor_stopped(self, watchdog: threading.Timer) -> Exception:
+        process = self._meteor.meteor_p
+        if watchdog.finished.is_set():  # set before cancel() only when the watchdog fired
+            return TimeoutError(f"METEOR gave no answer within {METEOR_TIMEOUT_S} s")
+        process.wait()
+        detail = process.stderr.read().decode(errors="replace").strip().splitlines()
+        return RuntimeError(f"METEOR's JVM exited with status {process.returncode}: {' | '.join(detail[:2]) or 'no output'}")
 
     def spice(self, refs: dict, preds: dict) -> float:
         """Corpus SPICE (pycocoevalcap's Spice: the mean of the per-image F-scores)."""

@@ -41,8 +41,12 @@ def test_bleu_rouge_and_cider_agree_with_pycocoevalcap_called_directly(scored, t
         assert found["ROUGE-L"] == pytest.approx(Rouge().compute_score(scored.references, preds)[0], rel=1e-12)
         assert found["CIDEr-D"] == pytest.approx(Cider().compute_score(scored.references, preds)[0], rel=1e-12)
         assert found["ROUGE-L_ci"]["point"] == pytest.approx(found["ROUGE-L"])  # the interval is of the mean reported
-        assert found["BLEU-4_ci"] is None and "not the mean of per-image scores" in found["BLEU-4_ci_null_reason"]
+        for n in range(1, 5):  # corpus BLEU recomputed from summed counts: its full-set value is pycocoevalcap's
+            ci = found[f"BLEU-{n}_ci"]
+            assert ci["point"] == pytest.approx(bleu[n - 1], rel=1e-9) and ci["low"] <= ci["point"] <= ci["high"]
+        assert found["METEOR_ci"] is None and found["METEOR_ci_null_reason"] == "METEOR is null"
         assert found["METEOR"] is None and found["METEOR_null_reason"].startswith("quality.meteor is false")
+    assert "not the mean of per-image scores" in cm._interval_reason("METEOR", 0.5)  # computed: still no interval
     assert metrics["int8"]["BLEU-4"] < metrics["fp16"]["BLEU-4"] and metrics["int8"]["ROUGE-L"] < metrics["fp16"]["ROUGE-L"]
 
 
@@ -90,3 +94,15 @@ def test_a_meteor_jvm_that_exits_leaves_meteor_null_with_the_reason_and_nothing_
         values, _ = cm.score_variant(scored.references, scored.captions["fp16"], 2.0, java)
     assert values["METEOR"] is None and values["ROUGE-L"] > 0
     assert values["METEOR_null_reason"].startswith("scoring failed: RuntimeError: METEOR's JVM exited with status 1")
+
+
+def test_corpus_bleu_from_summed_counts_is_pycocoevalcaps_bleu_also_with_a_brevity_penalty(scored):
+    """The statistic the BLEU interval resamples: on the whole set (and on a subset with short captions, where
+    the brevity penalty applies) it equals Bleu(4) on those images."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    short = {i: [" ".join(c[0].split()[:3])] for i, c in scored.captions["fp16"].items() if i % 2}
+    for preds in (scored.captions["int8"], short):
+        refs = {i: scored.references[i] for i in preds}
+        with contextlib.redirect_stdout(io.StringIO()):
+            expected, _ = Bleu(4).compute_score(refs, preds)
+        assert list(cm.corpus_bleu(cm.bleu_statistics(refs, preds).sum(axis=0))) == pytest.approx(expected, rel=1e-9)

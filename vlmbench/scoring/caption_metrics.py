@@ -14,10 +14,11 @@ What each needs, and what a missing piece gives (null with `<metric>_null_reason
   `spice/lib/`, which pycocoevalcap downloads on first use; vlmbench never downloads them, so without them
   SPICE is null with the reason.
 
-Intervals: only where the corpus score is the mean of the per-image scores (ROUGE-L, CIDEr-D) is a percentile
-bootstrap over images an interval of the reported number; corpus BLEU (clipped n-gram counts summed over the
-corpus, one brevity penalty) and corpus METEOR (statistics aggregated before the score) are not, so their
-intervals are null with that reason rather than an interval of another quantity.
+Intervals (percentile bootstrap over images, each an interval of the number reported): ROUGE-L and CIDEr-D are
+means of per-image scores, so the mean is resampled; corpus BLEU sums clipped n-gram counts and lengths over the
+corpus before one brevity penalty (pycocoevalcap's per-image BLEU is another number), so each resample sums its
+images' counts and recomputes corpus BLEU; corpus METEOR aggregates statistics inside the JVM before scoring, so
+its interval is null with that reason rather than an interval of another quantity.
 """
 from __future__ import annotations
 
@@ -28,12 +29,14 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+
 NAMES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE")
 # metrics whose corpus score is the mean of their per-image scores: a bootstrap over images is their interval
 MEAN_OF_IMAGES = ("ROUGE-L", "CIDEr-D")
-NOT_A_MEAN = ("the corpus score is not the mean of per-image scores (BLEU: n-gram counts and one brevity "
-              "penalty over the corpus; METEOR: statistics aggregated before scoring), so a bootstrap over "
-              "per-image scores would be an interval of another number")
+WITH_INTERVALS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", *MEAN_OF_IMAGES)
+NOT_A_MEAN = ("corpus METEOR aggregates its statistics before scoring and is not the mean of per-image scores, "
+              "so a bootstrap over per-image scores would be an interval of another number")
 METEOR_TIMEOUT_S = 900  # the JVM loads its tables in 5-20 s and scores 25,000 captions in about a minute
 SPICE_CORENLP_JAR = "stanford-corenlp-3.6.0.jar"  # pycocoevalcap.spice.get_stanford_models.JAR, what SPICE loads
 
@@ -45,6 +48,32 @@ def bleu(refs: dict, preds: dict) -> dict:
     with contextlib.redirect_stdout(io.StringIO()):
         scores, _ = Bleu(4).compute_score(refs, preds)
     return {f"BLEU-{n}": float(s) for n, s in zip(range(1, 5), scores)}
+
+
+# pycocoevalcap/bleu/bleu_scorer.py compute_score: precision = (correct + 1e-15) / (guess + 1e-9) (its `tiny`
+# and `small`), brevity penalty exp(1 - reflen / testlen) when testlen < reflen (its ratio uses the same constants)
+BLEU_NUMERATOR_EPS, BLEU_DENOMINATOR_EPS = 1e-15, 1e-9
+
+
+def bleu_statistics(refs: dict, preds: dict) -> np.ndarray:
+    """Per image (sorted ids), what corpus BLEU sums: [test length, closest reference length, guessed n-grams
+    n=1..4, clipped matches n=1..4], shape (images, 10), as pycocoevalcap's BleuScorer counts them."""
+    from pycocoevalcap.bleu.bleu_scorer import BleuScorer
+    scorer = BleuScorer(n=4)
+    for i in sorted(preds):
+        scorer += (preds[i][0], refs[i])
+    return np.array([[c["testlen"], scorer._single_reflen(c["reflen"], "closest", c["testlen"]), *c["guess"],
+                      *c["correct"]] for c in scorer.ctest], dtype=np.float64)
+
+
+def corpus_bleu(sums: np.ndarray) -> np.ndarray:
+    """BLEU-1..4 (shape (..., 4)) from summed bleu_statistics (shape (..., 10)), pycocoevalcap's formula."""
+    testlen, reflen, guess, correct = sums[..., 0], sums[..., 1], sums[..., 2:6], sums[..., 6:10]
+    precisions = np.cumprod((correct + BLEU_NUMERATOR_EPS) / (guess + BLEU_DENOMINATOR_EPS), axis=-1)
+    bleus = precisions ** (1.0 / np.arange(1, 5))
+    ratio = (testlen + BLEU_NUMERATOR_EPS) / (reflen + BLEU_DENOMINATOR_EPS)
+    penalty = np.exp(1 - 1 / np.minimum(ratio, 1.0))
+    return bleus * penalty[..., None]
 
 
 def rouge_l(refs: dict, preds: dict) -> tuple[float, list[float]]:
@@ -148,12 +177,12 @@ def _java_metric(reasons: dict, name: str, unavailable: Optional[str], compute: 
     return _run(reasons, (name,), compute)
 
 
-def score_variant(refs: dict, preds: dict, cider: Optional[float], java: JavaScorers) -> tuple[dict, list]:
+def score_variant(refs: dict, preds: dict, cider: Optional[float], java: JavaScorers) -> tuple[dict, dict]:
     """Every metric of one variant's tokenized `preds` on its images (`refs`, `preds`: image id -> list of str).
 
     `cider`: the variant's CIDEr-D as the summary computed it (same scorer, same input), copied, not redone.
-    Returns (metric name -> value or None, with `<name>_null_reason` beside each None; the per-image ROUGE-L
-    scores in sorted image-id order, or None)."""
+    Returns (metric name -> value or None, with `<name>_null_reason` beside each None; what the intervals
+    resample: {"ROUGE-L": per-image scores, "BLEU": bleu_statistics}, each in sorted image-id order or None)."""
     ids = sorted(preds)
     refs, preds = {i: refs[i] for i in ids}, {i: preds[i] for i in ids}
     bleu_names = tuple(f"BLEU-{n}" for n in range(1, 5))
@@ -163,8 +192,9 @@ def score_variant(refs: dict, preds: dict, cider: Optional[float], java: JavaSco
     values |= {"ROUGE-L": rouge[0] if rouge else None, "CIDEr-D": cider,
                "METEOR": _java_metric(reasons, "METEOR", java.meteor_reason, lambda: java.meteor(refs, preds)),
                "SPICE": _java_metric(reasons, "SPICE", java.spice_reason, lambda: java.spice(refs, preds))}
-    return {n: values[n] for n in NAMES} | {f"{n}_null_reason": r for n, r in reasons.items()}, \
-        (rouge[1] if rouge else None)
+    per_image = {"ROUGE-L": rouge[1] if rouge else None,
+                 "BLEU": _run({}, (), lambda: bleu_statistics(refs, preds)) if values["BLEU-1"] is not None else None}
+    return {n: values[n] for n in NAMES} | {f"{n}_null_reason": r for n, r in reasons.items()}, per_image
 
 
 def all_null(reason: str) -> dict:
@@ -175,20 +205,24 @@ def all_null(reason: str) -> dict:
 def _interval_reason(name: str, value: Optional[float]) -> str:
     if value is None:
         return f"{name} is null"
-    if name in MEAN_OF_IMAGES:
-        return f"no per-image {name} scores"
-    return NOT_A_MEAN if name != "SPICE" else "per-image SPICE scores are not kept"
+    if name == "METEOR":
+        return NOT_A_MEAN
+    return "per-image SPICE scores are not kept" if name == "SPICE" else f"no per-image {name} statistics"
 
 
-def intervals(values: dict, rouge_per_image: Optional[list], entry: dict, cfg) -> dict:
-    """`<name>_ci` per metric: a percentile bootstrap over images (vlmbench.scoring.bootstrap, the config's
-    quality.bootstrap_samples, quality.confidence and seed) for ROUGE-L, the summary's `cider_ci` for CIDEr-D;
-    null with `<name>_ci_null_reason` for the others (see NOT_A_MEAN)."""
+def intervals(values: dict, per_image: Optional[dict], entry: dict, cfg) -> dict:
+    """`<name>_ci` per metric, percentile bootstraps over images (vlmbench.scoring.bootstrap; the config's
+    quality.bootstrap_samples, quality.confidence and seed): of the mean per-image score for ROUGE-L, of
+    corpus BLEU recomputed from each resample's summed n-gram counts for BLEU-1..4, the summary's `cider_ci`
+    for CIDEr-D; null with `<name>_ci_null_reason` for METEOR (see NOT_A_MEAN) and SPICE."""
     from vlmbench.scoring import bootstrap
-    q = cfg.quality
+    q, per_image = cfg.quality, per_image or {}
     found = {"CIDEr-D": entry.get("cider_ci") if values["CIDEr-D"] is not None else None}
-    if rouge_per_image:
-        found["ROUGE-L"] = bootstrap.interval(rouge_per_image, q.bootstrap_samples, q.confidence, cfg.seed).as_dict()
+    if per_image.get("ROUGE-L"):
+        found["ROUGE-L"] = bootstrap.interval(per_image["ROUGE-L"], q.bootstrap_samples, q.confidence, cfg.seed).as_dict()
+    if per_image.get("BLEU") is not None:
+        bleus = bootstrap.corpus_intervals(per_image["BLEU"], corpus_bleu, q.bootstrap_samples, q.confidence, cfg.seed)
+        found |= {f"BLEU-{n}": ci.as_dict() for n, ci in zip(range(1, 5), bleus)}
     out: dict = {}
     for name in NAMES:
         out[f"{name}_ci"] = found.get(name)
@@ -220,10 +254,10 @@ def caption_metrics(entries: dict, tokens, cfg) -> tuple[dict, dict]:
     with JavaScorers(cfg.quality.meteor) as java:
         for variant, entry in entries.items():
             preds = {i: tokens.captions[variant][i] for i in tokens.references}
-            values, rouge = score_variant(tokens.references, preds, entry.get("cider"), java)
+            values, per_image = score_variant(tokens.references, preds, entry.get("cider"), java)
             if entry.get("cider") is None:
                 values["CIDEr-D_null_reason"] = entry.get("cider_null_reason") or "no reason recorded"
-            found[variant] = values | intervals(values, rouge, entry, cfg)
+            found[variant] = values | intervals(values, per_image, entry, cfg)
     return found, info
 
 
@@ -253,9 +287,9 @@ def metrics_table(summary: dict) -> str:
              "| variant | " + " | ".join(NAMES) + " |", "|" + "---|" * (len(NAMES) + 1)]
     lines += [f"| {variant} | " + " | ".join(_cell(values, n) for n in NAMES) + " |" for variant, values in metrics.items()]
     lines += null_lines(metrics)
-    confidence = next((v[f"{n}_ci"]["confidence"] for v in metrics.values() for n in MEAN_OF_IMAGES if v.get(f"{n}_ci")),
+    confidence = next((v[f"{n}_ci"]["confidence"] for v in metrics.values() for n in WITH_INTERVALS if v.get(f"{n}_ci")),
                       None)
     if confidence:
-        lines += ["", f"[low, high]: {round(100 * confidence)}% bootstrap interval over images; none for BLEU and "
-                      f"METEOR: {NOT_A_MEAN}"]
+        lines += ["", f"[low, high]: {round(100 * confidence)}% bootstrap interval over images (BLEU: corpus BLEU "
+                      f"of each resample); none for METEOR: {NOT_A_MEAN}"]
     return "\n".join(lines)

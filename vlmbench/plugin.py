@@ -364,8 +364,9 @@ def _check_folder(config, cases) -> dict:
     except OSError as exc:  # e.g. a damaged CSV that cannot be moved aside: one line, nothing computed
         session.release_folder(refused=True)
         raise ConfigError(f"{exc}; nothing was computed") from None
-    config.stash[OWNER_CHECK_KEY] = OwnerCheck(done, tuple(case for case in cases if case not in done))
-    _report_sweep_progress(config, session, [case for case in cases if case not in done])
+    pending = tuple(case for case in cases if case not in done)
+    config.stash[OWNER_CHECK_KEY] = OwnerCheck(done, pending)
+    _report_sweep_progress(config, session, pending)
     return done
 
 

@@ -48,7 +48,7 @@ parts=("$@")
 mkdir -p "$out"
 export VLMBENCH_CACHE=${VLMBENCH_CACHE:-/tmp/vlmbench-cache}
 plugin=()
-python3 -c "import importlib.metadata as m; m.distribution('vlmbench')" 2>/dev/null || plugin=(-p vlmbench.plugin)
+python3 -c "import importlib.metadata as m; m.distribution('pytest-vlmbench')" 2>/dev/null || plugin=(-p vlmbench.plugin)
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
 
 engine=${ENGINE:-auto}

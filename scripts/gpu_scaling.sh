@@ -22,7 +22,7 @@ parts=("$@")
 mkdir -p "$out"
 export VLMBENCH_CACHE=${VLMBENCH_CACHE:-/tmp/vlmbench-cache}
 plugin=()
-python3 -c "import importlib.metadata as m; m.distribution('vlmbench')" 2>/dev/null || plugin=(-p vlmbench.plugin)
+python3 -c "import importlib.metadata as m; m.distribution('pytest-vlmbench')" 2>/dev/null || plugin=(-p vlmbench.plugin)
 if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
   IFS=, read -ra gpus <<< "$CUDA_VISIBLE_DEVICES"
 else

@@ -23,7 +23,8 @@ def tiny_config(results_dir: Path, images: int, chunks: int = 1, variants=("fp16
     data = {"experiment_name": "made-by-hand", "dataset": {"synthetic_images": images, "limit": images},
             "inference": {"batch_size": -(-images // chunks), "micro_batch_size": min(2, -(-images // chunks))},
             "variants": list(variants), "model": {"weights": "random", "tiny": True, "processor": "builtin"},
-            "results_dir": str(results_dir)}
+            "results_dir": str(results_dir),
+            "quality": {"meteor": False}}  # METEOR's JVM takes 5-20 s per summary: tests/test_caption_metrics.py runs it
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}
     return from_plain(data).with_engine("cpu")  # resolved as a run on this machine resolves engine: auto

@@ -54,7 +54,7 @@ def test_within_thresholds_passes_and_improvements_never_fail(tmp_path):
     path = tmp_path / "base.json"
     path.write_text(json.dumps(_summary()))
     verdict = gate(_summary(cider=0.99), str(path), cfg)
-    assert not verdict.failed and "passed" in verdict.text
+    assert not verdict.failed and "passed: 12 checks against" in verdict.text and verdict.checks == 12
     failing = gate(_summary(cider=0.5), str(path), cfg)
     assert failing.failed and "regression gate FAILED" in failing.text and "cider_drop_abs" in failing.text
 
@@ -275,3 +275,27 @@ def test_a_run_records_the_digest_of_the_references_it_writes(tmp_path):
     path.write_text(json.dumps(_rotated(json.loads(path.read_text()))))
     with pytest.raises(ConfigError, match="does not match this experiment's data"):
         load_references(tmp_path, session.cfg.fingerprint)
+
+
+@pytest.mark.parametrize("require_checks", [False, True])
+def test_a_gate_that_checks_nothing_says_so_and_fails_only_when_checks_are_required(tmp_path, require_checks):
+    """No threshold set: 0 checks, outcome 'nothing checked' (never 'passed'); thresholds.require_checks fails it."""
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(_summary()))
+    cfg = load_config(overrides={"thresholds": {"require_checks": require_checks}})
+    verdict = gate(_summary(cider=0.1), str(path), cfg)
+    assert verdict.checks == 0 and "passed" not in verdict.text and "nothing checked" in verdict.text
+    assert verdict.failed is require_checks
+    assert verdict.outcome == ("failed" if require_checks else "nothing checked")
+
+
+def test_a_gate_whose_every_threshold_is_undecided_checks_nothing(tmp_path):
+    base = _summary()
+    base["variants"]["int8"]["throughput_img_s"] = None
+    base["variants"]["fp16"]["throughput_img_s"] = None
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(base))
+    cfg = load_config(overrides={"thresholds": {"default": {"throughput_drop_pct": 5}}})
+    verdict = gate(_summary(), str(path), cfg)
+    assert verdict.checks == 0 and verdict.outcome == "nothing checked" and len(verdict.undecided) == 2
+    assert "every threshold set could not be decided" in verdict.text

@@ -191,6 +191,11 @@ def test_cider_on_too_few_common_images_is_null_with_the_reason(tmp_path, images
         assert entry["cider_null_reason"].startswith(f"only {images} image(s) captioned by every variant; CIDEr-D needs "
                                                      f"at least {MIN_CIDER_IMAGES}")
     assert f"n/a cider: only {images} image(s)" in (results / "summary_latest.md").read_text()
+    for metrics in summary["metrics"].values():  # the other COCO metrics: the same image set, so null with it
+        assert set(metrics[n] for n in ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE")) == {None}
+        assert metrics["BLEU-4_null_reason"].startswith(f"the common image set was not scored: only {images} image(s)")
+    assert "n/a BLEU-1, BLEU-2, BLEU-3, BLEU-4, METEOR, ROUGE-L, CIDEr-D, SPICE: the common image set was not scored" \
+        in (results / "summary_latest.md").read_text()  # one line for the one reason
 
 
 def test_cider_at_the_minimum_is_reported(tmp_path):
@@ -257,3 +262,21 @@ def test_a_cpu_folder_says_why_plots_and_the_gate_are_missing(tmp_path):
     assert saved["regression_gate"]["baseline"] is None
     assert saved["regression_gate"]["baseline_null_reason"].startswith("no baseline given")
     assert "regression gate not applied" in (results / "summary_latest.md").read_text()
+    table = (results / "summary_latest.md").read_text()
+    assert "COCO caption metrics (pycocoevalcap) on the 12 images every variant captioned" in table
+    assert "| variant | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | METEOR | ROUGE-L | CIDEr-D | SPICE |" in table
+    assert "n/a METEOR: quality.meteor is false" in table and "n/a SPICE: " in table
+    assert saved["metrics"]["int8"]["BLEU-4"] > 0 and saved["metrics"]["int8"]["CIDEr-D"] == summary["variants"]["int8"]["cider"]
+
+
+def test_summary_latest_json_is_a_copy_of_the_newest_timestamped_summary(tmp_path, monkeypatch):
+    """Each report writes summary_<timestamp>.json and its copy summary_latest.json (plots list included)."""
+    results, cfg = _written_folder(tmp_path, 12)
+    report(results, cfg, 0.0, None, "nltk-treebank")
+    monkeypatch.setattr("vlmbench.results.report.timestamp", lambda: "20991231T235959")  # the rerun's stamp
+    report(results, cfg, 0.0, None, "nltk-treebank")
+    stamped = sorted(results.glob("summary_2*.json"))
+    assert len(stamped) == 2 and stamped[-1].name == "summary_20991231T235959.json"
+    latest = (results / "summary_latest.json").read_text()
+    assert latest == stamped[-1].read_text() and "cider.png" in json.loads(latest)["plots"]
+    assert not [p for p in results.iterdir() if p.name.endswith(".tmp")]

@@ -9,8 +9,8 @@ import pytest
 
 from vlmbench.engines.batch_size import (BNB_INT8_CAP, DEFAULT_CAP, MIB_PER_IMAGE_TOKEN, choose_micro_batch,
                                          image_tokens, size_from_memory)
-from vlmbench.run.measure import idle_share
-from vlmbench.run.progress import ChunkProgress, progress_line
+from vlmbench.run.measure import cpu_threads, idle_share, set_cpu_threads
+from vlmbench.run.progress import ChunkProgress, SweepProgress, progress_line
 from vlmbench.results.summary import variant_idle_share
 
 
@@ -74,6 +74,17 @@ def test_progress_lines_are_rate_limited_and_say_rate_and_time_left():
     silent.update(5)
     assert len(lines) == 3
     assert progress_line("x", 0, 10, 0.0) == "x: 0/10 images"
+
+
+def test_sweep_progress_says_cases_images_rate_and_time_left_after_each_case():
+    now = [0.0]
+    sweep = SweepProgress({("fp16", 0): 8, ("fp16", 1): 8, ("int8", 0): 8, ("int8", 1): 4}, clock=lambda: now[0])
+    now[0] = 4.0
+    assert sweep.case_finished(("fp16", 0)) == "sweep: 1/4 cases: 8/28 images, 2.0 img/s, 10 s left in the sweep"
+    sweep.case_dropped(("fp16", 1))  # claimed by another process after collection
+    now[0] = 8.0
+    assert sweep.case_finished(("int8", 0)) == "sweep: 2/3 cases: 16/20 images, 2.0 img/s, 2 s left in the sweep"
+    assert sweep.case_finished(("int8", 0)) is None and sweep.case_finished(("bf16", 0)) is None
 
 
 # ---------------------------------------------------------------- what pytest-benchmark times
@@ -167,3 +178,17 @@ def test_vision_table_sets_compiled_against_eager_and_shows_both_warm_ups(tmp_pa
     assert main(["vision", str(tmp_path), "stock", "off", "on", "again"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == ("| fp16 | 5.00 | 11.00 | 16.50 | 1.50x | 3.30x | True | "
                                                         "41.0 s (cold, 0 graph breaks) | 9.5 s (warm, 0 graph breaks) | 16.00 |")
+
+
+def test_cpu_threads_are_set_deliberately_half_the_usable_cores_unless_configured():
+    assert cpu_threads(None, usable_cores=2) == (1, "default")
+    assert cpu_threads(None, usable_cores=1) == (1, "default")
+    assert cpu_threads(None, usable_cores=16) == (8, "default")
+    assert cpu_threads(3, usable_cores=2) == (3, "config")
+    import torch
+    before = torch.get_num_threads()
+    try:
+        assert set_cpu_threads(1) == {"cpu_threads": 1, "cpu_threads_source": "config"}
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -4,6 +4,7 @@ Each test runs the real plugin on a tiny random Qwen2.5-VL (CPU) in a sandbox fo
 process (tests/inprocess.py: the imports are paid once per session, not once per run).
 """
 import json
+import os
 import shutil
 
 import pytest
@@ -43,6 +44,9 @@ def test_run_resume_and_recompute_one_chunk(suite):
     summary = json.loads(sorted(results.glob("summary_*.json"))[-1].read_text())
     assert set(summary["variants"]) == {"fp16", "int8", "int8_vit"}
     assert summary["variants"]["int8_vit"]["census"]["language_model"]["quantized"] == 0
+    # set deliberately (half the usable cores, vlmbench.run.measure.cpu_threads) and recorded; computed here
+    # without importing torch, which pytester would unload after the test (numpy cannot be loaded twice)
+    assert summary["variants"]["fp16"]["cpu_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
     assert summary["cider_scoring"]["common_images"] == 4
     # 4 images are too few for CIDEr-D (vlmbench.scoring.metrics.MIN_CIDER_IMAGES): null with the reason, no CIDEr plot
     assert summary["variants"]["fp16"]["cider"] is None and "CIDEr-D needs at least" in summary["variants"]["fp16"][
@@ -56,9 +60,11 @@ def test_run_resume_and_recompute_one_chunk(suite):
     assert summary["quality"]["baseline"] == "fp16" and summary["variants"]["int8"]["drift"]["images"] == 4
     assert summary["variants"]["fp16"]["degenerate"]["captioned"] == 4  # no interval plot: CIDEr is null on 4 images
 
-    again = run(three)
+    again = run(three, "--benchmark-json", str(results.parent / "bench.json"))
     again.assert_outcomes(skipped=6)
-    again.stdout.fnmatch_lines(["*int8_vit_batch_1.csv is complete for this experiment*"])
+    again.stdout.fnmatch_lines(["note: --benchmark-json: pytest-benchmark timed nothing, because every selected chunk "
+                                "was finished before and skipped; to time them, delete their CSVs in * or pass a "
+                                "fresh --vlm-results DIR", "*int8_vit_batch_1.csv is complete for this experiment*"])
 
     before = (results / "fp16_batch_0.csv").stat().st_mtime_ns
     (results / "int8_batch_1.csv").unlink()
@@ -217,7 +223,13 @@ def test_baseline_gate_fails_the_session(suite, tmp_path):
     path.write_text(json.dumps(baseline))
     result = run({"thresholds": {"default": {"throughput_drop_pct": 50}}}, "--vlm-baseline", str(path))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*regression gate FAILED*", "*fp16: throughput_img_s =*threshold throughput_drop_pct = 50.0*"])
+    result.stdout.fnmatch_lines(["*regression gate FAILED (1 of 1 checks breached)*",
+                                 "*fp16: throughput_img_s =*threshold throughput_drop_pct = 50.0*"])
+    assert "2 skipped, 1 vlmbench gate failed in" in result.stdout.lines[-1]  # pytest's own last line says it
+    unchecked = run(None, "--vlm-baseline", str(path))  # no threshold set: nothing checked, never "passed"
+    assert unchecked.ret == pytest.ExitCode.OK
+    unchecked.stdout.fnmatch_lines(["*regression gate: nothing checked against*(0 checks): no threshold is set*"])
+    assert "passed" not in unchecked.stdout.str().split("vlmbench summary")[-1]
 
 
 def _statuses(path):
@@ -265,4 +277,5 @@ def test_live_progress_reaches_the_terminal_through_pytest_capture(suite):
                                                          "progress_interval_s": 1e-9},
                   "measure": {"latency_images": 0}})
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["vlmbench: fp16 chunk 0: 1/4 images, * img/s, * s left"])
+    result.stdout.fnmatch_lines(["vlmbench: fp16 chunk 0: 1/4 images, * img/s, * s left",
+                                 "vlmbench: sweep: 1/1 cases: 4/4 images, * img/s, 0 s left in the sweep"])

@@ -63,9 +63,9 @@ def test_a_record_of_an_older_vlmbench_is_read_as_one_writer_and_kept_when_merge
     (tmp_path / "variant_fp16.json").write_text(json.dumps(old))  # a flat record: one writer, no worker named
     summary, _ = _summary_and_table(tmp_path, cfg)
     assert summary["variants"]["fp16"]["micro_batch_size"] == 8
-    assert summary["variants"]["fp16"]["writers"] == ["main on no GPU UUID"]
+    assert summary["variants"]["fp16"]["writers"] == ["main on CPU"]
     merge_variant_record(tmp_path, _record(cfg, "gw1", "GPU-b"))
-    assert sorted(read_variant_records(tmp_path, "fp16")) == ["gw1 on GPU-b", "main on no GPU UUID"]
+    assert sorted(read_variant_records(tmp_path, "fp16")) == ["gw1 on GPU-b", "main on CPU"]
 
 
 def test_records_of_another_experiment_are_dropped_on_merge_and_ignored_on_read(tmp_path):
@@ -95,7 +95,7 @@ def test_writers_merging_at_the_same_time_lose_no_record(tmp_path):
              for i in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     records = read_variant_records(tmp_path, "fp16")
-    assert sorted(records) == [f"gw{i} on no GPU UUID" for i in range(4)]
+    assert sorted(records) == [f"gw{i} on CPU" for i in range(4)]
     assert {r["n"] for r in records.values()} == {24}
 
 
@@ -142,3 +142,14 @@ def test_the_summary_takes_the_speed_settings_that_made_the_chunks_and_flags_a_d
                             {"gw0 on A", "gw1 on B"}, "f", "fp16")
     assert other["decode_workers"] is None and other["writers_differ"] == ["decode_workers"]
     assert "gw0 on A: 8; gw1 on B: 1" in other["decode_workers_null_reason"]
+
+
+def test_a_cpu_writer_is_named_on_cpu_also_in_files_written_with_the_old_label(tmp_path):
+    """'main on no GPU UUID' read as a label was wrong; records keyed so by an older vlmbench are keyed again."""
+    cfg = tiny_config(tmp_path, 12)
+    record = _record(cfg, "main", None)
+    (tmp_path / "variant_fp16.json").write_text(json.dumps({"schema": "vlmbench.variant_record/2", "variant": "fp16",
+                                                            "writers": {"main on no GPU UUID": record}}))
+    assert list(read_variant_records(tmp_path, "fp16")) == ["main on CPU"]
+    merge_variant_record(tmp_path, _record(cfg, "main", None, micro_batch_size=4))  # a rerun replaces its record
+    assert list(read_variant_records(tmp_path, "fp16")) == ["main on CPU"]

@@ -38,7 +38,7 @@ DTYPES = ("fp16", "bf16", "fp32")
 MODEL_WEIGHTS = ("pretrained", "random", "embedded")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
 NON_RESULT_FIELDS = ("experiment_name", "variants", "baseline", "quality", "results_dir", "thresholds",
-                     "inference.prefetch_batches", "inference.decode_workers",
+                     "inference.prefetch_batches", "inference.decode_workers", "inference.cpu_threads",
                      "inference.progress_interval_s", "inference.compile_vision",
                      "dataset.hub_endpoint", "dataset.image_url_prefix",
                      "dataset.image_cache_dir", "dataset.download_workers", "dataset.allow_missing_images",
@@ -124,6 +124,10 @@ class InferenceConfig:
                                  "tower. A speed setting outside the fingerprint, like the decode step's compilation",
                                  True)
     progress_interval_s: float = _help("seconds between live progress lines during a chunk (0 = none)", 10.0)
+    cpu_threads: Optional[int] = _help("torch intra-op threads of a CPU run (torch.set_num_threads); null: half the "
+                                       "cores this process may use, at least 1 (torch's default, all of them, was "
+                                       "about 10x slower than one on a shared 2-core machine); recorded per variant",
+                                       None)
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,8 @@ class GateConfig:
                                      "may differ from this run; any other difference refuses the baseline", ())
     cider_decision: str = _help("point: a CIDEr drop beyond its threshold fails; interval: it fails only when the "
                                 "paired bootstrap interval of the drop also excludes 0", "point")
+    require_checks: bool = _help("with a baseline, a gate that checked nothing (no threshold set, or none could be "
+                                 "decided) fails the run instead of saying 'nothing checked' (for CI)", False)
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,8 @@ class QualityConfig:
     bootstrap_samples: int = _help("bootstrap resamples of the images for CIDEr-D confidence intervals", 1000)
     confidence: float = _help("confidence level of the bootstrap intervals (0.95 = 95%)", 0.95)
     examples: int = _help("degenerate captions kept as examples per kind and variant in the summary", 3)
+    meteor: bool = _help("compute METEOR (Java; its JVM loads a 60 MB paraphrase table, 5-20 s per summary); "
+                         "false: null with that reason", True)
 
 
 @dataclass(frozen=True)
@@ -362,6 +370,7 @@ INT_RANGES = (
      "from free device memory)"),
     ("inference.prefetch_batches", 0, 64, "each prefetched micro-batch holds its decoded images in memory"),
     ("inference.decode_workers", 1, 64, "one thread per image at most pays off; more only contend for the GIL"),
+    ("inference.cpu_threads", 1, 1024, ""),
     ("measure.latency_images", 0, None, ""),
     ("measure.warmup_batches", 0, None, ""),
     ("quality.bootstrap_samples", 100, None, "fewer resamples give percentile bounds that move from seed to seed"),

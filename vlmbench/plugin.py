@@ -47,6 +47,7 @@ CLAIM_KEY = pytest.StashKey["object"]()
 EMPTY_SHARE_KEY = pytest.StashKey[int]()  # a shard whose share of the selected cases is empty: how many there were
 IDENTITY_KEY = pytest.StashKey[dict]()  # xdist controller: what it sends as IDENTITY_INPUT, resolved once
 DATA_ERROR_KEY = pytest.StashKey[str]()  # why the chunks could not be made (a limit above the data, ...)
+END_KEY = pytest.StashKey[dict]()  # {"sections": [(title, text)], "count": label or None} for pytest_terminal_summary
 IDENTITY_INPUT = "vlmbench_model_identity"  # workerinput: {"identity": str or None}, {"error": one line} or {}
 
 
@@ -60,9 +61,10 @@ class OwnerCheck:
     xdist workers and runs whose checks were refused (or that selected no chunk case) never hold one.
 
     done: (variant, chunk id) -> skip reason, for each selected case whose CSV is already complete; the
-    xdist scheduler sends out the other cases as slices.
+    xdist scheduler sends out the other cases as slices. pending: the selected cases still to run.
     """
     done: dict
+    pending: tuple = ()
 
 
 OWNER_CHECK_KEY = pytest.StashKey[OwnerCheck]()
@@ -207,22 +209,39 @@ def pytest_xdist_node_collection_finished(node, ids):
 
 
 def _session(config):
-    """The run's BenchSession, built on first use (so plain `pytest tests` never reads a config)."""
+    """The run's BenchSession, built on first use (so plain `pytest tests` never reads a config).
+
+    The config (keys, types, ranges) and the data source's structural checks run first, before anything
+    imports torch or transformers (seconds on a loaded machine), so a misspelt key is refused at once."""
     if SESSION_KEY not in config.stash:
-        from vlmbench.run.session import BenchSession
         try:
-            overrides = dict(parse_assignment(a) for a in config.getoption("--vlm-set"))
-            cfg = load_config(config.getoption("--vlm-config"), overrides)
-            results = config.getoption("--vlm-results")
-            if results:
-                cfg = cfg.replace(results_dir=results)
-            results_dir = Path(cfg.results_dir)
-            if not results_dir.is_absolute():
-                results_dir = Path(config.invocation_params.dir) / results_dir
-            config.stash[SESSION_KEY] = BenchSession(cfg, results_dir, progress_sink=_terminal_sink(config))
+            cfg = _checked_config(config)
+            rows = _checked_rows(cfg)
+            from vlmbench.run.session import BenchSession  # imports torch: only once the checks passed
+            config.stash[SESSION_KEY] = BenchSession(cfg, _results_dir(config, cfg), progress_sink=_terminal_sink(config),
+                                                     checked_rows=rows)
         except ConfigError as exc:
             raise pytest.UsageError(f"vlmbench: {exc}") from None
     return config.stash[SESSION_KEY]
+
+
+def _checked_config(config):
+    """The experiment config from --vlm-config, --vlm-set and --vlm-results; ConfigError names a bad key or value."""
+    overrides = dict(parse_assignment(a) for a in config.getoption("--vlm-set"))
+    cfg = load_config(config.getoption("--vlm-config"), overrides)
+    results = config.getoption("--vlm-results")
+    return cfg.replace(results_dir=results) if results else cfg
+
+
+def _checked_rows(cfg) -> list:
+    """The experiment's rows, checked (vlmbench/data/checks.py) without torch; ConfigError names the problem."""
+    from vlmbench.data.sources import load_rows
+    return load_rows(cfg)
+
+
+def _results_dir(config, cfg) -> Path:
+    results_dir = Path(cfg.results_dir)
+    return results_dir if results_dir.is_absolute() else Path(config.invocation_params.dir) / results_dir
 
 
 def _terminal_sink(config):
@@ -234,6 +253,8 @@ def _terminal_sink(config):
             from vlmbench.run.progress import stderr_sink
             return stderr_sink(line)
         with capman.global_and_fixture_disabled():
+            if getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0):
+                reporter.write("\n")  # a line of progress dots is open: pytest's write_line would append to it
             reporter.write_line(f"vlmbench: {line}")
     return write
 
@@ -360,8 +381,42 @@ def _check_folder(config, cases) -> dict:
     except OSError as exc:  # e.g. a damaged CSV that cannot be moved aside: one line, nothing computed
         session.release_folder(refused=True)
         raise ConfigError(f"{exc}; nothing was computed") from None
-    config.stash[OWNER_CHECK_KEY] = OwnerCheck(done)
+    pending = tuple(case for case in cases if case not in done)
+    config.stash[OWNER_CHECK_KEY] = OwnerCheck(done, pending)
+    _report_sweep_progress(config, session, pending)
     return done
+
+
+SWEEP_PLUGIN = "vlmbench-sweep-progress"
+
+
+def _report_sweep_progress(config, session, pending) -> None:
+    """Registers the owner's sweep progress reporter (once), with the pending cases and their images."""
+    from vlmbench.run.progress import SweepProgress
+    if not config.pluginmanager.has_plugin(SWEEP_PLUGIN):
+        sweep = SweepProgress({case: len(session.chunks[case[1]]) for case in pending})
+        config.pluginmanager.register(_SweepReporter(sweep, _terminal_sink(config)), SWEEP_PLUGIN)
+
+
+class _SweepReporter:
+    """One progress line for the whole sweep per finished case, in the owner process (under xdist the
+    controller, which receives every worker's reports), after pytest's own mark for the case."""
+
+    def __init__(self, sweep, sink):
+        self.sweep, self.sink = sweep, sink
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report):
+        from vlmbench.run.sharding import case_from_nodeid
+        case = case_from_nodeid(report.nodeid)
+        if case is None:
+            return
+        if report.skipped:
+            self.sweep.case_dropped(case)
+        elif report.when == "call" or report.failed:
+            line = self.sweep.case_finished(case)
+            if line:
+                self.sink(line)
 
 
 def _identify_as_owner(config, session) -> None:
@@ -496,25 +551,77 @@ def pytest_sessionfinish(session, exitstatus):
     if OWNER_CHECK_KEY not in config.stash or config.option.collectonly:
         return  # an xdist worker (the controller reports once), checks refused or never run, or only collected
     from vlmbench.results.report import finish_run
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
     bench = config.stash[SESSION_KEY]
     known_rows = None
     if SHARD_KEY in config.stash:
         unfinished, known_rows = _read_experiment_chunks(bench)
         if unfinished:
-            if reporter is not None:
-                reporter.write_sep("=", "vlmbench shard")
-                reporter.write_line(f"shard {config.stash[SHARD_KEY]} finished its share; {len(unfinished)} chunk(s) "
-                                    f"of the experiment are not in {bench.results_dir} yet (e.g. {unfinished[0]}); "
-                                    f"the last shard to finish writes the summary, or run: vlmbench-report "
-                                    f"{bench.results_dir}")
+            _say_at_end(config, "vlmbench shard", f"shard {config.stash[SHARD_KEY]} finished its share; "
+                        f"{len(unfinished)} chunk(s) of the experiment are not in {bench.results_dir} yet (e.g. "
+                        f"{unfinished[0]}); the last shard to finish writes the summary, or run: vlmbench-report "
+                        f"{bench.results_dir}")
             return
     verdict = finish_run(bench, config.getoption("--vlm-baseline"), known_rows)
-    if reporter is not None:
-        reporter.write_sep("=", "vlmbench summary")
-        reporter.write_line(verdict.text)
+    _say_at_end(config, "vlmbench summary", verdict.text + _nothing_timed_note(config, bench))
+    if verdict.failed:
+        config.stash[END_KEY]["count"] = ("vlmbench gate failed" if verdict.outcome == "failed"
+                                          else "vlmbench report failed")
     if verdict.failed and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+BENCHMARK_OUTPUTS = ("--benchmark-compare", "--benchmark-autosave", "--benchmark-save", "--benchmark-json")
+
+
+def _nothing_timed_note(config, bench) -> str:
+    """One line when pytest-benchmark output was asked for but every selected chunk was skipped (finished
+    before), so pytest-benchmark timed nothing ('Not saving anything'); '' otherwise."""
+    asked = [option for option in BENCHMARK_OUTPUTS if _option(config, option)]
+    if not asked or _owner_check(config).pending:
+        return ""
+    return (f"\nnote: {'/'.join(asked)}: pytest-benchmark timed nothing, because every selected chunk was finished "
+            f"before and skipped; to time them, delete their CSVs in {bench.results_dir} or pass a fresh "
+            "--vlm-results DIR")
+
+
+def _option(config, name: str):
+    try:
+        return config.getoption(name)
+    except ValueError:  # pytest-benchmark not installed or switched off (-p no:benchmark)
+        return None
+
+
+def _say_at_end(config, title: str, text: str) -> None:
+    """Keeps a section ('=== title ===' and text) for pytest_terminal_summary to print."""
+    config.stash.setdefault(END_KEY, {"sections": [], "count": None})["sections"].append((title, text))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's table: the verdict stays the last thing read
+def pytest_terminal_summary(terminalreporter):
+    """The end-of-run sections (summary table and verdict, a shard's state), in pytest's own summary: after
+    the line of progress dots is ended (under xdist it was not, when they were printed at session finish),
+    before pytest's last line, which then counts a failed gate or report."""
+    end = terminalreporter.config.stash.get(END_KEY, None)
+    if end is None:
+        return
+    for title, text in end["sections"]:
+        terminalreporter.write_sep("=", title)
+        terminalreporter.write_line(text)
+    if end["count"]:
+        _count_in_last_line(terminalreporter, end["count"])
+
+
+@dataclass
+class _SummaryEntry:
+    """An entry of the terminal reporter's stats, so that pytest's last line counts it ('9 skipped, 1 vlmbench
+    gate failed in 3.02s'), which otherwise names only the skipped cases of a run whose gate failed."""
+    count_towards_summary: bool = True
+
+
+def _count_in_last_line(reporter, label: str) -> None:
+    """Adds `label` to pytest's last line; the terminal reporter prints that line after every session-finish hook."""
+    if reporter is not None:
+        reporter.stats.setdefault(label, []).append(_SummaryEntry())
 
 
 def _finish_empty_share(session) -> None:
@@ -524,11 +631,8 @@ def _finish_empty_share(session) -> None:
     shard, selected = config.stash[SHARD_KEY], config.stash[EMPTY_SHARE_KEY]
     if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = pytest.ExitCode.OK
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_sep("=", "vlmbench shard")
-        reporter.write_line(f"shard {shard}: its share is empty ({selected} selected chunk case(s) over "
-                            f"{shard.count} shards); nothing to do, nothing written")
+    _say_at_end(config, "vlmbench shard", f"shard {shard}: its share is empty ({selected} selected chunk case(s) over "
+                                          f"{shard.count} shards); nothing to do, nothing written")
 
 
 def _read_experiment_chunks(bench) -> tuple[list[str], dict]:

@@ -16,6 +16,7 @@ from vlmbench.scoring.metrics import MIN_CIDER_IMAGES
 from vlmbench.paths import atomic_write_text
 from vlmbench.results.records import timestamp, unique_path, write_json
 from vlmbench.results.references import load_references
+from vlmbench.scoring.caption_metrics import metrics_table
 from vlmbench.scoring.quality import cider_drop_holds, quality_table
 from vlmbench.results.summary import build_summary
 from vlmbench.results.plots import (PLOTTED, TRADE_OFFS, plots_not_drawn, timed_on_cpu,  # noqa: F401 (re-exported)
@@ -34,6 +35,8 @@ class Verdict:
     breaches: list[str] = field(default_factory=list)
     undecided: list[str] = field(default_factory=list)  # thresholds set but not applicable, with the reason
     allowed_differences: list[str] = field(default_factory=list)  # result fields that differ, explicitly allowed
+    checks: int = 0  # thresholds compared with the baseline (decided: passed or breached)
+    outcome: str = "not applied"  # "passed", "failed", "nothing checked", "not applied" (no baseline)
 
 
 # ---------------------------------------------------------------- table
@@ -250,23 +253,51 @@ def undecided(summary: dict, baseline: dict, cfg: ExperimentConfig) -> list[str]
     return lines
 
 
+def checks_made(summary: dict, baseline: dict, cfg: ExperimentConfig) -> int:
+    """How many thresholds the gate compared with the baseline: set, and decidable (see undecided_reason)."""
+    return sum(undecided_reason(GATES[threshold][0], entry, base) is None
+               for _, threshold, _, entry, base in _gated_pairs(summary, baseline, cfg))
+
+
 def gate(summary: dict, baseline_path: Optional[str], cfg: ExperimentConfig) -> Verdict:
+    """The regression verdict against the baseline summary at `baseline_path`, with the number of checks made.
+
+    A gate that compared nothing never says "passed": its outcome is "nothing checked", and a failure
+    when `thresholds.require_checks` is true."""
     if not baseline_path:
         return Verdict("no baseline given (--vlm-baseline; vlmbench-report --baseline): regression gate not applied")
     try:
         baseline = json.loads(Path(baseline_path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        return Verdict(f"baseline {baseline_path!r} unreadable: {exc}. Pass a summary_*.json file.", failed=True)
+        return Verdict(f"baseline {baseline_path!r} unreadable: {exc}. Pass a summary_*.json file.", failed=True,
+                       outcome="failed")
     try:
         allowed = check_baseline_compatible(summary, baseline, cfg.thresholds.allow_differences)
     except BaselineMismatch as exc:
-        return Verdict(f"baseline refused: {exc}", failed=True)
+        return Verdict(f"baseline refused: {exc}", failed=True, outcome="failed")
     found, open_ = breaches(summary, baseline, cfg), undecided(summary, baseline, cfg)
-    text = (("regression gate FAILED:\n" + "\n".join(f"  - {b}" for b in found)) if found
-            else f"regression gate passed against {baseline_path}")
+    checks = checks_made(summary, baseline, cfg)
+    text, failed, outcome = _verdict_line(found, checks, open_, baseline_path, cfg)
     text += "".join(f"\n  (allowed difference) {line}" for line in allowed)
     text += "".join(f"\n  (no decision) {line}" for line in open_)
-    return Verdict(text, bool(found), found, open_, allowed)
+    return Verdict(text, failed, found, open_, allowed, checks, outcome)
+
+
+def _verdict_line(found: list[str], checks: int, open_: list[str], baseline_path: str,
+                  cfg: ExperimentConfig) -> tuple[str, bool, str]:
+    """(first lines of the verdict, failed, outcome) from the breaches and the number of checks made."""
+    if found:
+        return (f"regression gate FAILED ({len(found)} of {checks} checks breached) against {baseline_path}:\n"
+                + "\n".join(f"  - {b}" for b in found)), True, "failed"
+    if checks:
+        return f"regression gate passed: {checks} checks against {baseline_path}, none breached", False, "passed"
+    why = ("every threshold set could not be decided (below)" if open_ else
+           "no threshold is set for any variant the baseline holds (thresholds.default and per_variant are null)")
+    if cfg.thresholds.require_checks:
+        return (f"regression gate FAILED: nothing checked against {baseline_path}: {why}; "
+                "thresholds.require_checks is true"), True, "failed"
+    return (f"regression gate: nothing checked against {baseline_path} (0 checks): {why}; set thresholds "
+            "(or thresholds.require_checks: true to make this an error)"), False, "nothing checked"
 
 
 # ---------------------------------------------------------------- the end of a run
@@ -281,21 +312,22 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
     summary["plots"] = []
     verdict = gate(summary, baseline, cfg)
     gate_text = verdict.text
-    summary["regression_gate"] = {"baseline": baseline, "failed": verdict.failed, "breaches": verdict.breaches,
+    summary["regression_gate"] = {"baseline": baseline, "outcome": verdict.outcome, "checks": verdict.checks,
+                                  "failed": verdict.failed, "breaches": verdict.breaches,
                                   "undecided": verdict.undecided,
                                   "allowed_differences": verdict.allowed_differences,
                                   **({} if baseline else {"baseline_null_reason": verdict.text})}
     unwritten: list[str] = []
     path = _try_write(unwritten, lambda: _write_summary(results_dir, summary))
-    table = (markdown_table(summary) + "\n\n" + quality_table(summary) if summary["variants"]
-             else "no variant has finished chunks yet")
+    table = ("\n\n".join(filter(None, [markdown_table(summary), quality_table(summary), metrics_table(summary)]))
+             if summary["variants"] else "no variant has finished chunks yet")
     _try_write(unwritten, lambda: atomic_write_text(results_dir / "summary_latest.md",
                                                     f"{table}\n\n{verdict.text}\n"))
     if summary["variants"]:
         summary["plots"] = _plots_or_reason(summary, results_dir / "plots", unwritten)
         summary["plots_not_drawn"] = plots_not_drawn(summary)
         if path is not None:  # now with the plots drawn and why others were not
-            _try_write(unwritten, lambda: write_json(path, summary))
+            _try_write(unwritten, lambda: _write_both(path, summary))
     page = html_or_reason(results_dir, summary, cfg, references, gate_text, path, known_rows, unwritten)
     lines = [table, "", *completeness_lines(summary), *ignored_lines(results_dir, cfg, summary),
              f"summary: {path if path is not None else 'NOT WRITTEN'}", page]
@@ -336,15 +368,26 @@ def _plots_or_reason(summary: dict, plot_dir: Path, unwritten: list[str]) -> lis
         return []
 
 
+LATEST_SUMMARY = "summary_latest.json"  # a copy of the newest summary_<timestamp>.json, under a fixed name
+
+
 def _write_summary(results_dir: Path, summary: dict) -> Path:
+    """summary_<timestamp>.json, then its copy summary_latest.json (each written atomically)."""
     stamp = timestamp()
     path = unique_path(results_dir, "summary_", stamp, ".json")
     try:
-        write_json(path, summary)
+        _write_both(path, summary)
     except OSError:
         path.unlink(missing_ok=True)  # the empty name reserved for it
         raise
     return path
+
+
+def _write_both(path: Path, summary: dict) -> None:
+    """The timestamped summary at `path` and its copy summary_latest.json beside it, both atomic; the copy
+    is written after the timestamped file, so it never holds a summary that has no timestamped twin."""
+    write_json(path, summary)
+    write_json(path.parent / LATEST_SUMMARY, summary)
 
 
 def _try_write(unwritten: list[str], write):

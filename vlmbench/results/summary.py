@@ -301,13 +301,26 @@ def environment() -> dict:
     """Python, platform, vlmbench's version, library versions (from the installed distributions' metadata:
     nothing is imported, so a report prints no library's import-time warnings) and the git commit."""
     import vlmbench
-    env = {"python": platform.python_version(), "platform": platform.platform(), "vlmbench": vlmbench.__version__}
+    env = {"python": platform.python_version(), "platform": platform.platform(), "vlmbench": vlmbench.__version__,
+           **distribution_version()}
     for library in VERSIONED_LIBRARIES:
         env[library] = installed_version(library)
         if env[library] is None:
             env[f"{library}_null_reason"] = f"{library} is not installed"
     env.update(git_commit())
     return env
+
+
+def distribution_version() -> dict:
+    """`pytest_vlmbench`: the version of the installed distribution (vlmbench.DISTRIBUTION) from its metadata,
+    or null with the reason (a source tree on PYTHONPATH, or an install made before the rename)."""
+    from vlmbench import DISTRIBUTION
+    version = installed_version(DISTRIBUTION)
+    key = DISTRIBUTION.replace("-", "_")
+    if version is not None:
+        return {key: version}
+    return {key: None, f"{key}_null_reason": f"no distribution named {DISTRIBUTION!r} is installed (run from a "
+                                             "source tree, or installed before the rename: pip install -e .)"}
 
 
 def git_commit() -> dict:
@@ -344,9 +357,21 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
     scoring, tokens = add_cider(entries, rows_by_variant, references, tokenizer) if entries else ({}, None)
     add_deltas(entries, cfg.baseline_variant)
     quality = add_quality_or_reason(entries, rows_by_variant, cfg, tokens) if entries else {}
+    metrics, metrics_scoring = caption_metrics_or_reason(entries, tokens, cfg)
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
             "config_fingerprint": cfg.fingerprint, "started_at": iso(started_at), "finished_at": iso(time.time()),
             "environment": {**environment(), **gpu_of_records(records)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,
             "mixed_environment": mixed_environment(rows_by_variant),
             "variants_not_run": [v for v in cfg.variants if v not in entries],
-            "variants": entries, "config": cfg.to_dict()}
+            "variants": entries, "metrics": metrics, "metrics_scoring": metrics_scoring, "config": cfg.to_dict()}
+
+
+def caption_metrics_or_reason(entries: dict, tokens: Optional[SummaryTokens], cfg) -> tuple[dict, dict]:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D and SPICE per variant (vlmbench.scoring.caption_metrics); a fault
+    becomes every metric null with the reason, never a lost summary."""
+    from vlmbench.scoring.caption_metrics import all_null, caption_metrics
+    try:
+        return caption_metrics(entries, tokens, cfg)
+    except Exception as exc:  # noqa: BLE001 - the measurements matter more than this section
+        reason = f"caption metrics failed: {type(exc).__name__}: {exc}"
+        return {v: all_null(reason) for v in entries}, {"metrics_null_reason": reason}

@@ -30,15 +30,15 @@ from vlmbench.results.records import variant_record_path, write_json
 SCHEMA = "vlmbench.variant_record/2"
 # how the variant was run: writers that differ here made chunks that are not alike (a WARNING under the table)
 SETTING_FIELDS = ("census", "dtype", "device", "engine", "micro_batch_size", "micro_batch_size_source",
-                  "model_size_mb", "decode_workers", "prefetch_batches")
+                  "model_size_mb", "decode_workers", "prefetch_batches", "cpu_threads")
 # measured once per load: writers differ as a matter of course (each loads on its own GPU)
 LOAD_FIELDS = ("weights_mib", "idle_power_w", "load_s", "micro_batch_size_reason", "warmup_s", "compile_cache")
 SUMMARY_FIELDS = SETTING_FIELDS + LOAD_FIELDS
 
 
 def writer_key(worker, gpu_uuid) -> str:
-    """Who loaded a variant or made a chunk: '<worker> on <GPU UUID>' ('no GPU UUID' on a CPU)."""
-    return f"{worker or 'main'} on {gpu_uuid or 'no GPU UUID'}"
+    """Who loaded a variant or made a chunk: '<worker> on <GPU UUID>', or '<worker> on CPU' without a GPU."""
+    return f"{worker or 'main'} on {gpu_uuid or 'CPU'}"
 
 
 def merge_variant_record(results_dir: Path, record: dict) -> None:
@@ -66,8 +66,9 @@ def read_writers(path: Path) -> dict[str, dict]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
-    if "writers" in data:
-        return dict(data["writers"])
+    if "writers" in data:  # keyed again from each record, so keys of an older vlmbench ('no GPU UUID') match
+        return {writer_key(w.get("worker"), w.get("gpu_uuid")) if "worker" in w else k: w
+                for k, w in data["writers"].items()}
     return {writer_key(data.get("worker"), data.get("gpu_uuid")): data}  # one flat record: vlmbench before per-writer records
 
 

@@ -354,3 +354,23 @@ def idle_share(wall_s: float, generate_s: float) -> Reading:
     if generate_s < 0 or generate_s > wall_s * (1 + 1e-6):
         return Reading.missing(f"generate time {generate_s:.3f} s outside the window's {wall_s:.3f} s")
     return Reading(max(0.0, (wall_s - generate_s) / wall_s))
+
+
+def cpu_threads(requested: Optional[int], usable_cores: Optional[int] = None) -> tuple[int, str]:
+    """torch's intra-op thread count for a CPU run, and where it came from ("config" or "default").
+
+    The default is half the cores this process may use (os.sched_getaffinity), at least 1: torch's own
+    default (every core) made one image 10x slower than one thread on a 2-core machine shared with other work.
+    """
+    if requested is not None:
+        return requested, "config"
+    if usable_cores is None:
+        usable_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, usable_cores // 2), "default"
+
+
+def set_cpu_threads(requested: Optional[int]) -> dict:
+    """Sets torch's intra-op threads for a CPU run; returns the record fields `cpu_threads`, `cpu_threads_source`."""
+    threads, source = cpu_threads(requested)
+    torch.set_num_threads(threads)
+    return {"cpu_threads": torch.get_num_threads(), "cpu_threads_source": source}

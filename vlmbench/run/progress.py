@@ -49,3 +49,36 @@ class ChunkProgress:
         if now - self.last >= self.interval_s and self.done < self.total:
             self.last = now
             self.sink(progress_line(self.label, self.done, self.total, now - self.start))
+
+
+class SweepProgress:
+    """Progress of the whole sweep, one line per finished case: 'sweep: 2/6 cases, 16/48 images, 1.3 img/s,
+    about 25 s left'.
+
+    pytest's dots say nothing on a 30-minute sweep. The owner process (the only one, or the xdist controller,
+    which receives every worker's reports) knows the pending cases and their images after its folder checks;
+    `case_finished` is called from pytest_runtest_logreport. The rate is images over the wall time since the
+    sweep started (model loads included, as they are in the time left); a case skipped after collection
+    (claimed or finished by another process) leaves the totals.
+    """
+
+    def __init__(self, images_by_case: dict, clock: Callable[[], float] = time.perf_counter):
+        self.images_by_case, self.clock = dict(images_by_case), clock
+        self.start = clock()
+        self.finished: set = set()
+
+    def case_finished(self, case) -> Optional[str]:
+        """The progress line after `case` finished (passed or failed); None for a case not pending here."""
+        if case not in self.images_by_case or case in self.finished:
+            return None
+        self.finished.add(case)
+        done = sum(self.images_by_case[c] for c in self.finished)
+        total = sum(self.images_by_case.values())
+        line = progress_line(f"sweep: {len(self.finished)}/{len(self.images_by_case)} cases", done, total,
+                             self.clock() - self.start)
+        return line.replace(" s left", " s left in the sweep")
+
+    def case_dropped(self, case) -> None:
+        """A pending case that this process will not run (skipped after collection): out of the totals."""
+        if case not in self.finished:
+            self.images_by_case.pop(case, None)

@@ -46,6 +46,7 @@ class BenchSession:
     snapshot: Optional[Path] = None  # this run's experiment_config_*.yaml
     progress_sink: Optional[Callable[[str], None]] = None  # live progress lines (default: sys.__stderr__)
     model_identified: bool = False  # model.identity is in cfg (resolved here, or given by the xdist controller)
+    checked_rows: Optional[list] = field(default=None, repr=False)  # rows load_rows already gave for this cfg
 
     def __post_init__(self):
         """Resolves `inference.engine: auto` for this machine, so that the fingerprint and the snapshot
@@ -58,7 +59,8 @@ class BenchSession:
     # ------------------------------------------------------------ lazily built state (first use only)
     @cached_property
     def rows(self) -> list[ImageRow]:
-        return load_rows(self.cfg)
+        """The experiment's rows: those the plugin loaded and checked before importing torch, else loaded now."""
+        return self.checked_rows if self.checked_rows is not None else load_rows(self.cfg)
 
     @cached_property
     def chunks(self) -> list[list[ImageRow]]:
@@ -278,6 +280,7 @@ class BenchSession:
         from vlmbench.run.runner import Captioner
 
         variant = self.variant(name)
+        threads = self.cpu_threads()
         source, revision = variant.model_id, variant.revision  # a prequantized checkpoint, else the run's model
         if source is None:
             source = weights_dir(self.cfg, self.processor, self.device)
@@ -297,7 +300,7 @@ class BenchSession:
                   "micro_batch_size_reason": micro.reason, "engine": engine.report, "worker": self.worker,
                   "decode_workers": self.cfg.inference.decode_workers,  # speed settings outside the fingerprint:
                   "prefetch_batches": self.cfg.inference.prefetch_batches,  # what made these chunks, not this run
-                  "config_fingerprint": self.cfg.fingerprint, **self.nvml.device_info()}
+                  "config_fingerprint": self.cfg.fingerprint, **threads, **self.nvml.device_info()}
         merge_variant_record(self.results_dir, _plain(record))  # beside the records of other workers and GPUs
         return LoadedVariant(name, model, captioner, record=record)
 
@@ -306,6 +309,14 @@ class BenchSession:
         if self.cfg.measure.model_size and variant.model_id and Path(variant.model_id).is_dir():
             return checkpoint_size_mb(Path(variant.model_id))
         return size_on_disk_mb(model, self.cfg.measure.model_size)
+
+    def cpu_threads(self) -> dict:
+        """On a CPU run, sets torch's thread count (inference.cpu_threads, else half the usable cores); the
+        record fields saying what the variant ran with. On CUDA torch's default stays (null with the reason)."""
+        from vlmbench.run.measure import set_cpu_threads
+        if self.device == "cpu":
+            return set_cpu_threads(self.cfg.inference.cpu_threads)
+        return {"cpu_threads": None, "cpu_threads_null_reason": f"not set on a {self.device} run (torch's default)"}
 
     def micro_batch_for(self, variant):
         """The variant's micro-batch: configured, or sized from the free device memory after loading."""

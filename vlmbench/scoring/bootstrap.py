@@ -80,3 +80,34 @@ def paired_difference(scores: dict, baseline_scores: dict, samples: int = 1000, 
         raise ValueError("the variant and the baseline share no scored image")
     diff = np.array([scores[i] - baseline_scores[i] for i in ids], dtype=np.float64)
     return interval(diff, samples, confidence, seed)
+
+
+def resampled_sums(rows: np.ndarray, samples: int, seed: int) -> np.ndarray:
+    """Column sums of `samples` resamples (with replacement) of the images, the rows of `rows` (images, k):
+    shape (samples, k). The indices are drawn as resampled_means draws them (same seed, same image count,
+    same images), one column at a time so that memory stays at BLOCK_ROWS x images."""
+    rng = np.random.default_rng(seed)
+    n = len(rows)
+    sums = []
+    for start in range(0, samples, BLOCK_ROWS):
+        index = rng.integers(0, n, size=(min(BLOCK_ROWS, samples - start), n))
+        sums.append(np.stack([rows[:, j][index].sum(axis=1) for j in range(rows.shape[1])], axis=1))
+    return np.concatenate(sums)
+
+
+def corpus_intervals(rows, statistic, samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> list[Interval]:
+    """Percentile bootstrap intervals of a corpus statistic made from summed per-image statistics (corpus BLEU
+    from n-gram counts and lengths), where the corpus score is not a mean of per-image scores.
+
+    `rows`: (images, k) per-image statistics; `statistic`: sums (..., k) -> values (..., m). Each resample
+    draws images and recomputes the statistic from their sums. Returns one Interval per output value, its
+    point the statistic of the whole set. Raises ValueError on an empty array.
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.size == 0:
+        raise ValueError("no per-image statistics to resample")
+    point = statistic(rows.sum(axis=0))
+    values = statistic(resampled_sums(rows, samples, seed))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail], axis=0)
+    return [Interval(float(p), float(lo), float(hi), confidence, samples) for p, lo, hi in zip(point, low, high)]

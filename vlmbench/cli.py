@@ -23,15 +23,21 @@ import sys
 from pathlib import Path
 
 from vlmbench.config import ConfigError, load_config
-from vlmbench.results.records import newest_first
 from vlmbench.results.report import report
 
 
 def newest_snapshot(results_dir: Path) -> Path:
-    snapshots = newest_first(results_dir.glob("experiment_config_*.yaml"))
+    """The newest readable config snapshot. A damaged one (empty, not YAML, not a file) is skipped and named on
+    stderr, never read as an empty config (which would be the packaged default experiment)."""
+    from vlmbench.results.records import readable_snapshots
+    snapshots, damaged = readable_snapshots(results_dir)
+    for line in damaged:
+        print(f"vlmbench-report: skipped a damaged config snapshot: {line}", file=sys.stderr)
     if not snapshots:
-        raise ConfigError(f"{results_dir} holds no experiment_config_*.yaml; pass --config with the experiment YAML.")
-    return snapshots[0]
+        what = f"no readable experiment_config_*.yaml ({'; '.join(damaged[:3])})" if damaged else \
+            "no experiment_config_*.yaml"
+        raise ConfigError(f"{results_dir} holds {what}; pass --config with the experiment YAML.")
+    return snapshots[0][0]
 
 
 def allow_differences(cfg, fields: list[str]):

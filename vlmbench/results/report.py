@@ -14,7 +14,8 @@ from typing import Optional
 from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, result_fields_of
 from vlmbench.scoring.metrics import MIN_CIDER_IMAGES
 from vlmbench.paths import atomic_write_bytes, atomic_write_text
-from vlmbench.results.records import timestamp, unique_path, write_json
+from vlmbench.paths import write_new
+from vlmbench.results.records import json_text, stamped_names, timestamp, write_json
 from vlmbench.scoring.quality import cider_drop_holds, quality_table
 from vlmbench.results.summary import build_summary
 
@@ -350,8 +351,9 @@ def gate(summary: dict, baseline_path: Optional[str], cfg: ExperimentConfig) -> 
 
 # ---------------------------------------------------------------- the end of a run
 def load_references(results_dir: Path) -> dict[int, list[str]]:
+    from vlmbench.paths import read_regular_text
     path = results_dir / "references.json"
-    return {int(k): v for k, v in json.loads(path.read_text()).items()}
+    return {int(k): v for k, v in json.loads(read_regular_text(path)).items()}  # a FIFO is refused, never opened
 
 
 def write_references(results_dir: Path, rows) -> None:
@@ -407,14 +409,8 @@ def _plots_or_reason(summary: dict, plot_dir: Path, unwritten: list[str]) -> lis
 
 
 def _write_summary(results_dir: Path, summary: dict) -> Path:
-    stamp = timestamp()
-    path = unique_path(results_dir, "summary_", stamp, ".json")
-    try:
-        write_json(path, summary)
-    except OSError:
-        path.unlink(missing_ok=True)  # the empty name reserved for it
-        raise
-    return path
+    """`summary_<stamp>[_<n>].json`, a new name that appears only with the whole summary behind it."""
+    return write_new(stamped_names(results_dir, "summary_", timestamp(), ".json"), json_text(summary).encode("utf-8"))
 
 
 def _try_write(unwritten: list[str], write):

@@ -190,7 +190,8 @@ class BenchSession:
         state = self.chunk_state(variant, chunk_id)
         if state.status != "complete" or self._retries_unavailable(path.name, state):
             return None
-        return f"{path.name} is complete for this experiment{self._failed_rows_note(state)} (delete it to recompute)"
+        note = f"; {state.note}" if state.note else ""
+        return f"{path.name} is complete for this experiment{self._failed_rows_note(state)}{note} (delete it to recompute)"
 
     def _retries_unavailable(self, csv_name: str, state) -> bool:
         if not state.unavailable_ids or not self.cfg.dataset.retry_unavailable_images:

@@ -96,11 +96,12 @@ class BenchSession:
         self.cfg = with_identity(self.cfg, identity)
         self.model_identified = True
 
-    def claim_folder(self, shared: bool = False) -> None:
-        """Checks the results folder and takes its lock; FolderUnusable or FolderBusy (one line) otherwise."""
-        from vlmbench.results.lock import FolderLock
+    def claim_folder(self, shared: bool = False, locking: bool = True) -> None:
+        """Checks the results folder and takes its lock (none with `locking` False: --vlm-no-folder-lock);
+        FolderUnusable (LockUnsupported on a file system without flock) or FolderBusy (one line) otherwise."""
+        from vlmbench.results.lock import folder_lock
         if self.lock is None:
-            self.lock = FolderLock(self.results_dir, self.cfg.fingerprint, shared).acquire()
+            self.lock = folder_lock(self.results_dir, self.cfg.fingerprint, shared, locking=locking).acquire()
             self.notes += self.lock.notes
 
     def release_folder(self, refused: bool = False) -> None:

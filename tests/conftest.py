@@ -6,6 +6,7 @@ that need them skip with the reason when that folder is absent, as on a user's m
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,30 @@ def write_config(tmp_path):
         path.write_text(yaml.safe_dump(data))
         return path
     return write
+
+
+@pytest.fixture
+def fifo_watchdog(tmp_path):
+    """Fails (instead of hanging forever) a test in which vlmbench opens a FIFO under tmp_path for reading.
+
+    A thread keeps opening each FIFO for writing without blocking: that succeeds only while some reader
+    has it open, which vlmbench must never do. The open also releases a reader stuck in open(), so the
+    test runs on and fails at teardown; an alarm signal could not, landing in another thread."""
+    import threading
+    opened, stop = [], threading.Event()
+
+    def watch():
+        while not stop.wait(0.05):
+            for path in tmp_path.rglob("*"):
+                try:
+                    if stat.S_ISFIFO(path.lstat().st_mode):
+                        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                        opened.append(path.name)
+                except OSError:  # ENXIO: no reader, as it should be
+                    pass
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+    assert not opened, f"vlmbench opened FIFO(s) for reading: {sorted(set(opened))}"

@@ -70,3 +70,26 @@ def test_report_warns_about_chunks_still_being_computed(tmp_path, capsys):
     claim.release()
     _warn_running_chunks(tmp_path)
     assert capsys.readouterr().err == ""
+
+
+def test_a_claim_stamped_in_the_future_goes_stale_after_the_timeout_from_first_sight(tmp_path):
+    """Another host's clock a day ahead: the claim's age was negative forever and the chunk never ran."""
+    path = _write_claim(tmp_path, "node-17", 1234, age_s=-86_400)
+    seen = time.time()
+    assert stale_reason(path, now=seen, stale_after_s=600) is None
+    assert stale_reason(path, now=seen + 599, stale_after_s=600) is None
+    why = stale_reason(path, now=seen + 601, stale_after_s=600)
+    assert why is not None and "no heartbeat for 601 s" in why and "in the future (clock skew)" in why
+    os.utime(path, (time.time() + 90_000, time.time() + 90_000))  # a live holder's heartbeat, on its own clock
+    assert stale_reason(path, now=seen + 700, stale_after_s=600) is None  # counted again from this time stamp
+    assert stale_reason(path, now=seen + 1301, stale_after_s=600) is not None
+
+
+def test_a_fifo_under_a_claim_name_is_stale_and_never_opened(tmp_path, fifo_watchdog):
+    path = claim_path(tmp_path, "fp16", 0)
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path)
+    assert "a FIFO (named pipe), not a claim file" in stale_reason(path)
+    claim, why = try_claim(tmp_path, "fp16", 0)
+    assert claim is not None and read_holder(path).pid == os.getpid()
+    claim.release()

@@ -3,7 +3,7 @@ import pytest
 
 from vlmbench.config import load_config
 from vlmbench.results.records import (CSV_COLUMNS, chunk_csv_path, foreign_message, inspect_chunk, newest_first, quarantine,
-                              read_chunk_csv, unique_path, write_chunk_csv, write_config_snapshot)
+                              read_chunk_csv, stamped_names, write_chunk_csv, write_config_snapshot)
 
 
 FP1, OTHER = "0123456789abcdef", "fedcba9876543210"
@@ -156,7 +156,8 @@ def test_names_of_one_second_do_not_collide_and_sort_in_order(tmp_path):
                                        "experiment_config_20260101T000000_3.yaml"]
     later = write_config_snapshot(tmp_path, cfg, "20260101T000001")
     assert newest_first(tmp_path.glob("*.yaml")) == [later] + paths[::-1]
-    assert unique_path(tmp_path, "summary_", "20260101T000000", ".json").name == "summary_20260101T000000.json"
+    names = stamped_names(tmp_path, "summary_", "20260101T000000", ".json")
+    assert [p.name for p in names[:2]] == ["summary_20260101T000000.json", "summary_20260101T000000_2.json"]
 
 
 @pytest.mark.parametrize("column", ["generated_tokens", "config_fingerprint", "status"])
@@ -165,3 +166,118 @@ def test_a_huge_cell_gives_a_bounded_damage_reason(tmp_path, column):
     _write_edited(path, column, "9" * 100_000 + "end")
     reason = _damaged_reason(path)
     assert len(reason) < 300 and "end'" in reason, reason
+
+
+# ---------------------------------------------------------------- issue 17: what vlmbench writes, it reads back
+def test_a_caption_longer_than_the_csv_field_limit_reads_back_and_reports(tmp_path, capsys):
+    """Python's csv refuses fields over 131,072 characters by default: such a caption, written by the real
+    writer, made its chunk damaged on every rerun and vlmbench-report end in a traceback."""
+    from tests.results_factory import tiny_config, write_results
+    from vlmbench.cli import main
+    long_caption = "a red circle " + "o" * 140_000  # over the limit in characters, few words to score (fast)
+    path = chunk_csv_path(tmp_path, "fp16", 0)
+    write_chunk_csv(path, [{**row, "caption": long_caption} for row in _rows([1, 2])])
+    state = inspect_chunk(path, [1, 2], FP1)
+    assert state.status == "complete", state.reason
+    assert read_chunk_csv(path)[0]["caption"] == long_caption
+    folder = tmp_path / "report"
+    cfg = tiny_config(folder, 4, chunks=2)
+    write_results(cfg, folder, image_cells={("int8", 3): {"caption": long_caption}})
+    assert main([str(folder), "--tokenizer", "ptb-python"]) == 0, capsys.readouterr().err
+    assert list(folder.glob("summary_*.json"))
+
+
+class Killed(BaseException):
+    """Stands for kill -9 in the middle of a write: nothing after it runs (no except OSError clean-up)."""
+
+
+def test_a_write_killed_midway_leaves_no_file_under_a_final_name(tmp_path, monkeypatch):
+    """The final name was reserved with an empty file before the write: a kill left an empty snapshot or summary."""
+    from vlmbench.config import load_config
+    from vlmbench.results.report import _write_summary
+
+    def killed(fd):
+        raise Killed()
+    monkeypatch.setattr("vlmbench.paths.os.fsync", killed)
+    with pytest.raises(Killed):
+        write_config_snapshot(tmp_path, load_config(), "20260101T000000")
+    with pytest.raises(Killed):
+        _write_summary(tmp_path, {"variants": {}})
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
+    monkeypatch.undo()
+    first = write_config_snapshot(tmp_path, load_config(), "20260101T000000")
+    assert first.name == "experiment_config_20260101T000000.yaml" and first.read_text().strip()
+
+
+def test_a_set_aside_csv_keeps_its_bytes_and_leaves_no_placeholder(tmp_path):
+    path = chunk_csv_path(tmp_path, "fp16", 0)
+    path.write_text("torn")
+    (tmp_path / f"{path.name}.damaged-20260101T000000").write_text("older")  # a name taken: the next one is used
+    moved = quarantine(path)
+    assert moved.read_text() == "torn" and not path.exists()
+    assert all(p.stat().st_size > 0 for p in tmp_path.iterdir())
+
+
+def _fifo(path):
+    import os
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def test_a_fifo_under_a_chunk_csv_name_is_damaged_and_moved_aside_unopened(tmp_path, fifo_watchdog):
+    import stat
+    from vlmbench.paths import NotARegularFile
+    from vlmbench.results.records import first_row_fingerprint
+    path = _fifo(chunk_csv_path(tmp_path, "fp16", 0))
+    state = inspect_chunk(path, [1, 2], FP1)
+    assert state.status == "damaged" and "a FIFO (named pipe), not a regular file" in state.reason
+    with pytest.raises(NotARegularFile, match="fp16_batch_0.csv"):
+        read_chunk_csv(path)
+    assert first_row_fingerprint(path) == "unreadable"
+    moved = quarantine(path)
+    assert stat.S_ISFIFO(moved.lstat().st_mode) and not path.exists()
+
+
+# ---------------------------------------------------------------- issue 17: a finished chunk proves its rows
+def _rewrite(path, edit):
+    """Rewrites the CSV's text through `edit` (a hand edit: the digest is left as it was)."""
+    path.write_bytes(edit(path.read_bytes()))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda data: data.replace(b"a cat, on a mat", b"a dog, on a mat", 1),  # an edited caption
+    lambda data: data.replace(b"\n1,1.jpg", b"\nX,1.jpg").replace(b"\n2,2.jpg", b"\n1,1.jpg").replace(
+        b"\nX,1.jpg", b"\n2,2.jpg"),  # two rows' image ids (and file names) swapped
+    lambda data: data.replace(b",0.5,", b",0.25,", 1),  # a measurement changed
+])
+def test_rows_that_do_not_match_their_digest_are_damaged_never_used(tmp_path, edit):
+    from vlmbench.results.records import DamagedFile
+    path = chunk_csv_path(tmp_path, "fp16", 0)
+    rows = _rows([1, 2])
+    rows[1]["caption"] = "two dogs"
+    write_chunk_csv(path, rows)
+    before = path.read_bytes()
+    _rewrite(path, edit)
+    assert path.read_bytes() != before
+    assert "do not match their chunk_sha256" in _damaged_reason(path)
+    with pytest.raises(DamagedFile, match="fp16_batch_0.csv: its rows do not match"):
+        read_chunk_csv(path)
+
+
+def test_a_csv_written_before_digests_is_complete_with_a_note(tmp_path):
+    """No chunk_sha256 column (vlmbench before 2026-12-02): accepted, saying its rows are not proven."""
+    import csv
+    path = chunk_csv_path(tmp_path, "fp16", 0)
+    write_chunk_csv(path, _rows([1, 2]))
+    rows = read_chunk_csv(path)
+    columns = [c for c in CSV_COLUMNS if c != "chunk_sha256"]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    state = inspect_chunk(path, [1, 2], FP1)
+    assert state.status == "complete" and "not proven unedited" in state.note
+    assert read_chunk_csv(path)[0]["caption"] == "a cat, on a mat"
+    write_chunk_csv(path, _rows([1, 2]))
+    assert inspect_chunk(path, [1, 2], FP1).note == ""

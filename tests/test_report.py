@@ -299,3 +299,13 @@ def test_a_gate_whose_every_threshold_is_undecided_checks_nothing(tmp_path):
     verdict = gate(_summary(), str(path), cfg)
     assert verdict.checks == 0 and verdict.outcome == "nothing checked" and len(verdict.undecided) == 2
     assert "every threshold set could not be decided" in verdict.text
+
+
+def test_a_references_file_that_is_a_fifo_is_refused_without_opening_it(tmp_path):
+    """A FIFO under references.json would make a plain read wait forever for a writer."""
+    import os
+    from vlmbench.config import ConfigError
+    from vlmbench.results.references import load_references
+    os.mkfifo(tmp_path / "references.json")
+    with pytest.raises(ConfigError, match="FIFO|regular file"):
+        load_references(tmp_path)

@@ -5,7 +5,7 @@ someone asks a question; the results folder holds everything needed to score aga
 variant records, references.json, config snapshots).
 
     vlmbench-report results/ [--baseline results/summary_X.json] [--config results/experiment_config_X.yaml]
-                             [--allow-difference inference.micro_batch_size ...]
+                             [--allow-difference inference.micro_batch_size ...] [--no-folder-lock]
 
 Whatever goes wrong while tokenizing or scoring, the summary, table and plots are written (CIDEr
 null with the reason, or the Java-free tokenizer with the reason recorded); a config problem exits 2
@@ -13,7 +13,8 @@ with the message, a failed regression gate exits 1.
 
 The report holds the folder lock (`vlmbench.results.lock`, exclusive, holder `vlmbench-report`) while it
 reads and writes: while a run (or a shard) holds the folder, the report exits 2 with one line naming
-the holder, and touches nothing; a run started during a report is refused the same way.
+the holder, and touches nothing; a run started during a report is refused the same way. On a file
+system without flock it exits 2 naming the way through; `--no-folder-lock` then reports unlocked.
 """
 from __future__ import annotations
 
@@ -23,15 +24,21 @@ import sys
 from pathlib import Path
 
 from vlmbench.config import ConfigError, load_config
-from vlmbench.results.records import newest_first
 from vlmbench.results.report import report
 
 
 def newest_snapshot(results_dir: Path) -> Path:
-    snapshots = newest_first(results_dir.glob("experiment_config_*.yaml"))
+    """The newest readable config snapshot. A damaged one (empty, not YAML, not a file) is skipped and named on
+    stderr, never read as an empty config (which would be the packaged default experiment)."""
+    from vlmbench.results.records import readable_snapshots
+    snapshots, damaged = readable_snapshots(results_dir)
+    for line in damaged:
+        print(f"vlmbench-report: skipped a damaged config snapshot: {line}", file=sys.stderr)
     if not snapshots:
-        raise ConfigError(f"{results_dir} holds no experiment_config_*.yaml; pass --config with the experiment YAML.")
-    return snapshots[0]
+        what = f"no readable experiment_config_*.yaml ({'; '.join(damaged[:3])})" if damaged else \
+            "no experiment_config_*.yaml"
+        raise ConfigError(f"{results_dir} holds {what}; pass --config with the experiment YAML.")
+    return snapshots[0][0]
 
 
 def allow_differences(cfg, fields: list[str]):
@@ -90,6 +97,9 @@ def main(argv=None) -> int:
     parser.add_argument("--allow-difference", action="append", default=[], metavar="FIELD",
                         help="a result field in which the baseline may differ (adds to thresholds.allow_differences; "
                              "repeatable), e.g. inference.micro_batch_size")
+    parser.add_argument("--no-folder-lock", action="store_true",
+                        help="do not lock the results folder (for file systems without flock, e.g. Lustre without "
+                             "-o flock); only safe while no run or shard is writing the folder")
     args = parser.parse_args(argv)
     from vlmbench.offline import apply_offline_switch
     apply_offline_switch()  # VLMBENCH_OFFLINE=1: no Hub call either (the config's model identity, the parquet)
@@ -102,7 +112,8 @@ def main(argv=None) -> int:
                                 args.allow_difference)  # identity first: the recorded fingerprints hold it
         if not (args.results_dir / "references.json").is_file():
             raise ConfigError(f"{args.results_dir}/references.json is missing; rerun pytest benchmarks once to write it.")
-        verdict = report_locked(args.results_dir, cfg, snapshot.stat().st_mtime, args.baseline, args.tokenizer)
+        verdict = report_locked(args.results_dir, cfg, snapshot.stat().st_mtime, args.baseline, args.tokenizer,
+                                locking=not args.no_folder_lock)
     except ConfigError as exc:
         print(f"vlmbench-report: {exc}", file=sys.stderr)
         return 2
@@ -114,13 +125,16 @@ def main(argv=None) -> int:
     return 1 if verdict.failed else 0
 
 
-def report_locked(results_dir: Path, cfg, started_at: float, baseline, tokenizer: str):
-    """The report, made while holding the folder lock; ConfigError (one line) when a run holds it."""
-    from vlmbench.results.lock import REPORT, FolderBusy, FolderLock, FolderUnusable
+def report_locked(results_dir: Path, cfg, started_at: float, baseline, tokenizer: str, locking: bool = True):
+    """The report, made while holding the folder lock (none with `locking` False: --no-folder-lock); ConfigError
+    (one line) when a run holds it, or when the file system cannot lock (with the way through)."""
+    from vlmbench.results.lock import REPORT, FolderBusy, FolderUnusable, folder_lock
     try:
-        lock = FolderLock(results_dir, cfg.fingerprint, command=REPORT).acquire()
+        lock = folder_lock(results_dir, cfg.fingerprint, command=REPORT, locking=locking).acquire()
     except (FolderBusy, FolderUnusable) as exc:
         raise ConfigError(str(exc)) from None
+    for note in lock.notes:
+        print(f"vlmbench-report: note: {note}", file=sys.stderr)
     try:
         _warn_running_chunks(results_dir)
         return report(results_dir, cfg, started_at, baseline, tokenizer)[1]

@@ -8,13 +8,23 @@ Temporary files and folders carry their owner in their name (`owner_tag()`: `pid
 e.g. `.fp16_batch_0.csv.pid123@node1-x8f2.tmp` or `.staging-pid123@node1-k2j1`. A process killed
 with -9 cannot remove its own, so the next run removes those whose owner process is gone
 (`sweep_leftovers`, same host only; a name of another host is left to that host).
+
+Files whose final name must be new (config snapshots, summaries, a damaged CSV set aside) are written
+whole to a temporary name first and then hard-linked under the first free final name (`write_new`,
+`link_new`): a link never replaces a file, so two writers of one second get two names, and a kill -9
+at any moment leaves either nothing or the whole file under a final name, never an empty one.
+
+Files read back from a results folder go through `read_regular_bytes`: a FIFO, device or folder under
+a file's name is refused without being opened (opening a FIFO for reading waits forever for a writer).
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 from pathlib import Path
 
@@ -56,17 +66,11 @@ DEFAULT_FILE_MODE = _default_file_mode()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` whole or not at all; WriteFailed (one line) when it cannot."""
+    """Writes `data` to `path` whole or not at all (replacing what is there); WriteFailed (one line) when it cannot."""
     path = Path(path)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, DEFAULT_FILE_MODE)  # mkstemp makes 0600; results are shared (shards, other users)
+        tmp = _write_temp(path, data)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -74,6 +78,107 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError) and not isinstance(exc, WriteFailed):
             raise WriteFailed(path, exc) from exc
         raise
+
+
+def _write_temp(path: Path, data: bytes) -> str:
+    """A new owned temporary file beside `path` holding `data`, flushed to disk; returns its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, DEFAULT_FILE_MODE)  # mkstemp makes 0600; results are shared (shards, other users)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_new(candidates: list[Path], data: bytes) -> Path:
+    """Writes `data` whole under the first of `candidates` (names in one folder) that does not exist yet, and
+    returns it; never replaces a file and never leaves an empty or partial one under a candidate name (the
+    data is written and flushed under a temporary name, then linked: `link_new`). FileExistsError when
+    every candidate is taken; WriteFailed (one line) when the folder cannot be written."""
+    first = Path(candidates[0])
+    tmp = None
+    try:
+        tmp = _write_temp(first, data)
+        for candidate in candidates:
+            if link_new(Path(tmp), Path(candidate)):
+                return Path(candidate)
+        raise FileExistsError(f"no free name {first.name} ... {Path(candidates[-1]).name} in {first.parent}")
+    except OSError as exc:
+        if isinstance(exc, (WriteFailed, FileExistsError)):
+            raise
+        raise WriteFailed(first, exc) from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+# errors of link() on file systems without hard links (some FUSE and SMB mounts)
+NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
+
+
+def link_new(source: Path, target: Path) -> bool:
+    """Gives the file `source` the new name `target` too, unless `target` exists (then False). A hard link
+    never replaces a file. Where the file system has no hard links, `source` is renamed to `target` after
+    checking that `target` is free (a race of two writers of one name within that instant is then possible)."""
+    try:
+        os.link(source, target, follow_symlinks=False)  # a symlink is moved as itself
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in NO_HARD_LINKS or os.path.lexists(target):
+            raise
+    os.rename(source, target)
+    return True
+
+
+class NotARegularFile(ValueError):
+    """A name vlmbench reads is something other than a regular file (a FIFO, a device, a folder); not opened."""
+
+
+# (test, what it is) for the kinds of file vlmbench never writes
+SPECIAL_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def special_kind(mode: int) -> str | None:
+    """What a file of this st_mode is when it is not a regular file ('a FIFO (named pipe)', ...), else None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in SPECIAL_KINDS if test(mode)), "not a regular file")
+
+
+def check_regular(path: Path) -> None:
+    """NotARegularFile naming `path` and its kind unless it is a regular file (symlinks followed); checked with
+    stat, so nothing is opened; FileNotFoundError when absent."""
+    _refuse_special(path, os.stat(path).st_mode)
+
+
+def _refuse_special(path: Path, mode: int) -> None:
+    kind = special_kind(mode)
+    if kind is not None:
+        raise NotARegularFile(f"{Path(path).name} in {Path(path).parent} is {kind}, not a regular file; vlmbench "
+                              "did not read it (move it away)")
+
+
+def read_regular_bytes(path: Path) -> bytes:
+    """The bytes of the regular file `path`; NotARegularFile, without opening it, for anything else (a FIFO
+    would make a plain open() wait forever for a writer). The open is non-blocking and the opened file is
+    checked again, so a FIFO swapped in between cannot hang the reader either."""
+    check_regular(path)
+    with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
+        _refuse_special(path, os.fstat(handle.fileno()).st_mode)
+        return handle.read()
+
+
+def read_regular_text(path: Path) -> str:
+    return read_regular_bytes(path).decode("utf-8")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -85,6 +85,9 @@ def pytest_addoption(parser):
                     help="run shard K (0-based) of N of the cases, e.g. 0/4; 'auto' reads it from a Slurm array "
                          "(SLURM_ARRAY_TASK_ID/_MIN/_COUNT) or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX "
                          "with VLMBENCH_SHARD_COUNT)")
+    group.addoption("--vlm-no-folder-lock", action="store_true", default=False,
+                    help="do not lock the results folder (for file systems without flock, e.g. Lustre without "
+                         "-o flock); only safe while this is the only run writing the folder")
 
 
 def _worker_id(config):
@@ -369,7 +372,7 @@ def _check_folder(config, cases) -> dict:
     session = _session(config)
     try:
         _identify_as_owner(config, session)
-        session.claim_folder(shared=_shares_folder(config))
+        session.claim_folder(shared=_shares_folder(config), locking=not config.getoption("--vlm-no-folder-lock"))
         session.check_chunks(cases)
         done = {case: reason for case in cases if (reason := session.skip_reason(*case))}
         _preflight(session, sorted({chunk_id for variant, chunk_id in cases if (variant, chunk_id) not in done}))

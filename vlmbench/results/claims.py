@@ -10,6 +10,11 @@ CSV is in place (or the case ended otherwise).
 A claim left by a crash is stale, and taken over, when
 - its holder ran on this host and that pid is gone (or holds a different process start time), or
 - its heartbeat is older than `STALE_AFTER_S` (the only test possible for another host's process).
+  A time stamp more than `SKEW_TOLERANCE_S` in the future (the holder's clock, or the file server's,
+  runs ahead) would never grow old: such a claim is aged from when this process first saw that very
+  time stamp instead, so it goes stale after the same timeout; a live holder's heartbeat changes the
+  time stamp and restarts the count.
+- it is not a regular file (a FIFO under a claim's name is moved aside, never opened).
 Taking over renames the stale file to a unique name first, so that of two processes that both
 found it stale only one wins; the loser sees the new holder's claim.
 """
@@ -23,10 +28,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlmbench.paths import pid_alive
+from vlmbench.paths import pid_alive, read_regular_text, special_kind
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0  # 20 missed heartbeats: a live holder on a loaded shared filesystem stays well inside
+SKEW_TOLERANCE_S = 60.0  # a heartbeat up to this far ahead of our clock is ordinary drift between hosts
+_FIRST_SEEN: dict[tuple[str, int], float] = {}  # (claim path, its mtime in ns) -> when this process first saw it
 
 
 def claims_dir(results_dir: Path) -> Path:
@@ -68,7 +75,7 @@ class Holder:
 
 def read_holder(path: Path) -> Holder | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_regular_text(path))
         return Holder(str(data["host"]), int(data["pid"]), data.get("started"), data.get("worker", ""))
     except (OSError, ValueError, KeyError, TypeError):
         return None  # vanished, or torn by a crash between create and write
@@ -76,16 +83,34 @@ def read_holder(path: Path) -> Holder | None:
 
 def stale_reason(path: Path, now: float | None = None, stale_after_s: float = STALE_AFTER_S) -> str | None:
     """Why the claim at `path` is stale, or None while its holder may still be working."""
+    now = time.time() if now is None else now
     try:
-        age = (now or time.time()) - path.stat().st_mtime
+        info = path.stat()
     except FileNotFoundError:
         return "released"
+    kind = special_kind(info.st_mode)
+    if kind is not None:
+        return f"it is {kind}, not a claim file (not opened)"
     holder = read_holder(path)
     if holder is not None and holder.host == socket.gethostname():
         return None if _pid_alive(holder.pid, holder.started) else f"its holder ({holder}) is gone"
+    age, skew = heartbeat_age(path, info.st_mtime_ns, now)
     if age > stale_after_s:
-        return f"no heartbeat for {age:.0f} s (holder {holder or 'unreadable'}; stale after {stale_after_s:.0f} s)"
+        return (f"no heartbeat for {age:.0f} s (holder {holder or 'unreadable'}; stale after {stale_after_s:.0f} s)"
+                f"{skew}")
     return None
+
+
+def heartbeat_age(path: Path, mtime_ns: int, now: float) -> tuple[float, str]:
+    """(seconds since the claim's last heartbeat as this process can tell, a note when its clock is skewed).
+
+    A time stamp more than SKEW_TOLERANCE_S ahead of `now` is aged from when this process first saw it."""
+    ahead = mtime_ns / 1e9 - now
+    if ahead <= SKEW_TOLERANCE_S:
+        return now - mtime_ns / 1e9, ""
+    first_seen = _FIRST_SEEN.setdefault((str(path), mtime_ns), now)
+    return now - first_seen, (f"; its time stamp is {ahead:.0f} s in the future (clock skew), so it was aged from "
+                              "when this process first saw it")
 
 
 @dataclass

@@ -35,6 +35,15 @@ How (Linux `flock(2)`; the kernel releases a flock when its holder dies, kill -9
   without releasing it (kill -9, pre-emption, power loss). It is taken over, and `notes` says so.
 - The last holder to leave removes the lock file, so a finished (or refused) run leaves no file.
 
+File systems without flock (Lustre mounted without `-o flock`, some FUSE file systems answer ENOSYS):
+taking the lock raises `LockUnsupported` (a `FolderUnusable`), whose one line names the folder, the
+lock file, the file system's answer and the ways through: mount with flock, another folder, or
+`--vlm-no-folder-lock` (`vlmbench-report --no-folder-lock`), which uses `UnlockedFolder` instead: the
+folder is checked as usual and nothing is locked, so it is safe only while one run (or the shards of
+one experiment, which still coordinate through their O_EXCL claim files) writes the folder. The short
+guard (`folder_guard`) falls back there to a guard file created with O_EXCL, which works on those file
+systems (exclusive create is atomic on the server), so variant records are still merged one at a time.
+
 The `filelock` library was considered: it offers exclusive locks only (no shared mode) and stores
 no holder information, both of which this folder lock needs. Like any flock, this lock is reliable
 on local file systems; on NFS, Linux emulates flock with POSIX byte-range locks (NFSv4: works; old
@@ -53,8 +62,14 @@ from pathlib import Path
 from typing import Optional
 
 LOCK_NAME = ".vlmbench.results.lock"
+GUARD_NAME = ".vlmbench.guard"  # folder_guard's file where the file system has no flock
+GUARD_TAKEOVER_S = 60.0  # a guard is held for milliseconds; one that stays this long was left by a killed holder
+# errno of flock on a file system that does not implement it: ENOSYS (Lustre without -o flock, FUSE),
+# EOPNOTSUPP/ENOTSUP (some FUSE and SMB mounts), ENOLCK (NFS without a lock manager)
+NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOLCK}
 RUN = "pytest benchmarks"
 REPORT = "vlmbench-report"
+NO_LOCK_OPTION = {RUN: "--vlm-no-folder-lock", REPORT: "--no-folder-lock"}
 # command -> (what to do when the folder is busy, what to do when it cannot hold results)
 FIXES = {RUN: ("Wait for it to finish, or pass --vlm-results DIR to use another folder.",
                "pass --vlm-results DIR naming a writable folder"),
@@ -69,6 +84,26 @@ class FolderBusy(RuntimeError):
 
 class FolderUnusable(OSError):
     """The results folder cannot hold results (a file, read-only, not creatable); one-line message."""
+
+
+class LockUnsupported(FolderUnusable):
+    """The results folder's file system does not implement flock; the message names the way through."""
+
+
+def unsupported_message(results_dir: Path, cause: OSError, command: str = RUN) -> str:
+    """One line: the folder, the lock file, what the file system answered, and the three ways through."""
+    return (f"results folder {results_dir}: its file system does not support flock, so vlmbench cannot lock the "
+            f"folder ({LOCK_NAME}: [Errno {cause.errno}] {cause.strerror or cause}; e.g. Lustre mounted without "
+            f"-o flock, or a FUSE file system). Mount it with flock support (Lustre: -o flock), or {FIXES[command][1]} "
+            f"on another file system (local disk, NFSv4), or pass {NO_LOCK_OPTION[command]} to go on without the "
+            f"lock: {UNLOCKED_RISK[command]}")
+
+
+UNLOCKED_RISK = {RUN: "then nothing stops a second run (or a run of another experiment) from writing the same "
+                      "chunks at the same time, so make sure this is the only run writing the folder (shards of one "
+                      "experiment still take each chunk through their claim files)",
+                 REPORT: "then nothing stops a run from writing the folder while the report reads it, so make sure "
+                         "no run or shard is writing it"}
 
 
 def holder_info(fingerprint: str, shared: bool, command: str = RUN) -> dict:
@@ -128,15 +163,26 @@ class FolderLock:
             return self
         self.created_folder = not self.results_dir.exists()
         ensure_results_folder(self.results_dir, FIXES[self.command][1])
+        try:
+            self._acquire_guarded()
+        except LockUnsupported:
+            if self.created_folder:
+                _remove_if_empty(self.results_dir)  # a refused run leaves no folder behind
+            raise
+        return self
+
+    def _acquire_guarded(self) -> None:
         with self._guard():
             fd = self._open()
             try:
                 self._take_or_join(fd)
-            except BaseException:
-                self._close_and_maybe_remove(fd, remove=False)
+            except BaseException as exc:
+                unsupported = isinstance(exc, OSError) and exc.errno in NO_FLOCK
+                self._close_and_maybe_remove(fd, remove=unsupported and os.fstat(fd).st_size == 0)
+                if unsupported:
+                    raise LockUnsupported(unsupported_message(self.results_dir, exc, self.command)) from None
                 raise
             self.fd = fd
-        return self
 
     def _take_or_join(self, fd: int) -> None:
         if _try_flock(fd, fcntl.LOCK_EX):
@@ -202,13 +248,49 @@ class FolderLock:
 def folder_guard(results_dir: Path):
     """A short exclusive flock on the folder's directory descriptor (the directory's inode never changes,
     unlike a file replaced by an atomic rename): around each lock state change and each merge of a
-    variant record. Blocks while another process is inside it."""
+    variant record. Blocks while another process is inside it. Where the file system has no flock, a
+    guard file created with O_EXCL does the same (`_guard_file`)."""
     dir_fd = os.open(results_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        fcntl.flock(dir_fd, fcntl.LOCK_EX)
-        yield
+        if _flock_if_supported(dir_fd, fcntl.LOCK_EX):
+            yield
+        else:
+            with _guard_file(Path(results_dir)):
+                yield
     finally:
         os.close(dir_fd)  # closing releases the flock
+
+
+def _flock_if_supported(fd: int, kind: int) -> bool:
+    """flock(fd, kind), blocking; False where the file system does not implement flock (NO_FLOCK)."""
+    try:
+        fcntl.flock(fd, kind)
+        return True
+    except OSError as exc:
+        if exc.errno in NO_FLOCK:
+            return False
+        raise
+
+
+@contextmanager
+def _guard_file(results_dir: Path):
+    """The guard without flock: `<folder>/.vlmbench.guard` created with O_EXCL (one creator wins, also on NFS
+    and Lustre), retried every 10 ms and removed on leaving. A guard lasts milliseconds, so one that is still
+    there after GUARD_TAKEOVER_S was left by a killed holder and is taken over."""
+    path = results_dir / GUARD_NAME
+    give_up_waiting = time.monotonic() + GUARD_TAKEOVER_S
+    while True:
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            break
+        except FileExistsError:
+            if time.monotonic() > give_up_waiting:
+                path.unlink(missing_ok=True)
+            time.sleep(0.01)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _try_flock(fd: int, kind: int) -> bool:
@@ -219,6 +301,43 @@ def _try_flock(fd: int, kind: int) -> bool:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
         raise
+
+
+class UnlockedFolder:
+    """Stands in for FolderLock when the user turned the lock off (--vlm-no-folder-lock, vlmbench-report
+    --no-folder-lock) on a file system without flock: the folder is checked and created as FolderLock
+    does, nothing is locked, and `notes` says so with the risk (UNLOCKED_RISK)."""
+
+    def __init__(self, results_dir: Path, command: str = RUN):
+        self.results_dir, self.command = Path(results_dir), command
+        self.first, self.created_folder, self.held = True, False, False
+        self.notes: list[str] = []
+
+    def acquire(self) -> "UnlockedFolder":
+        self.created_folder = not self.results_dir.exists()
+        ensure_results_folder(self.results_dir, FIXES[self.command][1])
+        self.notes.append(f"results folder {self.results_dir} is not locked ({NO_LOCK_OPTION[self.command]}): "
+                          f"{UNLOCKED_RISK[self.command]}")
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        self.held = False
+
+
+def folder_lock(results_dir: Path, fingerprint: str, shared: bool = False, command: str = RUN,
+                locking: bool = True):
+    """FolderLock, or UnlockedFolder when `locking` is False (the user's explicit choice); not yet acquired."""
+    if locking:
+        return FolderLock(results_dir, fingerprint, shared, command)
+    return UnlockedFolder(results_dir, command)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _read_info(fd: int) -> dict:

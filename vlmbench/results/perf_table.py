@@ -23,10 +23,29 @@ SEED_SWEEP_IMAGES = 5000  # per variant: the seed experiment's dataset.limit
 
 
 def latest_summary(folder: Path) -> Optional[dict]:
-    """The newest summary_*.json in `folder`, or None."""
+    """The newest readable summary_*.json in `folder`, or None; a damaged one (empty, not JSON, not a file) is
+    skipped and named on stderr."""
     from vlmbench.results.records import newest_first
-    paths = newest_first(Path(folder).glob("summary_*.json"))  # summary_<stamp>_10 is newer than _2
-    return json.loads(paths[0].read_text()) if paths else None
+    for path in newest_first(Path(folder).glob("summary_*.json")):  # summary_<stamp>_10 is newer than _2
+        summary = _read_summary(path)
+        if summary is not None:
+            return summary
+    return None
+
+
+def _read_summary(path: Path) -> Optional[dict]:
+    """The summary in `path`, or None with a line on stderr saying why it was skipped."""
+    from vlmbench.paths import read_regular_text
+    try:
+        text = read_regular_text(path)
+        summary = json.loads(text) if text.strip() else "empty"
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8, not a regular file
+        summary = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+    if isinstance(summary, dict) and isinstance(summary.get("variants"), dict):
+        return summary
+    why = summary if isinstance(summary, str) else "not a summary (no variants)"
+    print(f"perf_table: skipped damaged summary {path} ({why})", file=sys.stderr)
+    return None
 
 
 def coefficient_of_variation(values: list[Optional[float]]) -> Optional[float]:

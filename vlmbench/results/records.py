@@ -10,15 +10,26 @@ Files, per results folder:
 - `variant_<variant>.json`: what was measured when the variant loaded (census, size on disk, ...), one
   record per process that loaded it (written and read by `vlmbench/results/variant_records.py`).
 - `experiment_config_<timestamp>.yaml`: the resolved config and its fingerprint, per run.
+
+Proof of a chunk's rows (`chunk_sha256`, on every row): the SHA-256 of all its other cells, with their
+column names, in the order written. A CSV whose rows do not hash to it (a caption edited, image ids
+swapped, a cell corrupted after the write) is damaged: moved aside and recomputed, never used. CSVs
+written before the digest existed (vlmbench before 2026-12-02) have no such column and are still
+accepted when every other check passes, with a note that their rows are not proven: each is a finished
+GPU hour, no committed result is such a file, and a digest is an integrity check, not a signature
+(whoever edits a file by hand can recompute it), so refusing them would cost work and prove nothing
+more. Delete one to have it recomputed with its digest.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +38,8 @@ from typing import Optional
 import yaml
 
 from vlmbench.config import ExperimentConfig, config_to_yaml, diff_result_fields, shown
-from vlmbench.paths import atomic_write_text
+from vlmbench.paths import (NotARegularFile, atomic_write_text, check_regular, link_new, read_regular_bytes,
+                            read_regular_text, write_new)
 
 IMAGE_COLUMNS = ["image_id", "file_name", "variant", "chunk_id", "status", "error", "caption", "generated_tokens",
                  "micro_batch_index", "micro_batch_size", "micro_batch_padding", "micro_batch_s", "latency_s"]
@@ -35,12 +47,19 @@ CHUNK_COLUMNS = ["chunk_wall_s", "chunk_images_ok", "chunk_throughput_img_s", "c
                  "chunk_energy_j_per_image", "chunk_avg_power_w", "chunk_peak_alloc_mib", "chunk_peak_reserved_mib",
                  "chunk_nvml_used_mib", "chunk_generate_s", "chunk_idle_share", "engine", "device", "device_name",
                  "gpu_uuid", "gpu_parent_uuid", "worker", "dtype", "measure_notes", "torch_version", "transformers_version",
-                 "bitsandbytes_version", "config_fingerprint"]
+                 "bitsandbytes_version", "chunk_sha256", "config_fingerprint"]
 CSV_COLUMNS = IMAGE_COLUMNS + CHUNK_COLUMNS
 # libraries whose version is recorded on every chunk (a summary over mixed versions says so)
 VERSIONED_LIBRARIES = ("torch", "transformers", "bitsandbytes")
 # columns added after the first release: a CSV without them is still complete (no GPU hour recomputed)
-OPTIONAL_COLUMNS = tuple(f"{lib}_version" for lib in VERSIONED_LIBRARIES) + ("gpu_uuid", "gpu_parent_uuid", "worker")
+OPTIONAL_COLUMNS = tuple(f"{lib}_version" for lib in VERSIONED_LIBRARIES) + ("gpu_uuid", "gpu_parent_uuid", "worker", "chunk_sha256")
+DIGEST_COLUMN = "chunk_sha256"
+UNPROVEN_NOTE = "written before chunk digests (no chunk_sha256 column), so its rows are not proven unedited"
+# vlmbench's writer puts no bound on a cell (a caption is as long as max_new_tokens lets it be), so its reader
+# must have none either: Python's csv refuses a field over 131,072 characters by default, which made a long
+# caption's chunk "damaged" on every rerun. The largest limit the C long of every platform holds is set
+# deliberately, once, for this process; a field is no longer than its file, which is read into memory whole.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 def chunk_csv_path(results_dir: Path, variant: str, chunk_id: int) -> Path:
@@ -78,39 +97,44 @@ def _cell(value) -> str:
 
 
 def write_chunk_csv(path: Path, rows: list[dict]) -> None:
+    """The chunk's CSV, written atomically, each row carrying the digest of all rows (`rows_digest`)."""
+    cells = [{k: _cell(row.get(k)) for k in CSV_COLUMNS if k != DIGEST_COLUMN} for row in rows]
+    digest = rows_digest(cells)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="raise")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in CSV_COLUMNS})
+    for row in cells:
+        writer.writerow({**row, DIGEST_COLUMN: digest})
     atomic_write_text(path, buffer.getvalue())
 
 
+def rows_digest(rows: list[dict]) -> str:
+    """SHA-256 (hex) of every cell of `rows` except the digest's own, as [column, text] pairs in row and
+    column order: the same text the writer wrote and the reader reads back, so any edit changes it."""
+    cells = [[[column, text] for column, text in row.items() if column != DIGEST_COLUMN] for row in rows]
+    return hashlib.sha256(json.dumps(cells).encode("ascii")).hexdigest()
+
+
+def json_text(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+
+
 def write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write_text(path, json_text(data))
 
 
 def write_config_snapshot(results_dir: Path, cfg: ExperimentConfig, stamp: str, resolved: Optional[dict] = None) -> Path:
-    """`experiment_config_<stamp>.yaml`, or `..._<stamp>_<n>.yaml` when a run of the same second has the name."""
-    path = unique_path(Path(results_dir), "experiment_config_", stamp, ".yaml")
-    atomic_write_text(path, config_to_yaml(cfg, resolved))
-    return path
+    """`experiment_config_<stamp>.yaml`, or `..._<stamp>_<n>.yaml` when a run of the same second has the name;
+    the name appears only with the whole snapshot behind it (`paths.write_new`)."""
+    data = config_to_yaml(cfg, resolved).encode("utf-8")
+    return write_new(stamped_names(Path(results_dir), "experiment_config_", stamp, ".yaml"), data)
 
 
-def unique_path(folder: Path, prefix: str, stamp: str, suffix: str) -> Path:
-    """`<prefix><stamp><suffix>`, else `<prefix><stamp>_<n><suffix>` (n = 2, 3, ...), reserved with O_EXCL.
-
-    Two runs started in the same second (or shards of one run) get different names; the reserved
-    empty file is replaced atomically by the real content. `newest_first` orders these names.
-    """
-    for n in range(1, 10000):
-        path = folder / f"{prefix}{stamp}{'' if n == 1 else f'_{n}'}{suffix}"
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free name {prefix}{stamp}_<n>{suffix} in {folder}")
+def stamped_names(folder: Path, prefix: str, stamp: str, suffix: str) -> list[Path]:
+    """`<prefix><stamp><suffix>`, then `<prefix><stamp>_<n><suffix>` (n = 2, 3, ... 9999): the names a file of
+    that stamp may take, first free one wins (`paths.write_new`), so two runs started in the same second (or
+    shards of one run) get different names. `newest_first` orders these names."""
+    return [Path(folder) / f"{prefix}{stamp}{'' if n == 1 else f'_{n}'}{suffix}" for n in range(1, 10000)]
 
 
 def stamp_order(path: Path) -> tuple:
@@ -133,6 +157,7 @@ class ChunkState:
     failed: dict[str, int] = field(default_factory=dict)  # failed rows of a complete chunk, per failure kind
     unavailable_ids: list[int] = field(default_factory=list)  # image ids whose rows failed as 'unavailable'
     rows: list[dict] = field(default_factory=list, repr=False)  # a complete chunk's rows, as read (for the summary)
+    note: str = ""  # what a reader should know about a complete chunk (UNPROVEN_NOTE for a CSV without a digest)
 
     def failed_summary(self) -> str:
         """'2 failed rows (unavailable: 1, undecodable: 1)', or '' when every row is ok."""
@@ -143,9 +168,33 @@ class ChunkState:
         return f"{total} failed row{'s' if total > 1 else ''} ({kinds})"
 
 
+class DamagedFile(ValueError):
+    """A results-folder file that is not what its name promises (empty, unparsable, rows not matching their
+    digest); the message names the file and what is wrong."""
+
+
+def parse_csv(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
 def read_chunk_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    """A chunk CSV's rows (as text); NotARegularFile for a FIFO or other non-file (never opened), DamagedFile
+    when its rows do not match their digest."""
+    rows = parse_csv(read_regular_text(path))
+    problem = _digest_problem(rows)
+    if problem:
+        raise DamagedFile(f"{Path(path).name}: {problem}")
+    return rows
+
+
+def _digest_problem(rows: list[dict]) -> Optional[str]:
+    """Why the rows are not the ones their writer wrote, or None (also for a CSV without a digest column)."""
+    recorded = {row.get(DIGEST_COLUMN) for row in rows}
+    if not rows or recorded == {None}:
+        return None
+    if len(recorded) == 1 and recorded.pop() == rows_digest(rows):
+        return None
+    return f"its rows do not match their {DIGEST_COLUMN} (edited or corrupted after it was written)"
 
 
 # column -> (type, may be empty). Integers and floats must parse (finite); `generated_tokens` may be
@@ -176,11 +225,13 @@ def inspect_chunk(path: Path, expected_ids: list[int], fingerprint: str) -> Chun
     if not path.exists():
         return ChunkState("missing")
     try:
-        raw = path.read_bytes()
-        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"), newline="")))
+        raw = read_regular_bytes(path)
+        rows = parse_csv(raw.decode("utf-8"))
+    except NotARegularFile as exc:
+        return ChunkState("damaged", str(exc))
     except (csv.Error, UnicodeDecodeError, OSError) as exc:
         return ChunkState("damaged", f"unreadable: {exc}")
-    problem = _structure_problem(raw, rows) or _row_problem(rows, path, expected_ids)
+    problem = _structure_problem(raw, rows) or _digest_problem(rows) or _row_problem(rows, path, expected_ids)
     if problem:
         return ChunkState("damaged", problem)
     return _fingerprint_state(rows, fingerprint)
@@ -260,26 +311,53 @@ def complete_state(rows: list[dict]) -> ChunkState:
     for kind in kinds.values():
         failed[kind] = failed.get(kind, 0) + 1
     return ChunkState("complete", failed=failed, unavailable_ids=[i for i, k in kinds.items() if k == UNAVAILABLE],
-                      rows=rows)
+                      rows=rows, note=UNPROVEN_NOTE if DIGEST_COLUMN not in rows[0] else "")
 
 
 def quarantine(path: Path) -> Path:
-    """Moves a damaged CSV aside (kept for inspection) so that the chunk is recomputed."""
-    target = unique_path(path.parent, f"{path.name}.damaged-", timestamp(), "")
+    """Moves a damaged CSV (or whatever else has a chunk CSV's name: a FIFO is moved, never opened) aside
+    as `<name>.damaged-<stamp>[_<n>]`, kept for inspection, so that the chunk is recomputed. The file is
+    linked under the new name before the old name goes, so no empty placeholder ever appears."""
+    for target in stamped_names(path.parent, f"{path.name}.damaged-", timestamp(), ""):
+        if link_new(path, target):
+            path.unlink(missing_ok=True)  # already gone where link_new had to rename
+            return target
+    raise FileExistsError(f"no free name {path.name}.damaged-<stamp>_<n> in {path.parent}")
+
+
+def read_snapshot(path: Path) -> dict:
+    """A config snapshot's data (a mapping with its `fingerprint`); DamagedFile naming it and what is wrong
+    (empty: a run killed while writing it with an older vlmbench; not YAML; not a snapshot; not a file)."""
+    from vlmbench.strictyaml import strict_load
     try:
-        path.rename(target)
-    except OSError:
-        target.unlink(missing_ok=True)  # the name reserved for it
-        raise
-    return target
+        text = read_regular_text(path)
+        data = strict_load(text) if text.strip() else None
+    except (OSError, UnicodeDecodeError, NotARegularFile, yaml.YAMLError, RecursionError) as exc:
+        raise DamagedFile(f"{Path(path).name} is unreadable ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:160]})") from None
+    if not text.strip():
+        raise DamagedFile(f"{Path(path).name} is empty")
+    if not isinstance(data, dict) or not isinstance(data.get("fingerprint"), str):
+        raise DamagedFile(f"{Path(path).name} is not a config snapshot (no fingerprint in it)")
+    return data
+
+
+def readable_snapshots(results_dir: Path) -> tuple[list[tuple[Path, dict]], list[str]]:
+    """The folder's config snapshots, newest first, as (path, data), and one line per damaged one skipped."""
+    readable, damaged = [], []
+    for path in newest_first(Path(results_dir).glob("experiment_config_*.yaml")):
+        try:
+            readable.append((path, read_snapshot(path)))
+        except DamagedFile as exc:
+            damaged.append(str(exc))
+    return readable, damaged
 
 
 def find_snapshot(results_dir: Path, fingerprint: str) -> Optional[dict]:
-    """The result fields of the newest config snapshot in `results_dir` with that fingerprint."""
+    """The result fields of the newest readable config snapshot in `results_dir` with that fingerprint."""
     from vlmbench.config import ConfigError, from_plain
-    for path in newest_first(Path(results_dir).glob("experiment_config_*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
-        if data.get("fingerprint") == fingerprint:
+    for _, data in readable_snapshots(results_dir)[0]:
+        if data["fingerprint"] == fingerprint:
             try:
                 return from_plain(data).result_fields()
             except ConfigError:  # a snapshot from an older vlmbench: no field diff then
@@ -288,24 +366,18 @@ def find_snapshot(results_dir: Path, fingerprint: str) -> Optional[dict]:
 
 
 def snapshots_by_fingerprint(results_dir: Path) -> dict[str, Path]:
-    """fingerprint -> the newest config snapshot in the folder that carries it."""
+    """fingerprint -> the newest readable config snapshot in the folder that carries it."""
     found: dict[str, Path] = {}
-    for path in newest_first(Path(results_dir).glob("experiment_config_*.yaml")):
-        try:
-            fingerprint = (yaml.safe_load(path.read_text()) or {}).get("fingerprint")
-        except (OSError, yaml.YAMLError, AttributeError):
-            continue
-        if isinstance(fingerprint, str):
-            found.setdefault(fingerprint, path)
+    for path, data in readable_snapshots(results_dir)[0]:
+        found.setdefault(data["fingerprint"], path)
     return found
 
 
 def first_row_fingerprint(path: Path) -> str:
-    """The config fingerprint in a CSV's first row ('unreadable' when there is none)."""
+    """The config fingerprint in a CSV's first row ('unreadable' when there is none; a FIFO is not opened)."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            row = next(csv.DictReader(handle), None)
-    except (OSError, UnicodeDecodeError, csv.Error):
+        row = next(iter(parse_csv(read_regular_text(path))), None)
+    except (OSError, UnicodeDecodeError, csv.Error, NotARegularFile):
         row = None
     return (row or {}).get("config_fingerprint") or "unreadable"
 
@@ -329,6 +401,9 @@ def foreign_message(results_dir: Path, path: Path, state: ChunkState, cfg: Exper
     old = find_snapshot(results_dir, state.fingerprint)
     if old is None:
         what = "its config snapshot is not in the folder, so the differing fields are unknown"
+        damaged = readable_snapshots(results_dir)[1]
+        if damaged:
+            what += f" (damaged snapshot(s) skipped: {'; '.join(damaged[:3])}{'; ...' if len(damaged) > 3 else ''})"
     else:
         what = "differing fields: " + "; ".join(diff_result_fields(old, cfg.result_fields()))
     return (f"{path} was made by a different experiment (fingerprint {state.fingerprint}, this run is "

@@ -19,6 +19,7 @@ from typing import Optional
 import yaml
 
 from vlmbench.config import ConfigError, shown
+from vlmbench.paths import NotARegularFile, read_regular_bytes
 from vlmbench.results.records import snapshots_by_fingerprint, write_json
 
 FILE_NAME = "references.json"
@@ -70,11 +71,11 @@ def _read_bounded(path: Path):
         if size > MAX_BYTES:
             raise ConfigError(f"{path} is {size} bytes, more than the {MAX_BYTES} a references file can need; "
                               f"it is not one vlmbench wrote. Fix: {FIX}.")
-        return json.loads(path.read_bytes())
+        return json.loads(read_regular_bytes(path))  # a FIFO is refused, never opened
     except RecursionError:
         raise ConfigError(f"{path} is nested too deeply to be references (expected {{image id: [captions]}}, "
                           f"two levels). Fix: {FIX}.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, NotARegularFile, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path} cannot be read as JSON ({type(exc).__name__}: {exc}). Fix: {FIX}.") from None
 
 

@@ -13,8 +13,8 @@ from typing import Optional
 
 from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, result_fields_of
 from vlmbench.scoring.metrics import MIN_CIDER_IMAGES
-from vlmbench.paths import atomic_write_text
-from vlmbench.results.records import timestamp, unique_path, write_json
+from vlmbench.paths import atomic_write_text, write_new
+from vlmbench.results.records import json_text, stamped_names, timestamp, write_json
 from vlmbench.results.references import load_references
 from vlmbench.scoring.caption_metrics import metrics_table
 from vlmbench.scoring.quality import cider_drop_holds, quality_table
@@ -372,14 +372,10 @@ LATEST_SUMMARY = "summary_latest.json"  # a copy of the newest summary_<timestam
 
 
 def _write_summary(results_dir: Path, summary: dict) -> Path:
-    """summary_<timestamp>.json, then its copy summary_latest.json (each written atomically)."""
-    stamp = timestamp()
-    path = unique_path(results_dir, "summary_", stamp, ".json")
-    try:
-        _write_both(path, summary)
-    except OSError:
-        path.unlink(missing_ok=True)  # the empty name reserved for it
-        raise
+    """`summary_<stamp>[_<n>].json`, a new name that appears only with the whole summary behind it, then
+    its copy summary_latest.json (written atomically, after it)."""
+    path = write_new(stamped_names(results_dir, "summary_", timestamp(), ".json"), json_text(summary).encode("utf-8"))
+    write_json(path.parent / LATEST_SUMMARY, summary)
     return path
 
 

@@ -62,8 +62,10 @@ def read_variant_records(results_dir: Path, variant: str) -> dict[str, dict]:
 
 
 def read_writers(path: Path) -> dict[str, dict]:
+    """writer key -> record; ValueError when the file is not JSON or not a regular file (a FIFO is not opened)."""
+    from vlmbench.paths import read_regular_text
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_regular_text(path))
     except FileNotFoundError:
         return {}
     if "writers" in data:  # keyed again from each record, so keys of an older vlmbench ('no GPU UUID') match

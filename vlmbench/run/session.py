@@ -102,11 +102,12 @@ class BenchSession:
         self.cfg = with_identity(self.cfg, identity)
         self.model_identified = True
 
-    def claim_folder(self, shared: bool = False) -> None:
-        """Checks the results folder and takes its lock; FolderUnusable or FolderBusy (one line) otherwise."""
-        from vlmbench.results.lock import FolderLock
+    def claim_folder(self, shared: bool = False, locking: bool = True) -> None:
+        """Checks the results folder and takes its lock (none with `locking` False: --vlm-no-folder-lock);
+        FolderUnusable (LockUnsupported on a file system without flock) or FolderBusy (one line) otherwise."""
+        from vlmbench.results.lock import folder_lock
         if self.lock is None:
-            self.lock = FolderLock(self.results_dir, self.cfg.fingerprint, shared).acquire()
+            self.lock = folder_lock(self.results_dir, self.cfg.fingerprint, shared, locking=locking).acquire()
             self.notes += self.lock.notes
 
     def release_folder(self, refused: bool = False) -> None:
@@ -199,7 +200,8 @@ class BenchSession:
         state = self.chunk_state(variant, chunk_id)
         if state.status != "complete" or self._retries_unavailable(path.name, state):
             return None
-        return f"{path.name} is complete for this experiment{self._failed_rows_note(state)} (delete it to recompute)"
+        note = f"; {state.note}" if state.note else ""
+        return f"{path.name} is complete for this experiment{self._failed_rows_note(state)}{note} (delete it to recompute)"
 
     def _retries_unavailable(self, csv_name: str, state) -> bool:
         if not state.unavailable_ids or not self.cfg.dataset.retry_unavailable_images:

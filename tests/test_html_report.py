@@ -195,15 +195,25 @@ def test_the_gate_section_says_what_was_checked_and_what_failed():
 
 
 def test_caption_metrics_beyond_cider_are_shown_when_the_summary_has_them(reported):
+    """From the summary's `metrics` section (vlmbench.scoring.caption_metrics: a value, its `_ci` and
+    `_null_reason` keys), else a variant entry's own `metrics`; a metric null everywhere gets no column."""
     import copy
     from vlmbench.results.html import headline_section
-    _, text, summary = reported
-    assert "BLEU-4" not in text  # absent from this summary: no empty column
-    richer = copy.deepcopy(summary)
-    for k, entry in enumerate(richer["variants"].values()):
-        entry["metrics"] = {"BLEU-4": 0.25 + k / 100, "METEOR": {"point": 0.3, "low": 0.2, "high": 0.4}}
+    _, _, summary = reported
+    bare = copy.deepcopy(summary)
+    bare.pop("metrics", None)
+    assert "BLEU-4" not in headline_section(bare)  # absent from the summary: no empty column
+    richer = copy.deepcopy(bare)
+    richer["metrics"] = {name: {"BLEU-4": 0.25 + k / 100, "BLEU-4_ci": {"point": 0.25, "low": 0.2, "high": 0.3},
+                                "METEOR": 0.3, "CIDEr-D": 6.3, "SPICE": None, "SPICE_null_reason": "no jars"}
+                         for k, name in enumerate(richer["variants"])}
     section = headline_section(richer)
     assert "<th>BLEU-4</th><th>METEOR</th>" in section and ">0.26<" in section and ">0.3<" in section
+    assert "BLEU-4_ci" not in section and "SPICE" not in section and "<th>CIDEr-D</th><th>" not in section[
+        section.index("<th>BLEU-4</th>"):]
+    for k, entry in enumerate(bare["variants"].values()):  # the per-entry form, as older summaries may carry
+        entry["metrics"] = {"BLEU-4": 0.25 + k / 100, "METEOR": {"point": 0.3, "low": 0.2, "high": 0.4}}
+    assert "<th>BLEU-4</th><th>METEOR</th>" in headline_section(bare)
 
 
 def test_a_page_that_cannot_be_built_or_written_is_a_line_not_an_exception(tmp_path, monkeypatch):

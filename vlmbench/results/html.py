@@ -89,11 +89,21 @@ def _metric_cell(name: str, entry: dict, metric: str, digits: int, baseline: str
     return _td(value + change, numeric=True)
 
 
-def extra_metric_names(variants: dict) -> list[str]:
-    """Caption metrics beyond CIDEr-D a summary may carry per variant (`metrics`: BLEU-4, METEOR, ...)."""
+def caption_metrics_of(summary: dict) -> dict[str, dict]:
+    """Variant -> its COCO caption metrics beyond CIDEr-D (BLEU-1..4, METEOR, ROUGE-L, SPICE): from the
+    summary's `metrics` section (vlmbench.scoring.caption_metrics), else a variant entry's own `metrics`;
+    interval and null-reason keys (`<name>_ci`, `<name>_null_reason`) and CIDEr-D (a headline column) left out."""
+    section = summary.get("metrics") or {}
+    return {name: {k: v for k, v in (section.get(name) or entry.get("metrics") or {}).items()
+                   if k != "CIDEr-D" and not k.endswith(("_ci", "_null_reason"))}
+            for name, entry in summary["variants"].items()}
+
+
+def extra_metric_names(metrics: dict[str, dict]) -> list[str]:
+    """The metric names that at least one variant has a value for, in the order first seen."""
     names: dict[str, None] = {}
-    for entry in variants.values():
-        for key, value in (entry.get("metrics") or {}).items():
+    for values in metrics.values():
+        for key, value in values.items():
             if _metric_value(value) is not None:
                 names[key] = None
     return list(names)
@@ -109,13 +119,14 @@ def _metric_value(value) -> Optional[float]:
 def headline_section(summary: dict) -> str:
     from vlmbench.results.report import null_lines, table_caption, table_warnings
     variants, baseline = summary["variants"], baseline_of(summary)
-    extra = extra_metric_names(variants)
+    metrics = caption_metrics_of(summary)
+    extra = extra_metric_names(metrics)
     head = ["variant", *(h for h, _, _ in HEADLINE.values()), *map(escape, extra), "images ok/failed"]
     rows = []
     for name, entry in variants.items():
         cells = [_td(escape(name) + (" <span class=muted>(baseline)</span>" if name == baseline else ""))]
         cells += [_metric_cell(name, entry, m, d, baseline, hb) for m, (_, d, hb) in HEADLINE.items()]
-        cells += [_td(_num(_metric_value((entry.get("metrics") or {}).get(k)), 4), True) for k in extra]
+        cells += [_td(_num(_metric_value(metrics[name].get(k)), 4), True) for k in extra]
         cells.append(_td(f"{entry.get('images_captioned', '?')}/{entry.get('images_failed', '?')}", True))
         rows.append(cells)
     notes = [f"n/a {line}" for line in null_lines(variants)] + [n for n in table_warnings(summary) if n]

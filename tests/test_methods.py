@@ -173,3 +173,21 @@ def test_4bit_layers_whose_width_is_not_a_multiple_of_the_block_run_on_a_cpu():
     assert type(layer).__name__ == "Linear4bit" and layer.in_features % layer.weight.quant_state.blocksize
     with torch.no_grad():
         assert layer(torch.randn(2, layer.in_features, dtype=torch.float16)).shape == (2, layer.out_features)
+
+
+@pytest.mark.xfail(strict=True, reason="bitsandbytes 0.50.2's CPU 4-bit kernels: a row width that is not a multiple "
+                                       "of the 64-value block comes back with 2.5x NF4's usual error (README, "
+                                       "Quantization methods); strict, so a fixed release makes this fail and the "
+                                       "README's CPU 4-bit numbers are redone")
+def test_bitsandbytes_cpu_4bit_is_right_on_unaligned_widths():
+    import torch
+    from bitsandbytes.functional import dequantize_4bit, quantize_4bit
+    generator = torch.Generator().manual_seed(0)
+
+    def nf4_error(shape):
+        weight = torch.randn(*shape, generator=generator).half()
+        restored = dequantize_4bit(*quantize_4bit(weight, blocksize=64, quant_type="nf4"))
+        return float((restored.float() - weight.float()).norm() / weight.float().norm())
+
+    assert nf4_error((96, 128)) < 0.12  # aligned rows: NF4's usual error, about 0.09
+    assert nf4_error((96, 96)) < 0.12  # unaligned rows: about 0.24 on this bitsandbytes

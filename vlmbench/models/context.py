@@ -13,19 +13,12 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.config import ConfigError, ExperimentConfig
+from vlmbench.engines.batch_size import image_tokens  # one image's language-model tokens (1024 px -> 1369)
 
-PATCH_PX = 28  # Qwen2.5-VL: 14 px patches merged 2x2, one language-model token per 28x28 px
 # Tokens of the chat template around the prompt, an upper bound: Qwen2.5-VL's template adds the system
 # message "You are a helpful assistant.", the role names and 8 special tokens (about 30 tokens); 64 is
 # counted in bytes, which bound byte-level BPE tokens from above.
 TEMPLATE_TOKENS = 64
-
-
-def image_tokens(img_size: int) -> int:
-    """Language-model tokens of one img_size x img_size image: Qwen2-VL's `smart_resize` rounds each side
-    to a multiple of 28 px (Python's round, as it does); the config's 56..3584 px range keeps it inside
-    min_pixels..max_pixels, so no other rescaling applies. 1024 -> 1036 px -> 37 x 37 = 1369."""
-    return round(img_size / PATCH_PX) ** 2
 
 
 def prompt_tokens_bound(prompt: str) -> int:

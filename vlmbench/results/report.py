@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, result_fields_of
-from vlmbench.scoring.metrics import MIN_CIDER_IMAGES
+from vlmbench.scoring.metrics import MIN_CIDER_IMAGES, TOKENIZER_ALIASES
 from vlmbench.paths import atomic_write_text, write_new
 from vlmbench.results.records import json_text, stamped_names, timestamp, write_json
 from vlmbench.results.references import load_references
@@ -160,7 +160,6 @@ def check_baseline_compatible(summary: dict, baseline: dict, allowed=()) -> list
 
 
 TOKENIZER_FIELD = "cider_scoring.tokenizer"
-TOKENIZER_ALIASES = {"nltk-treebank": "ptb-python"}  # the old name of the Java-free tokenizer
 
 
 def tokenizer_difference(summary: dict, baseline: dict) -> dict[str, str]:

@@ -56,13 +56,13 @@ def test_a_run_without_flock_names_the_problem_and_runs_with_the_lock_turned_off
     refused = run()
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines([f"*results folder {results}: its file system does not support flock*"
-                                  ".vlmbench.results.lock: [[]Errno 38[]] Function not implemented*-o flock*"
+                                  ".vlmbench.lock: [[]Errno 38[]] Function not implemented*-o flock*"
                                   "--vlm-no-folder-lock*only run writing the folder*"])
     assert "Traceback" not in refused.stderr.str() and not results.exists()
     unlocked = run("--vlm-no-folder-lock")
     unlocked.assert_outcomes(passed=2)
     unlocked.stdout.fnmatch_lines([f"*vlmbench: results folder {results} is not locked (--vlm-no-folder-lock)*"])
-    assert list(results.glob("experiment_config_*.yaml")) and not (results / ".vlmbench.results.lock").exists()
+    assert list(results.glob("experiment_config_*.yaml")) and not (results / ".vlmbench.lock").exists()
 
 
 def test_a_report_without_flock_names_the_problem_and_reports_with_the_lock_turned_off(tmp_path, no_flock, capsys):
@@ -71,7 +71,7 @@ def test_a_report_without_flock_names_the_problem_and_reports_with_the_lock_turn
     assert report_main([str(tmp_path), "--tokenizer", "ptb-python"]) == 2
     err = capsys.readouterr().err
     assert "does not support flock" in err and "--no-folder-lock" in err and "Traceback" not in err
-    assert not list(tmp_path.glob("summary_*.json")) and not (tmp_path / ".vlmbench.results.lock").exists()
+    assert not list(tmp_path.glob("summary_*.json")) and not (tmp_path / ".vlmbench.lock").exists()
     assert report_main([str(tmp_path), "--tokenizer", "ptb-python", "--no-folder-lock"]) == 0
     assert "is not locked (--no-folder-lock)" in capsys.readouterr().err
     assert list(tmp_path.glob("summary_*.json"))

@@ -180,6 +180,18 @@ def test_the_browser_check_sees_a_request_and_an_overflow(chromium, tmp_path):
     assert visit.problems  # the failed load is logged
 
 
+def test_the_gate_box_is_green_only_when_the_gate_passed():
+    """Thresholds set but none decided is the outcome 'nothing checked': the box was green ('pass') for it."""
+    from vlmbench.config import load_config
+    from vlmbench.results.html import gate_section
+    config = load_config(overrides={"thresholds": {"default": {"throughput_drop_pct": 5}}}).to_dict()
+    gate = {"baseline": "base.json", "failed": False, "checks": 0, "outcome": "nothing checked"}
+    section = gate_section({"config": config, "variants": {"fp16": {}}, "regression_gate": gate}, "nothing checked")
+    assert "<pre class=none>" in section and "checks made: 0;" in section
+    gate.update(checks=1, outcome="passed")
+    assert "<pre class=pass>" in gate_section({"config": config, "variants": {"fp16": {}}, "regression_gate": gate}, "ok")
+
+
 def test_the_gate_section_says_what_was_checked_and_what_failed():
     from vlmbench.config import load_config
     from vlmbench.results.html import gate_section

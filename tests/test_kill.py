@@ -31,7 +31,7 @@ def _kill_at_a_random_moment(proc, results, rng):
     wait_for = rng.choice(["lock", "csv", "time"])
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
-        if wait_for == "lock" and (results / ".vlmbench.results.lock").exists():
+        if wait_for == "lock" and (results / ".vlmbench.lock").exists():
             break
         if wait_for == "csv" and list(results.glob("*_batch_*.csv")):
             break
@@ -77,5 +77,5 @@ def test_kill_minus_nine_at_random_moments_then_a_rerun_completes(tmp_path, monk
     assert final.wait(timeout=300) == 0
     _assert_every_csv_is_whole(results, chunks, cfg.fingerprint)
     assert len(list(results.glob("fp16_batch_*.csv"))) == len(chunks) == 4
-    assert list(results.glob("summary_*.json")) and not (results / ".vlmbench.results.lock").exists()
+    assert list(results.glob("summary_*.json")) and not (results / ".vlmbench.lock").exists()
     assert _leftovers(results, cache) == []

@@ -11,7 +11,7 @@ Whatever goes wrong while tokenizing or scoring, the summary, table and plots ar
 null with the reason, or the Java-free tokenizer with the reason recorded); a config problem exits 2
 with the message, a failed regression gate exits 1.
 
-The report holds the folder lock (`vlmbench.results.lock`, exclusive, holder `vlmbench-report`) while it
+The report holds the folder lock (`.vlmbench.lock`, exclusive, holder `vlmbench-report`) while it
 reads and writes: while a run (or a shard) holds the folder, the report exits 2 with one line naming
 the holder, and touches nothing; a run started during a report is refused the same way. On a file
 system without flock it exits 2 naming the way through; `--no-folder-lock` then reports unlocked.

@@ -26,7 +26,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from vlmbench.quantize.census import take_census
+from vlmbench.quantize.census import has_method, take_census
 from vlmbench.engines import vision_attention, vision_compile
 from vlmbench.engines.compile_cache import use_compile_cache
 from vlmbench.engines.stock import StockEngine
@@ -38,7 +38,7 @@ DECODE_UNUSED_COMPONENTS = ("vision",)  # census components a decode step never 
 def vision_compile_report(model, cfg, device: str) -> dict:
     """Compiles the vision blocks where `vision_compile.vision_plan` says so; returns the report's fields
     `vision_compiled` and `vision_compiled_reason`."""
-    vision_int8 = take_census(model).get("vision", {}).get("int8", 0) > 0
+    vision_int8 = has_method(take_census(model), "vision", "bitsandbytes Linear8bitLt")
     compile_it, why = vision_compile.vision_plan(device, cfg.inference.compile_vision, vision_int8)
     if compile_it:
         vision_compile.compile_vision_blocks(model)

@@ -56,6 +56,12 @@ def take_census(model: nn.Module) -> dict[str, dict]:
     return {c: v for c, v in counts.items() if v["linear"] or c != "other"}
 
 
+def has_method(census: dict, component: str, label_start: str) -> bool:
+    """Whether the census found, in `component`, a quantized layer whose label starts with `label_start`
+    (e.g. 'bitsandbytes Linear8bitLt': LLM.int8 layers)."""
+    return any(label.startswith(label_start) for label in census.get(component, {}).get("methods", {}))
+
+
 def expected_label(variant: Variant) -> str:
     """The start every census label of `variant`'s quantized layers must have."""
     if variant.method == "int8":

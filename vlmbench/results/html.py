@@ -191,8 +191,10 @@ def thresholds_set(config: dict, variants) -> list[str]:
 def gate_section(summary: dict, verdict_text: str) -> str:
     gate = summary.get("regression_gate") or {}
     checked = thresholds_set(summary.get("config") or {}, summary["variants"])
-    tone = "fail" if gate.get("failed") else ("none" if not gate.get("baseline") or not checked else "pass")
-    what = (f"thresholds that apply ({len(checked)}):" if checked else
+    # green only for the gate's own "passed": thresholds set but none decided is "nothing checked", not a pass
+    tone = "fail" if gate.get("failed") else {"passed": "pass"}.get(gate.get("outcome"), "none")
+    made = f"checks made: {gate['checks']}; " if gate.get("checks") is not None else ""
+    what = made + (f"thresholds that apply ({len(checked)}):" if checked else
             "no threshold is set in the config (thresholds.default / per_variant): nothing is checked")
     extra = [*(f"breach: {b}" for b in gate.get("breaches") or []),
              *(f"not decided: {u}" for u in gate.get("undecided") or []),

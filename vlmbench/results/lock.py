@@ -26,7 +26,7 @@ Public API::
 
 How (Linux `flock(2)`; the kernel releases a flock when its holder dies, kill -9 included):
 
-- `<results>/.vlmbench.results.lock` is locked `LOCK_EX` by an exclusive holder, `LOCK_SH` by shared holders.
+- `<results>/.vlmbench.lock` is locked `LOCK_EX` by an exclusive holder, `LOCK_SH` by shared holders.
   It holds JSON about the holder that took it first: pid, host, start time (UTC), fingerprint, mode.
 - Every state change (take, join, leave) happens under a short `LOCK_EX` on the results folder's
   own directory descriptor (the guard), so that a holder converting its lock (EX to SH on take, SH
@@ -61,7 +61,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-LOCK_NAME = ".vlmbench.results.lock"
+LOCK_NAME = ".vlmbench.lock"
 GUARD_NAME = ".vlmbench.guard"  # folder_guard's file where the file system has no flock
 GUARD_TAKEOVER_S = 60.0  # a guard is held for milliseconds; one that stays this long was left by a killed holder
 # errno of flock on a file system that does not implement it: ENOSYS (Lustre without -o flock, FUSE),

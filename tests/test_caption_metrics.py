@@ -92,8 +92,11 @@ def test_a_meteor_jvm_that_exits_leaves_meteor_null_with_the_reason_and_nothing_
     monkeypatch.setattr(meteor_module, "METEOR_JAR", "no-such-meteor.jar")  # java starts, cannot open it, exits
     with cm.JavaScorers(meteor_enabled=True) as java:
         values, _ = cm.score_variant(scored.references, scored.captions["fp16"], 2.0, java)
+        # the next variant: pycocoevalcap's Meteor kept its lock from the failed call, which hung this one
+        after, _ = cm.score_variant(scored.references, scored.captions["fp16"], 2.0, java)
     assert values["METEOR"] is None and values["ROUGE-L"] > 0
     assert values["METEOR_null_reason"].startswith("scoring failed: RuntimeError: METEOR's JVM exited with status 1")
+    assert after["METEOR"] is None and after["METEOR_null_reason"].startswith("METEOR stopped on an earlier variant")
 
 
 def test_corpus_bleu_from_summed_counts_is_pycocoevalcaps_bleu_also_with_a_brevity_penalty(scored):

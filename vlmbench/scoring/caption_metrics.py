@@ -121,6 +121,9 @@ class JavaScorers:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._close()
+
+    def _close(self) -> None:
         if self._meteor is not None:  # pycocoevalcap's Meteor stops its JVM only when collected; stop it now
             meteor, self._meteor = self._meteor, None
             if meteor.lock.locked():  # left held by a compute_score that raised: its __del__ would wait forever
@@ -142,7 +145,12 @@ class JavaScorers:
         try:
             return float(self._meteor.compute_score(refs, preds)[0])
         except (ValueError, OSError):  # an empty answer or a broken pipe: the JVM is gone
-            raise self._why_meteor_stopped(watchdog) from None
+            error = self._why_meteor_stopped(watchdog)
+            # its compute_score left Meteor's lock held: the next variant's call would wait on it forever, so
+            # the dead scorer is closed and every later variant is null with this reason
+            self._close()
+            self.meteor_reason = f"METEOR stopped on an earlier variant ({type(error).__name__}: {error})"
+            raise error from None
         finally:
             watchdog.cancel()
 

@@ -180,6 +180,30 @@ def test_the_browser_check_sees_a_request_and_an_overflow(chromium, tmp_path):
     assert visit.problems  # the failed load is logged
 
 
+def test_pareto_lines_say_what_a_cpu_run_and_an_unresolved_cider_change_leave_open(reported):
+    """A fresh user read 'int8_vit dominates fp16 on throughput' from CPU timings and a CIDEr-D change whose
+    interval included 0: the timing fronts carry the plots' stamp, and such variants are named."""
+    import copy
+    from vlmbench.results.html import pareto_section
+    _, _, summary = reported
+    cpu = copy.deepcopy(summary)
+    for entry in cpu["variants"].values():
+        entry["device_name"] = "cpu"
+    name = next(n for n, e in cpu["variants"].items() if e.get("cider_delta_ci"))
+    cpu["variants"][name]["cider_delta_ci"] = {"point": -0.1, "low": -0.3, "high": 0.1, "excludes_zero": False}
+    section = pareto_section(cpu)
+    lines = {item.split(":")[0]: item for item in re.findall(r"<li>(.*?)</li>", section)}
+    assert lines["CIDEr-D against throughput"].endswith("(CPU timing: not a measurement)")
+    assert lines["CIDEr-D against latency p50"].endswith("(CPU timing: not a measurement)")
+    assert "CPU timing" not in lines["CIDEr-D against size on disk"]
+    assert f"CIDEr-D of {name}" in section and "is not resolved" in section
+    for entry in cpu["variants"].values():
+        entry["device_name"] = "NVIDIA H200"
+        if entry.get("cider_delta_ci"):
+            entry["cider_delta_ci"]["excludes_zero"] = True
+    assert "CPU timing" not in pareto_section(cpu) and "is not resolved" not in pareto_section(cpu)
+
+
 def test_the_gate_box_is_green_only_when_the_gate_passed():
     """Thresholds set but none decided is the outcome 'nothing checked': the box was green ('pass') for it."""
     from vlmbench.config import load_config

@@ -169,11 +169,22 @@ def intervals_section(summary: dict) -> str:
 
 # ---------------------------------------------------------------- Pareto
 def pareto_section(summary: dict) -> str:
-    variants = summary["variants"]
-    lines = [pareto.sentence(result, variants) for result in pareto.fronts(variants)]
+    """The Pareto lines in words, with what limits them: a CPU run's timing fronts are stamped as the plots
+    are, and variants whose paired CIDEr-D change has an interval that includes 0 are named, since the
+    fronts compare point values and this sample does not resolve those differences."""
+    from vlmbench.results.plots import CPU_STAMP, TIMING, timed_on_cpu
+    variants, cpu = summary["variants"], timed_on_cpu(summary)
+    lines = [pareto.sentence(result, variants) + (f" ({CPU_STAMP})" if cpu and result.cost in TIMING else "")
+             for result in pareto.fronts(variants)]
+    unresolved = [name for name, entry in variants.items()
+                  if entry.get("cider_delta_ci") and not entry["cider_delta_ci"].get("excludes_zero")]
+    if unresolved:
+        lines.append(f"CIDEr-D of {', '.join(unresolved)} is not resolved from {baseline_of(summary)}'s by this "
+                     "sample (the paired interval of the change includes 0, see Intervals): a front that separates "
+                     "them on quality alone separates point values")
     return ("<h2>Which variant: Pareto-optimal for quality against each cost</h2><p class=muted>A variant is "
             "Pareto-optimal when no other has both a CIDEr-D at least as high and a cost at least as low (one "
-            "of them strictly).</p>" + _list(lines))
+            "of them strictly), on point values.</p>" + _list(lines))
 
 
 # ---------------------------------------------------------------- gate

@@ -204,6 +204,14 @@ def test_pareto_lines_say_what_a_cpu_run_and_an_unresolved_cider_change_leave_op
     assert "CPU timing" not in pareto_section(cpu) and "is not resolved" not in pareto_section(cpu)
 
 
+def test_a_null_environment_field_says_why():
+    """gpu_name and driver share gpu_null_reason; the page showed a bare 'n/a '."""
+    from vlmbench.results.html import environment_section
+    env = {"gpu_name": None, "driver": None, "gpu_null_reason": "no CUDA device (run on CPU)", "torch": "2.14"}
+    section = environment_section({"environment": env, "variants": {}})
+    assert section.count("n/a: no CUDA device (run on CPU)") == 2 and "gpu_null_reason" not in section
+
+
 def test_the_gate_box_is_green_only_when_the_gate_passed():
     """Thresholds set but none decided is the outcome 'nothing checked': the box was green ('pass') for it."""
     from vlmbench.config import load_config

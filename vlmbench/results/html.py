@@ -282,10 +282,18 @@ def gallery_section(items: list[gallery.GalleryImage], baseline: str, read: gall
 
 
 # ---------------------------------------------------------------- environment
+GPU_ENVIRONMENT = ("gpu_name", "driver")  # null together, with the one reason `gpu_null_reason`
+
+
+def _env_null_reason(env: dict, key: str) -> str:
+    """Why an environment field is null: its own `<key>_null_reason`, or the GPU's for the GPU's fields."""
+    shared = env.get("gpu_null_reason") if key in GPU_ENVIRONMENT else None
+    return env.get(f"{key}_null_reason") or shared or "not recorded"
+
+
 def environment_section(summary: dict) -> str:
     env = summary.get("environment") or {}
-    rows = [[_td(escape(k)), _td(escape(str(v)) if v is not None else
-                                 "n/a " + escape(env.get(f"{k}_null_reason") or ""))]
+    rows = [[_td(escape(k)), _td(escape(str(v)) if v is not None else "n/a: " + escape(_env_null_reason(env, k)))]
             for k, v in env.items() if not k.endswith("_null_reason")]
     scoring = summary.get("cider_scoring") or {}
     facts = [["experiment", summary.get("experiment_name")], ["model", summary.get("model_id")],

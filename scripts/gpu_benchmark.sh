@@ -102,7 +102,7 @@ for part in "${parts[@]}"; do
         --vlm-set "variants=[${REPEAT_VARIANT:-fp16}]" -n 1
       table runs "$out" xdist1 ;;
     vision)  # issue 20: stock vs fast (vision eager) vs fast (vision compiled), and a cached second run
-      rm -rf "$VLMBENCH_CACHE/torch-compile"  # vlmbench's compile cache (vlmbench.engines.compile_cache): start cold
+      rm -rf "${TORCHINDUCTOR_CACHE_DIR:-$VLMBENCH_CACHE/torch-compile}"  # the compile cache in use (vlmbench.engines.compile_cache): start cold
       vision=(--vlm-config configs/gpu-3b-random.yaml --vlm-set inference.micro_batch_size=32 \
         --vlm-set "dataset.limit=${VISION_IMAGES:-64}" --vlm-set measure.model_size=false --vlm-set measure.latency_images=0 \
         --vlm-set "variants=[$(as_list "${VISION_VARIANTS:-fp16 int8 int8_vit}")]")

@@ -160,6 +160,10 @@ def test_the_methods_table_sets_each_variant_against_fp16():
     row = methods_table(summary).splitlines()[-1]
     assert row.startswith("| fp8_vit | 12.00 | 1.20 |") and "| 90.0% |" in row and "| 276 | True |" in row
     assert "vision:2/2 language_model:0/3 lm_head:0/1 (torchao Float8Tensor)" in row
+    summary["variants"]["bf16"] = {"throughput_img_s": 6.0, "model_size_mb": 1800.0}
+    summary["quality"] = {"baseline": "bf16"}  # a run whose baseline is bf16: the ratios are against it
+    table = methods_table(summary).splitlines()
+    assert "| x bf16 |" in table[0] and table[3].startswith("| fp8_vit | 12.00 | 2.00 |") and "| 50.0% |" in table[3]
 
 
 def test_4bit_layers_whose_width_is_not_a_multiple_of_the_block_run_on_a_cpu():

@@ -147,9 +147,10 @@ def methods_table(summary: Optional[dict]) -> str:
     fp16's, energy J/image, warm-up s, whether decoding was compiled, and the census (issue 18's benchmarks)."""
     from vlmbench.quantize.census import census_cell, methods_cell
     variants = (summary or {}).get("variants", {})
-    base = variants.get("fp16", {})
-    lines = ["| variant | img/s | x fp16 | latency p50 (s) | peak MiB | size MB | % of fp16 size | J/image | warm-up (s) "
-             "| decode compiled | census (method) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    base_name = ((summary or {}).get("quality") or {}).get("baseline") or "fp16"  # the run's baseline variant
+    base = variants.get(base_name, {})
+    lines = [f"| variant | img/s | x {base_name} | latency p50 (s) | peak MiB | size MB | % of {base_name} size | J/image "
+             "| warm-up (s) | decode compiled | census (method) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, v in variants.items():
         size_share = ratio(v.get("model_size_mb"), base.get("model_size_mb"))
         lines.append(f"| {name} | {fmt(v.get('throughput_img_s'))} | {fmt(ratio(v.get('throughput_img_s'), base.get('throughput_img_s')))} "

@@ -38,7 +38,7 @@ from typing import Optional
 import yaml
 
 from vlmbench.config import ExperimentConfig, config_to_yaml, diff_result_fields, shown
-from vlmbench.paths import (NotARegularFile, atomic_write_text, check_regular, link_new, read_regular_bytes,
+from vlmbench.paths import (NotARegularFile, atomic_write_text, link_new, read_regular_bytes,
                             read_regular_text, write_new)
 
 IMAGE_COLUMNS = ["image_id", "file_name", "variant", "chunk_id", "status", "error", "caption", "generated_tokens",

@@ -165,7 +165,10 @@ class JavaScorers:
     def spice(self, refs: dict, preds: dict) -> float:
         """Corpus SPICE (pycocoevalcap's Spice: the mean of the per-image F-scores)."""
         from pycocoevalcap.spice.spice import Spice
-        return float(Spice().compute_score(refs, preds)[0])
+        score = float(Spice().compute_score(refs, preds)[0])
+        if not np.isfinite(score):  # Spice turns an image it could not score into NaN, and its mean with it
+            raise ValueError("SPICE gave NaN (an image it could not score, such as an empty caption)")
+        return score
 
 
 def _run(reasons: dict, names: tuple, compute: Callable[[], object]) -> object:

@@ -172,3 +172,29 @@ def test_an_edited_finished_csv_is_set_aside_and_recomputed_and_the_report_refus
     assert report_main([str(tmp_path / "report"), "--tokenizer", "ptb-python"]) == 2
     err = capsys.readouterr().err
     assert "int8_batch_0.csv: its rows do not match their chunk_sha256" in err and "pytest benchmarks" in err
+
+
+def test_the_flockless_guard_is_taken_over_by_its_age_not_by_how_long_a_waiter_waited(tmp_path, monkeypatch):
+    """A waiter used to delete the guard once it had itself waited GUARD_TAKEOVER_S, so a waiter queued
+    behind live holders stole a live guard. Now only a guard file older than that is taken over."""
+    import os
+    import threading
+    import time
+    from vlmbench.results import lock
+    monkeypatch.setattr(lock, "GUARD_TAKEOVER_S", 0.2)
+    guard = tmp_path / lock.GUARD_NAME
+    guard.touch()
+    entered = threading.Event()
+
+    def waiter():
+        with lock._guard_file(tmp_path):
+            entered.set()
+    thread = threading.Thread(target=waiter, daemon=True)
+    thread.start()
+    for _ in range(10):  # a live holder: its guard stays young for 0.5 s, longer than the takeover age
+        os.utime(guard)
+        time.sleep(0.05)
+    assert not entered.is_set()
+    os.utime(guard, (time.time() - 10, time.time() - 10))  # now a killed holder's: old by its time stamp
+    assert entered.wait(5) and not list(tmp_path.glob(".vlmbench.guard.stale-*"))
+    thread.join(5)

@@ -275,22 +275,44 @@ def _flock_if_supported(fd: int, kind: int) -> bool:
 @contextmanager
 def _guard_file(results_dir: Path):
     """The guard without flock: `<folder>/.vlmbench.guard` created with O_EXCL (one creator wins, also on NFS
-    and Lustre), retried every 10 ms and removed on leaving. A guard lasts milliseconds, so one that is still
-    there after GUARD_TAKEOVER_S was left by a killed holder and is taken over."""
+    and Lustre), retried every 10 ms and removed on leaving. A guard lasts milliseconds, so a file older than
+    GUARD_TAKEOVER_S (by its own time stamp, not by how long this process waited) was left by a killed holder
+    and is taken over (`_take_over_if_stale`)."""
     path = results_dir / GUARD_NAME
-    give_up_waiting = time.monotonic() + GUARD_TAKEOVER_S
     while True:
         try:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
             break
         except FileExistsError:
-            if time.monotonic() > give_up_waiting:
-                path.unlink(missing_ok=True)
+            _take_over_if_stale(path)
             time.sleep(0.01)
     try:
         yield
     finally:
         path.unlink(missing_ok=True)
+
+
+def _take_over_if_stale(path: Path) -> None:
+    """Removes the guard file when it is older than GUARD_TAKEOVER_S. It is renamed aside first, so of two
+    waiters only one removes it; a waiter that renamed a fresh guard instead (another took over between its
+    look and its rename) puts that one back with a link, which never replaces a file."""
+    try:
+        seen = path.stat()
+    except FileNotFoundError:
+        return
+    if time.time() - seen.st_mtime <= GUARD_TAKEOVER_S:
+        return
+    aside = path.with_name(f"{path.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return  # another waiter took it over
+    if os.stat(aside).st_ino != seen.st_ino:  # a live guard: give it back
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+    aside.unlink(missing_ok=True)
 
 
 def _try_flock(fd: int, kind: int) -> bool:

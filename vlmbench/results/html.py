@@ -334,14 +334,15 @@ def gallery_items(summary: dict, rows_by_variant: dict, cfg, references: dict) -
 
 
 def write_report_html(results_dir: Path, summary: dict, cfg, references: dict, verdict_text: str,
-                      summary_path: Optional[Path], known_rows: Optional[dict] = None) -> list[Path]:
+                      summary_path: Optional[Path], rows: Optional[dict] = None) -> list[Path]:
     """Writes report.html (the latest) and, beside summary_<ts>.json, report_<ts>.html, each atomically.
+    `rows`: variant -> chunk rows as build_summary read them (read here when not given).
 
     Returns the paths written; raises OSError when a write fails (the caller records it)."""
     from vlmbench.paths import atomic_write_text
     from vlmbench.results.summary import load_variant_rows
-    rows = {v: load_variant_rows(results_dir, v, cfg.num_chunks, cfg.fingerprint, known_rows)[0]
-            for v in summary["variants"]}
+    if rows is None:
+        rows = {v: load_variant_rows(results_dir, v, cfg.num_chunks, cfg.fingerprint)[0] for v in summary["variants"]}
     items = gallery_items(summary, rows, cfg, references)
     text = page(summary, verdict_text, results_dir / "plots", items, gallery.image_reader(cfg))
     paths = [results_dir / "report.html"]

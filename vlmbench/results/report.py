@@ -307,7 +307,8 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
     and the rest is still written; the summary is rewritten with the list of plots at the end.
     `known_rows`: chunk rows already read, (variant, chunk id) -> rows (see summary.build_summary)."""
     references = load_references(results_dir, cfg.fingerprint)  # checked: ConfigError with the fix
-    summary = build_summary(results_dir, cfg, references, started_at, tokenizer, known_rows)
+    rows: dict = {}  # variant -> rows, read once by build_summary, shown again by the page
+    summary = build_summary(results_dir, cfg, references, started_at, tokenizer, known_rows, rows)
     summary["plots"] = []
     verdict = gate(summary, baseline, cfg)
     gate_text = verdict.text
@@ -327,7 +328,7 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
         summary["plots_not_drawn"] = plots_not_drawn(summary)
         if path is not None:  # now with the plots drawn and why others were not
             _try_write(unwritten, lambda: _write_both(path, summary))
-    page = html_or_reason(results_dir, summary, cfg, references, gate_text, path, known_rows, unwritten)
+    page = html_or_reason(results_dir, summary, cfg, references, gate_text, path, rows, unwritten)
     lines = [table, "", *completeness_lines(summary), *ignored_lines(results_dir, cfg, summary),
              f"summary: {path if path is not None else 'NOT WRITTEN'}", page]
     if unwritten:
@@ -342,12 +343,12 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
 
 
 def html_or_reason(results_dir: Path, summary: dict, cfg: ExperimentConfig, references: dict, gate_text: str,
-                   summary_path: Optional[Path], known_rows: Optional[dict], unwritten: list[str]) -> str:
+                   summary_path: Optional[Path], rows: Optional[dict], unwritten: list[str]) -> str:
     """Writes report.html (vlmbench.results.html); returns the line that says where, or why not. A write
     that fails (disk full) is noted in `unwritten`; a fault while building the page costs nothing else."""
     from vlmbench.results.html import write_report_html
     try:
-        paths = write_report_html(results_dir, summary, cfg, references, gate_text, summary_path, known_rows)
+        paths = write_report_html(results_dir, summary, cfg, references, gate_text, summary_path, rows)
     except OSError as exc:
         unwritten.append(str(exc))
         return "report: NOT WRITTEN"

@@ -342,10 +342,11 @@ def iso(t: float) -> str:
 
 
 def build_summary(results_dir: Path, cfg, references: dict, started_at: float, tokenizer: str = "auto",
-                  known_rows: Optional[dict] = None) -> dict:
+                  known_rows: Optional[dict] = None, rows_out: Optional[dict] = None) -> dict:
     """The summary document of the experiment `cfg` from the files in `results_dir` (chunk rows already
-    read may be passed as `known_rows`: (variant, chunk id) -> rows)."""
-    entries, rows_by_variant = {}, {}
+    read may be passed as `known_rows`: (variant, chunk id) -> rows). `rows_out`, when given, receives
+    variant -> the rows read, so that the report page does not read and verify every CSV again."""
+    entries, rows_by_variant = {}, ({} if rows_out is None else rows_out)
     records = {variant: read_variant_records(results_dir, variant) for variant in cfg.variants}  # read once
     for variant in cfg.variants:
         rows, missing = load_variant_rows(results_dir, variant, cfg.num_chunks, cfg.fingerprint, known_rows)

@@ -41,8 +41,11 @@ def test_mismatch_fails_loudly(tiny_source):
 
 
 def test_skip_lists_use_full_prefixes():
-    assert get_variant("int8_vit").skip_modules() == ["model.language_model", "lm_head"]
-    assert get_variant("int8").skip_modules() == ["lm_head"]
+    from vlmbench.models.families import FAMILIES
+    qwen, gemma = FAMILIES["qwen2_5_vl"].components, FAMILIES["gemma3"].components
+    assert get_variant("int8_vit").skip_modules(qwen) == ["model.language_model", "lm_head"]
+    assert get_variant("int8").skip_modules(qwen) == ["lm_head"]
+    assert get_variant("nf4_lm").skip_modules(gemma) == ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
     with pytest.raises(KeyError, match="unknown variant 'int4'.*Known variants: fp16, int8, int8_vit, bf16, nf4"):
         get_variant("int4")
 

@@ -58,6 +58,7 @@ def test_processor_and_weights_load_from_local_files_with_the_hub_offline(vlmben
 
     class Loaded:
         tokenizer = type("Tokenizer", (), {})()
+        model_type = "qwen2_5_vl"  # as AutoConfig: the family is read before the quantization config is built
 
         @classmethod
         def from_pretrained(cls, source, **kwargs):
@@ -66,12 +67,12 @@ def test_processor_and_weights_load_from_local_files_with_the_hub_offline(vlmben
 
         def eval(self):
             return self
-    for name in ("AutoProcessor", "Qwen2_5_VLForConditionalGeneration"):
+    for name in ("AutoProcessor", "AutoConfig", "AutoModelForImageTextToText"):
         monkeypatch.setitem(transformers.__dict__, name, Loaded)  # no lazy import of the real class
     cfg = load_config(overrides={"model_id": "org/uncached"})
     build_processor(cfg)
     load_variant_model(cfg, get_variant("fp16"), "org/uncached", "cpu")
-    assert calls == [("org/uncached", True, True)] * 2
+    assert calls == [("org/uncached", True, True)] * 3  # processor, config (the family), weights
     assert constants.HF_HUB_OFFLINE is False  # set for the call only: later online tests are not affected
 
 

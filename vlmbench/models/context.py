@@ -67,7 +67,7 @@ def _in_code_context(cfg: ExperimentConfig) -> tuple[int, str]:
     """The context of a random-weight model of an in-code shape (vlmbench.models.tiny), built with its processor."""
     from vlmbench.models.loading import build_builtin_processor, model_family, random_model_config_dict
     family = model_family(cfg)
-    data = random_model_config_dict(cfg, build_builtin_processor(family))
+    data = random_model_config_dict(cfg, build_builtin_processor(family, cfg.model.tiny))
     shape = "tiny" if cfg.model.tiny else "real-size"
     return _max_positions(data), f"the {shape} {family.title} model's text config"
 

@@ -121,9 +121,11 @@ def flash_attn_import_error() -> Optional[str]:
 
 
 # ---------------------------------------------------------------- processor
-def build_builtin_processor(family: Optional[Family] = None):
-    """`family`'s processor made in code (byte-level tokenizer: no files, no network); Qwen2.5-VL's by default."""
-    return (family or get_family(DEFAULT_ARCHITECTURE, "the default architecture")).tiny().build_processor()
+def build_builtin_processor(family: Optional[Family] = None, tiny: bool = False):
+    """`family`'s processor made in code (byte-level tokenizer: no files, no network); Qwen2.5-VL's by default.
+    `tiny`: the one matching the family's tiny shape (smaller images where the family fixes their size)."""
+    family = family or get_family(DEFAULT_ARCHITECTURE, "the default architecture")
+    return family.tiny().build_processor(tiny=tiny)
 
 
 def uses_builtin_processor(cfg: ExperimentConfig) -> bool:
@@ -138,7 +140,7 @@ def build_processor(cfg: ExperimentConfig):
     """The configured processor, with left padding for batched generation."""
     source = cfg.model.processor
     if uses_builtin_processor(cfg):
-        processor = build_builtin_processor(_in_code_family(cfg))
+        processor = build_builtin_processor(_in_code_family(cfg), tiny=cfg.model.tiny)
     else:
         from transformers import AutoProcessor
         folder = source or cfg.model.config_dir or cfg.model_id

@@ -66,10 +66,12 @@ def byte_level_tokenizer(special_tokens: list[str], eos: str = "<|im_end|>", pad
                                    additional_special_tokens=special_tokens)
 
 
-def build_processor():
+def build_processor(tiny: bool = False):
     """A Qwen2.5-VL processor with a byte-level tokenizer made in code: no files, no network.
 
     Images are cut into 14 px patches, 2x2 patches merged into one language-model token (28 px per token side).
+
+    `tiny` changes nothing: the tiny and the real shapes take the same images and tokens.
     """
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 

@@ -28,9 +28,12 @@ REAL_VISION = MappingProxyType(dict(
     temporal_patch_size=2, in_channels=3, hidden_act="quick_gelu"))
 
 
-def build_processor():
+def build_processor(tiny: bool = False):
     """A Qwen2-VL processor (14 px patches, 2x2 merged: 28 px per image token side) with a byte-level
-    tokenizer made in code; no files, no network."""
+    tokenizer made in code; no files, no network.
+
+    `tiny` changes nothing: the tiny and the real shapes take the same images and tokens.
+    """
     from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     image_processor = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056, patch_size=14,

@@ -36,9 +36,12 @@ REAL_VISION = MappingProxyType(dict(
     deepstack_visual_indexes=(5, 11, 17), hidden_act="gelu_pytorch_tanh"))
 
 
-def build_processor():
+def build_processor(tiny: bool = False):
     """A Qwen3-VL processor (16 px patches, 2x2 merged: 32 px per image token side) with a byte-level
-    tokenizer made in code; no files, no network."""
+    tokenizer made in code; no files, no network.
+
+    `tiny` changes nothing: the tiny and the real shapes take the same images and tokens.
+    """
     from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     image_processor = Qwen2VLImageProcessor(min_pixels=4096, max_pixels=16777216, patch_size=16,

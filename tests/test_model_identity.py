@@ -111,19 +111,21 @@ def test_a_hub_model_that_cannot_be_resolved_stops_with_the_fix(offline_hub_cach
 
 
 def test_the_resolved_commit_reaches_from_pretrained(monkeypatch):
-    from transformers import AutoConfig, AutoModelForImageTextToText
+    from transformers import AutoModelForImageTextToText, PreTrainedConfig
     seen = []
 
     class Loaded:
-        model_type = "qwen2_5_vl"
-
         def eval(self):
             return self
 
     def fake_from_pretrained(source, **kwargs):
         seen.append((source, kwargs["revision"]))
         return Loaded()
-    monkeypatch.setattr(AutoConfig, "from_pretrained", fake_from_pretrained)
+
+    def fake_config_dict(source, **kwargs):
+        fake_from_pretrained(source, **kwargs)
+        return {"model_type": "qwen2_5_vl"}, {}
+    monkeypatch.setattr(PreTrainedConfig, "get_config_dict", fake_config_dict)
     monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", fake_from_pretrained)
     load_variant_model(load_config(), get_variant("fp16"), "org/model", "cpu", COMMIT)
     assert seen == [("org/model", COMMIT)] * 2  # the config (the family) and the weights, at one commit

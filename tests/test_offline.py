@@ -58,16 +58,20 @@ def test_processor_and_weights_load_from_local_files_with_the_hub_offline(vlmben
 
     class Loaded:
         tokenizer = type("Tokenizer", (), {})()
-        model_type = "qwen2_5_vl"  # as AutoConfig: the family is read before the quantization config is built
 
         @classmethod
         def from_pretrained(cls, source, **kwargs):
             calls.append((source, kwargs["local_files_only"], constants.HF_HUB_OFFLINE))
             return cls()
 
+        @classmethod
+        def get_config_dict(cls, source, **kwargs):  # PreTrainedConfig's: the family is read before loading
+            cls.from_pretrained(source, **kwargs)
+            return {"model_type": "qwen2_5_vl"}, {}
+
         def eval(self):
             return self
-    for name in ("AutoProcessor", "AutoConfig", "AutoModelForImageTextToText"):
+    for name in ("AutoProcessor", "PreTrainedConfig", "AutoModelForImageTextToText"):
         monkeypatch.setitem(transformers.__dict__, name, Loaded)  # no lazy import of the real class
     cfg = load_config(overrides={"model_id": "org/uncached"})
     build_processor(cfg)

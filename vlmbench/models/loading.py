@@ -324,12 +324,13 @@ def quantization_config(variant: Variant, dtype: torch.dtype, family: Family):
 
 
 def source_family(source: str, revision: Optional[str] = None) -> Family:
-    """The family of the checkpoint at `source` (Hub id or folder; a Hub id at `revision`), from its config
-    (AutoConfig: downloads config.json alone where allowed); ConfigError for a model type vlmbench does not know."""
-    from transformers import AutoConfig
+    """The family of the checkpoint at `source` (Hub id or folder; a Hub id at `revision`), from the model_type of
+    its config.json (read as a dict, so a type transformers does not know is refused by vlmbench, naming the
+    families; a Hub id downloads config.json alone where allowed). ConfigError for a model type not in the table."""
+    from transformers import PreTrainedConfig
     with hub_calls() as local_only:
-        config = AutoConfig.from_pretrained(source, revision=revision, local_files_only=local_only)
-    return get_family(config.model_type, f"the config.json of {source!r}")
+        data, _ = PreTrainedConfig.get_config_dict(source, revision=revision, local_files_only=local_only)
+    return get_family(data.get("model_type"), f"the config.json of {source!r}")
 
 
 def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, device: str,

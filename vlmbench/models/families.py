@@ -84,8 +84,8 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            ("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct"),
            cu_seqlens_vision=True, vision_loop="per-image loop", image_token_px=32),
     Family("smolvlm", "SmolVLM", ("model.vision_model", "model.connector"), ("model.text_model",), "smolvlm",
-           ("HuggingFaceTB/SmolVLM-256M-Instruct", "HuggingFaceTB/SmolVLM-500M-Instruct",
-            "HuggingFaceTB/SmolVLM2-2.2B-Instruct")),
+           ("HuggingFaceTB/SmolVLM2-256M-Video-Instruct", "HuggingFaceTB/SmolVLM2-500M-Video-Instruct",
+            "HuggingFaceTB/SmolVLM2-2.2B-Instruct")),  # SmolVLM (v1) checkpoints are model_type idefics3
     Family("gemma3", "Gemma 3", _SIGLIP_PROJECTOR, ("model.language_model",), "gemma3",
            ("google/gemma-3-4b-it", "google/gemma-3-12b-it", "google/gemma-3-27b-it"),
            no_flash_reason="transformers refuses it for Gemma3ForConditionalGeneration: flash attention drops the "

@@ -144,6 +144,20 @@ def test_real_shapes_have_the_published_parameter_count(model_type, billions):
     assert sum(p.numel() for p in model.parameters()) / 1e9 == pytest.approx(billions, rel=0.01)
 
 
+def test_a_tiny_model_from_a_config_dir_takes_its_family_tiny_shape_and_in_code_processor(tmp_path):
+    """config_dir's config.json picks the family; model.tiny shrinks it to the family's tiny shape, whose
+    processor (null: none named) is the in-code one; the context check reads the tiny shape's context."""
+    from vlmbench.models.context import context_length
+    from vlmbench.models.loading import build_builtin_processor, build_processor, random_model_config_dict
+    family = FAMILIES["qwen3_vl"]
+    (tmp_path / "config.json").write_text(json.dumps(family.tiny().real_config_dict(build_builtin_processor(family))))
+    cfg = from_plain(merge(TINY, {"model": {"config_dir": str(tmp_path), "processor": None}}))
+    processor = build_processor(cfg)
+    assert type(processor).__name__ == "Qwen3VLProcessor" and len(processor.tokenizer) < 300  # byte-level, in code
+    assert random_model_config_dict(cfg, processor) == family.tiny().tiny_config_dict(processor)
+    assert context_length(cfg) == (4096, "the tiny Qwen3-VL model's text config")
+
+
 # ---------------------------------------------------------------- refusals before any model loads
 def test_an_unknown_architecture_is_refused_with_the_known_names_and_a_hint():
     with pytest.raises(ConfigError, match=r"model type 'qwen3vl'.*Did you mean 'qwen3_vl'\? Known families: "

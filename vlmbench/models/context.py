@@ -47,7 +47,7 @@ def _cached_hub_config(model_id: str, commit: Optional[str]) -> Optional[Path]:
 
 def context_length(cfg: ExperimentConfig) -> Optional[tuple[int, str]]:
     """(max_position_embeddings, where it was read) of the model `cfg` runs, or None when not knowable."""
-    if cfg.model.weights == "random" and cfg.model.config_dir is None and (cfg.model.tiny or cfg.model.architecture):
+    if cfg.model.weights == "random" and (cfg.model.tiny or cfg.model.architecture):
         return _in_code_context(cfg)
     path = model_config_file(cfg)
     try:
@@ -64,7 +64,8 @@ def _max_positions(data: dict) -> Optional[int]:
 
 
 def _in_code_context(cfg: ExperimentConfig) -> tuple[int, str]:
-    """The context of a random-weight model of an in-code shape (vlmbench.models.tiny), built with its processor."""
+    """The context of a random-weight model of an in-code shape (vlmbench.models.tiny) or shrunk from config_dir's
+    config.json, from the config.json contents vlmbench builds for it."""
     from vlmbench.models.loading import build_builtin_processor, model_family, random_model_config_dict
     family = model_family(cfg)
     data = random_model_config_dict(cfg, build_builtin_processor(family, cfg.model.tiny))

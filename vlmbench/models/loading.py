@@ -129,11 +129,15 @@ def build_builtin_processor(family: Optional[Family] = None, tiny: bool = False)
 
 
 def uses_builtin_processor(cfg: ExperimentConfig) -> bool:
-    """model.processor 'builtin', the embedded captioner, or random weights of a model.architecture with no
-    processor folder named (the architecture alone names no files to read one from)."""
-    named_architecture = cfg.model.weights == "random" and cfg.model.architecture is not None
-    return (cfg.model.processor == "builtin" or cfg.model.weights == "embedded"
-            or (named_architecture and cfg.model.processor is None))
+    """model.processor 'builtin' or the embedded captioner; with random weights and no processor folder named, a
+    model.architecture (which names no files to read a processor from) or a tiny model of a family other than
+    Qwen2.5-VL (whose tiny shapes take smaller images than the real processor makes)."""
+    if cfg.model.processor == "builtin" or cfg.model.weights == "embedded":
+        return True
+    if cfg.model.weights != "random" or cfg.model.processor is not None:
+        return False
+    return cfg.model.architecture is not None or (cfg.model.tiny and _in_code_family(cfg).model_type !=
+                                                  DEFAULT_ARCHITECTURE)
 
 
 def build_processor(cfg: ExperimentConfig):

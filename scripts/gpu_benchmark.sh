@@ -35,6 +35,9 @@
 #                             micro-batch in 5 min eagerly on 2026-12-02; compiled here, it may, or the timeout ends it
 #                methods      every variant above: all chunks are complete by then, so it only writes the one
 #                             summary and table of all methods (seconds). METHODS_VARIANTS overrides its list.
+#                methods=V1,V2,...[@SECONDS]  these variants (after fp16), stopped after SECONDS (default
+#                             METHODS_TIMEOUT): a call of several such parts bounds each group, so one slow
+#                             compilation cannot take the others' time
 #   chunk1000  one chunk of 1000 generated images at 1024 px per variant (CHUNK1000_VARIANTS, default
 #              "fp16 int8 int8_vit"), micro-batch sized from free memory; confirms a sweep projection.
 # A short table of every part run is printed last (also in OUTDIR/table.md). Data paths come from VLMBENCH_MODEL_DIR / VLMBENCH_COCO_DIR (default
@@ -119,6 +122,8 @@ for part in "${parts[@]}"; do
         --vlm-set "variants=[$variants]"
       table runs "$out" chunk1000 ;;
     methods*)
+      limit=${METHODS_TIMEOUT:-570}
+      if [[ $part == *@* ]]; then limit=${part##*@}; part=${part%@*}; fi  # methods=V1,V2@SECONDS
       case $part in
         methods-16) variants="bf16" ;;
         methods-bnb) variants="int8 int8_vit nf4 nf4_vit fp4 fp4_vit" ;;
@@ -126,16 +131,17 @@ for part in "${parts[@]}"; do
         methods-w4) variants="w4a16 w4a16_vit" ;;
         methods-ao8) variants="w8a16 w8a16_vit w8a8 w8a8_vit" ;;
         methods) variants=${METHODS_VARIANTS:-bf16 int8 int8_vit nf4 nf4_vit fp4 fp4_vit fp8 fp8_vit w4a16 w4a16_vit w8a16 w8a16_vit w8a8 w8a8_vit} ;;
+        methods=*) variants=$(echo "${part#methods=}" | tr ',' ' ') ;;
         *) echo "unknown part $part"; exit 2 ;;
       esac
-      run_prefix=(timeout -s INT -k 60 "${METHODS_TIMEOUT:-570}")
-      results_name=methods run "$part" "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
+      run_prefix=(timeout -s INT -k 60 "$limit")
+      results_name=methods run "$(echo "$part" | tr '=,' '--')" "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
         --vlm-set dataset.synthetic_images=256 --vlm-set dataset.limit=256 --vlm-set inference.batch_size=256 \
         --vlm-set inference.micro_batch_size=64 --vlm-set measure.latency_images=3 \
         --vlm-set "variants=[$(as_list "fp16 $variants")]"
       run_prefix=()
       table methods "$out" methods ;;
-    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, vision, chunk1000, methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods)"; exit 2 ;;
+    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, vision, chunk1000, methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods, methods=V1,V2)"; exit 2 ;;
   esac
 done
 if [ ${#tables[@]} -gt 0 ]; then printf '%s\n\n' "${tables[@]}" > "$out/table.md"; else : > "$out/table.md"; fi

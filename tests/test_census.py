@@ -1,6 +1,7 @@
 """The census on a tiny Qwen2.5-VL: each variant quantizes exactly the Linear layers it promises."""
 import pytest
 
+from vlmbench.models.families import FAMILIES
 from vlmbench.quantize.census import CensusMismatch, check_census, has_method, take_census
 from vlmbench.models.loading import build_processor, load_variant_model, weights_dir
 from vlmbench.quantize.variants import get_variant
@@ -41,7 +42,6 @@ def test_mismatch_fails_loudly(tiny_source):
 
 
 def test_skip_lists_use_full_prefixes():
-    from vlmbench.models.families import FAMILIES
     qwen, gemma = FAMILIES["qwen2_5_vl"].components, FAMILIES["gemma3"].components
     assert get_variant("int8_vit").skip_modules(qwen) == ["model.language_model", "lm_head"]
     assert get_variant("int8").skip_modules(qwen) == ["lm_head"]
@@ -61,3 +61,56 @@ def test_a_bare_language_model_skip_would_quantize_everything(tiny_source):
     assert census["language_model"]["quantized"] == census["language_model"]["linear"]
     with pytest.raises(CensusMismatch):
         check_census(census, get_variant("int8_vit"))
+
+
+QWEN = FAMILIES["qwen2_5_vl"].components  # a stand-in has no config to read its family from
+
+
+def _three_layer_vision():
+    """A stand-in with the component names of Qwen2.5-VL: a vision tower of widths 32 -> 40 -> 32 (40 is not a
+    multiple of 16, as the 3B tower's 3420-wide MLP is not), one language-model layer and lm_head."""
+    import torch
+    from torch import nn
+    model = nn.Module()
+    model.model = nn.Module()
+    model.model.visual = nn.Sequential(nn.Linear(32, 40), nn.Linear(40, 32), nn.Linear(32, 32))
+    model.model.language_model = nn.Sequential(nn.Linear(32, 24))
+    model.lm_head = nn.Linear(32, 24)
+    return model.to(torch.bfloat16)
+
+
+def test_layers_torchao_cannot_take_are_counted_as_ineligible_not_as_a_broken_variant():
+    """torchao 0.18 leaves fp8-incompatible shapes 16-bit without a word; the census names them and expects the rest."""
+    census = take_census(_three_layer_vision(), get_variant("fp8_vit"), QWEN)
+    reason = "fp8: in/out features not multiples of 16 (torch._scaled_mm)"
+    assert census["vision"] == {"linear": 3, "quantized": 0, "methods": {}, "ineligible": 2,
+                                "ineligible_reasons": {reason: 2}}
+    assert "ineligible" not in census["language_model"]  # not a component fp8_vit quantizes: not asked
+    with pytest.raises(CensusMismatch, match=r"vision: 0 of 3 Linear layers quantized, expected the 1 its kernels "
+                                             r"take \(2 ineligible: fp8: in/out features"):
+        check_census(census, get_variant("fp8_vit"))
+    census["vision"].update(quantized=1, methods={"torchao Float8Tensor": 1})
+    check_census(census, get_variant("fp8_vit"))  # the one eligible layer quantized: what fp8 can do
+    census["vision"].update(quantized=3, methods={"torchao Float8Tensor": 3})
+    with pytest.raises(CensusMismatch, match="vision: 3 of 3"):  # quantized where the rule says it cannot be
+        check_census(census, get_variant("fp8_vit"))
+    from vlmbench.quantize.census import census_cell
+    assert census_cell(take_census(_three_layer_vision(), get_variant("fp8"), QWEN)).startswith(
+        "vision:0/3 (2 ineligible)")
+
+
+@pytest.mark.parametrize("in_features, out_features", [(32, 40), (40, 32), (48, 32), (3420, 1280), (1280, 3420)])
+def test_the_ineligibility_rules_agree_with_torchao(in_features, out_features):
+    """The rules restate torchao's private checks; this catches a torchao release that changes them."""
+    import torch
+    from torchao.quantization.quant_api import _int4_weight_only_quantize_tensor
+    from torchao.quantization.utils import _fp8_mm_compat
+    from vlmbench.quantize.torchao import ineligible_reason, torchao_config
+    layer = torch.nn.Linear(in_features, out_features, dtype=torch.bfloat16)
+    assert (ineligible_reason(get_variant("fp8"), layer) is None) == _fp8_mm_compat(layer.weight)
+    w4a16 = get_variant("w4a16")
+    config = torchao_config("w4a16", w4a16.option_values())
+    if ineligible_reason(w4a16, layer) is not None:  # torchao hands the weight back untouched
+        assert _int4_weight_only_quantize_tensor(layer.weight, config) is layer.weight
+    else:
+        assert in_features % config.group_size == 0

@@ -535,10 +535,22 @@ def vlm_variant(request, vlm_session):
     try:
         loaded = vlm_session.load_variant(request.param)
     except CensusMismatch as exc:
+        _say_now(request.config, f"variant {request.param} not benchmarked: {exc}")
         pytest.fail(str(exc), pytrace=False)
+    except Exception as exc:
+        _say_now(request.config, f"variant {request.param} failed to load: {type(exc).__name__}: {exc}")
+        raise
     yield loaded
     loaded.model = loaded.captioner = None  # drop the only references, then give the memory back
     free_device_memory()
+
+
+def _say_now(config, line: str) -> None:
+    """Writes `line` to the terminal at once, past output capture: a setup error reported only in pytest's final
+    summary is lost when the run is stopped before it (a timeout's SIGINT during a long session finish)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"vlmbench: {line}")
 
 
 @pytest.fixture

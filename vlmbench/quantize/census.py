@@ -44,24 +44,49 @@ def layer_kind(module: nn.Module) -> Optional[str]:
     return None
 
 
-def take_census(model: nn.Module, components: Optional[Mapping[str, tuple]] = None) -> dict[str, dict]:
+def take_census(model: nn.Module, variant: Optional[Variant] = None,
+                components: Optional[Mapping[str, tuple]] = None) -> dict[str, dict]:
     """Per component: {'linear': Linear layers, 'quantized': how many are quantized, 'methods': {label: count}}.
 
     `components`: component -> module-name prefixes; None: those of the model's family (`family_components`).
     Linear layers are nn.Linear (bitsandbytes modules subclass it; torchao keeps it) and the quantized
     layers of formats that do not subclass it (AWQ, GPTQ). 'other' appears only when it holds a Linear layer.
+    With `variant`, a 16-bit Linear layer of one of its quantized components that its method's kernels cannot
+    take (the method family's `ineligible_reason`, e.g. torchao fp8 on a width not a multiple of 16) is also
+    counted under 'ineligible' and 'ineligible_reasons' {reason: count}; keys present only when not 0.
     """
     components = family_components(model) if components is None else components
     counts = {c: {"linear": 0, "quantized": 0, "methods": {}} for c in [*components, "other"]}
+    why_not = _ineligible_rule(variant)
     for name, module in model.named_modules():
         kind = layer_kind(module)
         if isinstance(module, nn.Linear) or kind:
-            entry = counts[_component_of(name, components)]
-            entry["linear"] += 1
-            if kind:
-                entry["quantized"] += 1
-                entry["methods"][kind] = entry["methods"].get(kind, 0) + 1
+            component = _component_of(name, components)
+            _count_layer(counts[component], kind, None if kind else why_not(component, module))
     return {c: v for c, v in counts.items() if v["linear"] or c != "other"}
+
+
+def _ineligible_rule(variant: Optional[Variant]):
+    """(component, module) -> why the variant's method cannot quantize this layer of one of its components, or
+    None (the method family's `ineligible_reason`, if it has one; layers of other components are not asked)."""
+    rule = None
+    if variant is not None and variant.quantized:
+        from vlmbench.quantize.methods import family_of
+        rule = getattr(family_of(variant.method_spec()), "ineligible_reason", None)
+    if rule is None:
+        return lambda component, module: None
+    return lambda component, module: rule(variant, module) if component in variant.components else None
+
+
+def _count_layer(entry: dict, kind: Optional[str], ineligible: Optional[str]) -> None:
+    entry["linear"] += 1
+    if kind:
+        entry["quantized"] += 1
+        entry["methods"][kind] = entry["methods"].get(kind, 0) + 1
+    if ineligible:
+        entry["ineligible"] = entry.get("ineligible", 0) + 1
+        reasons = entry.setdefault("ineligible_reasons", {})
+        reasons[ineligible] = reasons.get(ineligible, 0) + 1
 
 
 def has_method(census: dict, component: str, label_start: str) -> bool:
@@ -94,15 +119,23 @@ def check_census(census: dict, variant: Variant) -> None:
 def _problems(census: dict, variant: Variant) -> list[str]:
     problems = []
     for component, entry in census.items():
-        found, total = entry["quantized"], entry["linear"]
-        if component in variant.components and (total == 0 or found != total):
-            problems.append(f"{component}: {found} of {total} Linear layers quantized, expected all")
+        found, total, eligible = entry["quantized"], entry["linear"], entry["linear"] - entry.get("ineligible", 0)
+        if component in variant.components and (eligible == 0 or found != eligible):
+            problems.append(f"{component}: {found} of {total} Linear layers quantized, expected {_all_eligible(entry)}")
         if component not in variant.components and found:
             problems.append(f"{component}: {found} of {total} Linear layers quantized, expected none")
         wrong = [label for label in entry["methods"] if variant.quantized and not label.startswith(expected_label(variant))]
         if wrong:
             problems.append(f"{component}: quantized by {', '.join(wrong)}, expected {expected_label(variant).strip()}")
     return problems
+
+
+def _all_eligible(entry: dict) -> str:
+    """'all' or 'the 66 its kernels take (96 ineligible: ...)'."""
+    if not entry.get("ineligible"):
+        return "all"
+    reasons = "; ".join(entry.get("ineligible_reasons", {}))
+    return f"the {entry['linear'] - entry['ineligible']} its kernels take ({entry['ineligible']} ineligible: {reasons})"
 
 
 def _prequantized_problems(census: dict) -> list[str]:
@@ -118,8 +151,13 @@ def census_cell(census: Optional[dict]) -> str:
     """
     if not census:
         return ""
-    return " ".join(f"{c}:{e.get('quantized', e.get('int8', 0))}/{e['linear']}" for c, e in census.items()
-                    if c != "other")
+    return " ".join(f"{c}:{e.get('quantized', e.get('int8', 0))}/{e['linear']}{_ineligible_note(e)}"
+                    for c, e in census.items() if c != "other")
+
+
+def _ineligible_note(entry: dict) -> str:
+    """'' or ' (96 ineligible)': Linear layers the variant's method cannot take, left 16-bit."""
+    return f" ({entry['ineligible']} ineligible)" if entry.get("ineligible") else ""
 
 
 def methods_cell(census: Optional[dict]) -> str:

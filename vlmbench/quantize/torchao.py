@@ -39,6 +39,24 @@ def quantization_config(variant, dtype, components):
                          modules_to_not_convert=variant.skip_modules(components))
 
 
+def ineligible_reason(variant, module: nn.Module) -> Optional[str]:
+    """Why torchao's `variant.method` leaves this Linear layer in 16-bit (torchao 0.18 skips it silently); None if not.
+
+    - fp8: `_fp8_mm_compat` (torchao/quantization/utils.py) quantizes only weights whose in and out features
+      are both multiples of 16 (torch._scaled_mm's rule);
+    - w4a16: `_int4_weight_only_quantize_tensor` (quant_api.py) only in_features divisible by group_size.
+    Qwen2.5-VL-3B's vision MLP is 3420 wide (1280 -> 3420 -> 1280): 96 of its 162 vision Linear layers (gate, up and
+    down of each of 32 blocks) fail the fp8 rule and 32 (down) the w4a16 rule. The census counts these as ineligible instead of calling the variant broken.
+    """
+    out_features, in_features = module.weight.shape[-2:]
+    if variant.method == "fp8" and (in_features % 16 or out_features % 16):
+        return "fp8: in/out features not multiples of 16 (torch._scaled_mm)"
+    group_size = variant.option_values().get("group_size")
+    if variant.method == "w4a16" and in_features % group_size:
+        return f"w4a16: in_features not divisible by group_size {group_size}"
+    return None
+
+
 def layer_kind(module: nn.Module) -> Optional[str]:
     """'torchao <tensor subclass>' when the layer's weight is a torchao tensor subclass, else None."""
     weight = getattr(module, "weight", None)

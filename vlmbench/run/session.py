@@ -296,7 +296,7 @@ class BenchSession:
             source = weights_dir(self.cfg, self.processor, self.device)
             revision = hub_commit(self.cfg) if self.cfg.model.weights == "pretrained" else None
         model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device, revision)
-        census = take_census(model)
+        census = take_census(model, variant)
         check_census(census, variant)
         engine = build_engine(self.cfg.inference.engine, model, self.processor, self.cfg, variant, self.device)
         micro = self.micro_batch_for(variant)

@@ -8,12 +8,13 @@ own extension points, chosen per variant, with the reason recorded where one is 
   tower: Qwen2-VL, Qwen2.5-VL, Qwen3-VL; the other families' towers attend over fixed-size images in one
   padded batch, which sdpa runs as one kernel already: their record says so);
 - vision tower: each vision block compiled (regional compilation, vlmbench.engines.vision_compile) on
-  CUDA unless `inference.compile_vision` is false (the cu_seqlens towers only); torch's compile caches in vlmbench's cache folder
-  (vlmbench.engines.compile_cache);
+  CUDA unless `inference.compile_vision` is false (the cu_seqlens towers only); torch's compile caches
+  in vlmbench's cache folder (vlmbench.engines.compile_cache);
 - decoding: `cache_implementation="static"`, which makes transformers compile the decode step on
-  CUDA; not for a model class transformers marks `_can_compile_fullgraph = False` (SmolVLM), and not where the decode step runs bitsandbytes layers (int8: a static cache without compilation
-  was measured slower, 5.39 vs 6.35 img/s on an H200, and a forced compilation broke into graphs per
-  layer and was slower still); int8_vit's decode step runs only 16-bit layers (census), so it is
+  CUDA; not for a model class transformers marks `_can_compile_fullgraph = False` (SmolVLM), and not
+  where the decode step runs bitsandbytes layers (int8: a static cache without compilation was measured
+  slower, 5.39 vs 6.35 img/s on an H200, and a forced compilation broke into graphs per layer and was
+  slower still); int8_vit's decode step runs only 16-bit layers (census), so it is
   compiled, with the quantizer's model-wide refusal hidden from transformers' check during generate;
 - padding: with a compiled decode step every new batch size compiles again (52-72 s on an H200), so
   a chunk's last, smaller micro-batch is padded to the full size with copies of its last image, and

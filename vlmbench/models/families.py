@@ -57,9 +57,9 @@ class Family:
         except ModuleNotFoundError as exc:
             if exc.name != name:
                 raise
-            raise ConfigError(f"model.architecture {self.model_type!r}: this vlmbench has no in-code processor and "
-                              f"shapes for it ({name} is missing); point model.config_dir at a config.json of "
-                              "the family instead.") from None
+            raise ConfigError(f"family {self.model_type!r}: this vlmbench has no in-code processor and "
+                              f"shapes for it ({name} is missing); use a checkpoint (model_id), or random weights "
+                              "from a config.json of the family (model.config_dir, model.tiny false).") from None
 
     def image_tokens(self, img_size: int) -> Optional[int]:
         """Language-model tokens of one img_size x img_size image (the side rounded to the token's square, as

@@ -1,6 +1,7 @@
 """The census on a tiny Qwen2.5-VL: each variant quantizes exactly the Linear layers it promises."""
 import pytest
 
+from vlmbench.models.families import FAMILIES
 from vlmbench.quantize.census import CensusMismatch, check_census, has_method, take_census
 from vlmbench.models.loading import build_processor, load_variant_model, weights_dir
 from vlmbench.quantize.variants import get_variant
@@ -41,8 +42,10 @@ def test_mismatch_fails_loudly(tiny_source):
 
 
 def test_skip_lists_use_full_prefixes():
-    assert get_variant("int8_vit").skip_modules() == ["model.language_model", "lm_head"]
-    assert get_variant("int8").skip_modules() == ["lm_head"]
+    qwen, gemma = FAMILIES["qwen2_5_vl"].components, FAMILIES["gemma3"].components
+    assert get_variant("int8_vit").skip_modules(qwen) == ["model.language_model", "lm_head"]
+    assert get_variant("int8").skip_modules(qwen) == ["lm_head"]
+    assert get_variant("nf4_lm").skip_modules(gemma) == ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
     with pytest.raises(KeyError, match="unknown variant 'int4'.*Known variants: fp16, int8, int8_vit, bf16, nf4"):
         get_variant("int4")
 
@@ -60,6 +63,9 @@ def test_a_bare_language_model_skip_would_quantize_everything(tiny_source):
         check_census(census, get_variant("int8_vit"))
 
 
+QWEN = FAMILIES["qwen2_5_vl"].components  # a stand-in has no config to read its family from
+
+
 def _three_layer_vision():
     """A stand-in with the component names of Qwen2.5-VL: a vision tower of widths 32 -> 40 -> 32 (40 is not a
     multiple of 16, as the 3B tower's 3420-wide MLP is not), one language-model layer and lm_head."""
@@ -75,7 +81,7 @@ def _three_layer_vision():
 
 def test_layers_torchao_cannot_take_are_counted_as_ineligible_not_as_a_broken_variant():
     """torchao 0.18 leaves fp8-incompatible shapes 16-bit without a word; the census names them and expects the rest."""
-    census = take_census(_three_layer_vision(), get_variant("fp8_vit"))
+    census = take_census(_three_layer_vision(), get_variant("fp8_vit"), QWEN)
     reason = "fp8: in/out features not multiples of 16 (torch._scaled_mm)"
     assert census["vision"] == {"linear": 3, "quantized": 0, "methods": {}, "ineligible": 2,
                                 "ineligible_reasons": {reason: 2}}
@@ -89,7 +95,8 @@ def test_layers_torchao_cannot_take_are_counted_as_ineligible_not_as_a_broken_va
     with pytest.raises(CensusMismatch, match="vision: 3 of 3"):  # quantized where the rule says it cannot be
         check_census(census, get_variant("fp8_vit"))
     from vlmbench.quantize.census import census_cell
-    assert census_cell(take_census(_three_layer_vision(), get_variant("fp8"))).startswith("vision:0/3 (2 ineligible)")
+    assert census_cell(take_census(_three_layer_vision(), get_variant("fp8"), QWEN)).startswith(
+        "vision:0/3 (2 ineligible)")
 
 
 @pytest.mark.parametrize("in_features, out_features", [(32, 40), (40, 32), (48, 32), (3420, 1280), (1280, 3420)])

@@ -183,7 +183,8 @@ def _hub_model_in_cache(tmp_path, monkeypatch, context: int) -> str:
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     (repo / "snapshots" / commit).mkdir(parents=True)
-    (repo / "snapshots" / commit / "config.json").write_text(json.dumps({"max_position_embeddings": context}))
+    (repo / "snapshots" / commit / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl",
+                                                                         "max_position_embeddings": context}))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return "org/model"
@@ -192,7 +193,8 @@ def _hub_model_in_cache(tmp_path, monkeypatch, context: int) -> str:
 def _local_model(tmp_path, context: int) -> str:
     folder = tmp_path / "model"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"text_config": {"max_position_embeddings": context}}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl",
+                                                   "text_config": {"max_position_embeddings": context}}))
     (folder / "model.safetensors").write_bytes(b"\x00" * 8)
     return str(folder)
 

@@ -83,7 +83,7 @@ def offline_hub_cache(tmp_path, monkeypatch):
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(COMMIT)
     (repo / "snapshots" / COMMIT).mkdir(parents=True)
-    (repo / "snapshots" / COMMIT / "config.json").write_text("{}")
+    (repo / "snapshots" / COMMIT / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return repo
@@ -111,19 +111,24 @@ def test_a_hub_model_that_cannot_be_resolved_stops_with_the_fix(offline_hub_cach
 
 
 def test_the_resolved_commit_reaches_from_pretrained(monkeypatch):
-    from transformers import Qwen2_5_VLForConditionalGeneration
-    seen = {}
+    from transformers import AutoModelForImageTextToText, PreTrainedConfig
+    seen = []
 
     class Loaded:
         def eval(self):
             return self
 
     def fake_from_pretrained(source, **kwargs):
-        seen.update(kwargs, source=source)
+        seen.append((source, kwargs["revision"]))
         return Loaded()
-    monkeypatch.setattr(Qwen2_5_VLForConditionalGeneration, "from_pretrained", fake_from_pretrained)
+
+    def fake_config_dict(source, **kwargs):
+        fake_from_pretrained(source, **kwargs)
+        return {"model_type": "qwen2_5_vl"}, {}
+    monkeypatch.setattr(PreTrainedConfig, "get_config_dict", fake_config_dict)
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", fake_from_pretrained)
     load_variant_model(load_config(), get_variant("fp16"), "org/model", "cpu", COMMIT)
-    assert seen["source"] == "org/model" and seen["revision"] == COMMIT
+    assert seen == [("org/model", COMMIT)] * 2  # the config (the family) and the weights, at one commit
 
 
 # configs/smoke.yaml as it was with random weights (it now uses the embedded captioner)

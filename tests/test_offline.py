@@ -64,14 +64,19 @@ def test_processor_and_weights_load_from_local_files_with_the_hub_offline(vlmben
             calls.append((source, kwargs["local_files_only"], constants.HF_HUB_OFFLINE))
             return cls()
 
+        @classmethod
+        def get_config_dict(cls, source, **kwargs):  # PreTrainedConfig's: the family is read before loading
+            cls.from_pretrained(source, **kwargs)
+            return {"model_type": "qwen2_5_vl"}, {}
+
         def eval(self):
             return self
-    for name in ("AutoProcessor", "Qwen2_5_VLForConditionalGeneration"):
+    for name in ("AutoProcessor", "PreTrainedConfig", "AutoModelForImageTextToText"):
         monkeypatch.setitem(transformers.__dict__, name, Loaded)  # no lazy import of the real class
     cfg = load_config(overrides={"model_id": "org/uncached"})
     build_processor(cfg)
     load_variant_model(cfg, get_variant("fp16"), "org/uncached", "cpu")
-    assert calls == [("org/uncached", True, True)] * 2
+    assert calls == [("org/uncached", True, True)] * 3  # processor, config (the family), weights
     assert constants.HF_HUB_OFFLINE is False  # set for the call only: later online tests are not affected
 
 

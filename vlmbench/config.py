@@ -36,6 +36,7 @@ class VariantDefinitions(dict):
 QUANTIZERS = ("bitsandbytes_linear8bitlt",)
 DTYPES = ("fp16", "bf16", "fp32")
 MODEL_WEIGHTS = ("pretrained", "random", "embedded")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 # Fields that do not change what a chunk CSV contains: they stay out of the fingerprint.
 NON_RESULT_FIELDS = ("experiment_name", "variants", "baseline", "quality", "results_dir", "thresholds",
                      "inference.prefetch_batches", "inference.decode_workers", "inference.cpu_threads",
@@ -47,7 +48,7 @@ NON_RESULT_FIELDS = ("experiment_name", "variants", "baseline", "quality", "resu
 
 # Fields added after results existed whose null means the old behaviour: left out of the fingerprint
 # while null, so results made before they existed keep their fingerprint.
-OPTIONAL_RESULT_FIELDS = ("model.revision", "model.identity")
+OPTIONAL_RESULT_FIELDS = ("model.revision", "model.identity", "model.architecture")
 
 
 # Summary fields (not config keys) that the regression gate also compares with the baseline's; each may be
@@ -136,7 +137,13 @@ class ModelConfig:
                          "(the tiny captioner shipped in vlmbench/assets/tiny_captioner; model_id is then a label)",
                          "pretrained")
     config_dir: Optional[str] = _help("folder with config.json for random weights (default: model_id)", None)
-    tiny: bool = _help("shrink the architecture to a tiny Qwen2.5-VL (tests, offline smoke run)", False)
+    tiny: bool = _help("shrink the architecture to a tiny model of its family (tests, offline smoke run)", False)
+    architecture: Optional[str] = _help("a transformers model_type (qwen2_5_vl, qwen2_vl, qwen3_vl, smolvlm, gemma3, "
+                                        "llava_onevision) picking the architecture of model.weights: random without "
+                                        "config_dir: the family's real shape, or with model.tiny its shrunk one; the "
+                                        "processor is then built in code unless model.processor names a folder. "
+                                        "null: config_dir's or model_id's config.json decides (qwen2_5_vl with "
+                                        "model.tiny)", None)
     processor: Optional[str] = _help("folder of processor files; 'builtin' = tiny byte-level processor in code; "
                                      "null = same place as the model", None)
     revision: Optional[str] = _help("Hub revision (commit hash, branch or tag) of model_id to load; null = main; "
@@ -146,7 +153,8 @@ class ModelConfig:
                                     "'embedded:<sha>' for model.weights: embedded); part "
                                     "of the fingerprint. Null for random weights (config + seed identify them)",
                                     None)
-    attn_implementation: str = _help("attention kernel for transformers: sdpa or eager", "sdpa")
+    attn_implementation: str = _help("attention kernel for transformers: sdpa, eager or flash_attention_2 (needs the "
+                                     "flash_attn package, a CUDA device and a family that supports it)", "sdpa")
     device: str = _help("auto (cuda if available), cuda or cpu", "auto")
 
 
@@ -323,8 +331,9 @@ def _validate(cfg: ExperimentConfig) -> None:
                "builtin or null with model.weights 'embedded' (the embedded captioner knows only the built-in "
                "byte-level tokenizer)")
     _check(cfg.model.device in ("auto", "cuda", "cpu"), "model.device", cfg.model.device, "auto, cuda, cpu")
-    _check(cfg.model.attn_implementation in ("sdpa", "eager"), "model.attn_implementation",
-           cfg.model.attn_implementation, "sdpa, eager")
+    _check(cfg.model.attn_implementation in ATTN_IMPLEMENTATIONS, "model.attn_implementation",
+           cfg.model.attn_implementation, ", ".join(ATTN_IMPLEMENTATIONS))
+    _validate_architecture(cfg.model)
     _validate_ranges(cfg)
     _validate_texts(cfg)
     _check(cfg.inference.engine in ENGINE_CHOICES, "inference.engine", cfg.inference.engine, ", ".join(ENGINE_CHOICES))
@@ -339,6 +348,19 @@ def _validate(cfg: ExperimentConfig) -> None:
     _validate_allowed_differences(cfg)
     _validate_quality(cfg)
     _validate_baseline(cfg)
+
+
+def _validate_architecture(model: ModelConfig) -> None:
+    """model.architecture: a known family (did-you-mean), and only where it decides (random weights, no config_dir)."""
+    if model.architecture is None:
+        return
+    from vlmbench.models.families import get_family  # no torch: the table is plain data
+    get_family(model.architecture, "config key 'model.architecture'")
+    if model.weights != "random" or model.config_dir is not None:
+        raise ConfigError(f"config key 'model.architecture' is {model.architecture!r}, but it picks the architecture "
+                          "of model.weights: random without model.config_dir only; here the model's own config.json "
+                          f"(model.weights: {model.weights}{', model.config_dir' if model.config_dir else ''}) "
+                          "decides. Remove model.architecture, or set model.weights: random without config_dir.")
 
 
 def _validate_allowed_differences(cfg: ExperimentConfig) -> None:

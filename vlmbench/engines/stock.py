@@ -12,6 +12,14 @@ import torch
 from vlmbench.models.end_tokens import end_tokens
 
 
+def _vision_loop(model) -> str:
+    """How transformers runs the vision attention of `model`'s family (Family.vision_loop); 'per-window loop'
+    (Qwen2.5-VL's) for a model without a known family (test doubles)."""
+    from vlmbench.models.families import FAMILIES, DEFAULT_ARCHITECTURE
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return FAMILIES.get(model_type, FAMILIES[DEFAULT_ARCHITECTURE]).vision_loop
+
+
 class StockEngine:
     """Greedy `model.generate` with explicit settings; no change to the model.
 
@@ -24,7 +32,7 @@ class StockEngine:
         self.model, self.processor, self.cfg, self.variant, self.device = model, processor, cfg, variant, device
         self.end_tokens = end_tokens(model, processor.tokenizer)  # id -> token text
         self.generation_config = self._generation_config()
-        self.report: dict = {"engine": self.name, "vision_attention": "transformers' own (per-window loop with "
+        self.report: dict = {"engine": self.name, "vision_attention": f"transformers' own ({_vision_loop(model)} with "
                              f"{cfg.model.attn_implementation})", "kv_cache": "dynamic", "decode_compiled": False,
                              "decode_compiled_reason": "stock engine: plain generate"}
 

@@ -166,9 +166,13 @@ def register() -> str:
 def use_for_vision(model) -> str:
     """Selects the varlen function for the vision sub-model only; returns the kernel it will use.
 
-    Raises ValueError when the model has no `vision_config` sub-config (not a Qwen2.5-VL-like model).
+    Raises ValueError when the model's family has no cu_seqlens vision tower (Family.cu_seqlens_vision:
+    Qwen2-VL, Qwen2.5-VL, Qwen3-VL), whose attention would get no segment boundaries.
     """
-    if getattr(model.config, "vision_config", None) is None:
-        raise ValueError(f"{type(model).__name__} has no vision_config: no vision sub-model to select for")
+    from vlmbench.models.families import FAMILIES
+    family = FAMILIES.get(getattr(model.config, "model_type", None))
+    if family is None or not family.cu_seqlens_vision or getattr(model.config, "vision_config", None) is None:
+        raise ValueError(f"{type(model).__name__} has no cu_seqlens vision tower (Qwen2-VL style): no vision "
+                         "sub-model to select varlen attention for")
     model.set_attn_implementation({"vision_config": register()})
     return kernel_name(model.device.type, model.dtype)

@@ -47,26 +47,49 @@ def _cached_hub_config(model_id: str, commit: Optional[str]) -> Optional[Path]:
 
 def context_length(cfg: ExperimentConfig) -> Optional[tuple[int, str]]:
     """(max_position_embeddings, where it was read) of the model `cfg` runs, or None when not knowable."""
-    from vlmbench.models.loading import TINY_TEXT
-    if cfg.model.weights == "random" and cfg.model.tiny:
-        return TINY_TEXT["max_position_embeddings"], "the tiny model's text config"
+    if cfg.model.weights == "random" and (cfg.model.tiny or cfg.model.architecture):
+        return _in_code_context(cfg)
     path = model_config_file(cfg)
     try:
         data = json.loads(path.read_text()) if path is not None else {}
     except (OSError, ValueError):
         return None  # loading the model will say what is wrong with it
-    value = (data.get("text_config") or {}).get("max_position_embeddings") or data.get("max_position_embeddings")
+    value = _max_positions(data)
     return (value, str(path)) if isinstance(value, int) and value > 0 else None
+
+
+def _max_positions(data: dict) -> Optional[int]:
+    """max_position_embeddings of a config.json's language model (its text_config, else the top level)."""
+    return (data.get("text_config") or {}).get("max_position_embeddings") or data.get("max_position_embeddings")
+
+
+def _in_code_context(cfg: ExperimentConfig) -> tuple[int, str]:
+    """The context of a random-weight model of an in-code shape (vlmbench.models.tiny) or shrunk from config_dir's
+    config.json, from the config.json contents vlmbench builds for it."""
+    from vlmbench.models.loading import build_builtin_processor, model_family, random_model_config_dict
+    family = model_family(cfg)
+    data = random_model_config_dict(cfg, build_builtin_processor(family, cfg.model.tiny))
+    shape = "tiny" if cfg.model.tiny else "real-size"
+    return _max_positions(data), f"the {shape} {family.title} model's text config"
+
+
+def image_tokens_of(cfg: ExperimentConfig) -> Optional[int]:
+    """Language-model tokens of one image of `cfg`'s model at inference.img_size; None when its family's count
+    does not follow from the size alone (Family.image_tokens). Qwen2.5-VL's rule for a family not known yet."""
+    from vlmbench.models.loading import model_family
+    family = model_family(cfg)
+    return image_tokens(cfg.inference.img_size) if family is None else family.image_tokens(cfg.inference.img_size)
 
 
 def check_new_tokens_fit(cfg: ExperimentConfig) -> None:
     """ConfigError, with the largest value that fits, when inference.max_new_tokens cannot fit in the
-    model's context after the image and the prompt. Nothing is checked when the context is not knowable."""
-    known = context_length(cfg)
-    if known is None:
+    model's context after the image and the prompt. Nothing is checked when the context or the image's tokens
+    are not knowable (a Hub model not cached yet; a family whose image tokens do not follow from img_size)."""
+    known, image = context_length(cfg), image_tokens_of(cfg)
+    if known is None or image is None:
         return
     context, source = known
-    image, prompt = image_tokens(cfg.inference.img_size), prompt_tokens_bound(cfg.inference.prompt)
+    prompt = prompt_tokens_bound(cfg.inference.prompt)
     room = context - image - prompt
     if cfg.inference.max_new_tokens > room:
         raise ConfigError(

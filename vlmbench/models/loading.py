@@ -1,9 +1,12 @@
 """Building the processor and loading each variant of the model.
 
 Why it exists: the same loading code serves users with real weights (`from_pretrained(model_id)`
-with a bitsandbytes config) and machines without them (the real or a tiny Qwen2.5-VL architecture
-with random weights, saved once to a cache folder and then loaded through the very same
-`from_pretrained` path, so every variant of a run starts from identical weights).
+with a bitsandbytes config) and machines without them (the real or a tiny architecture of a known
+family with random weights, saved once to a cache folder and then loaded through the very same
+`from_pretrained` path, so every variant of a run starts from identical weights). Every family loads
+through transformers' auto classes (`AutoModelForImageTextToText`, `AutoProcessor`); which family a
+run is, and so which modules each variant quantizes, is decided here before any model loads
+(`model_family`, `source_family`; the table is vlmbench.models.families).
 """
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ import gc
 import hashlib
 import json
 import shutil
-from collections.abc import Mapping
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -22,6 +24,9 @@ from types import MappingProxyType
 import torch
 
 from vlmbench.config import ConfigError, ExperimentConfig
+from vlmbench.models.families import DEFAULT_ARCHITECTURE, Family, get_family
+from vlmbench.models.tiny.qwen2_5_vl import (CHAT_TEMPLATE, SPECIAL_TOKENS, TINY_TEXT, TINY_VISION,  # noqa: F401
+                                             thawed, tiny_config_dict)
 from vlmbench.offline import hub_calls
 from vlmbench.paths import cache_dir, owned_temp_dir
 from vlmbench.quantize.methods import family_of
@@ -29,26 +34,6 @@ from vlmbench.quantize.variants import Variant, compute_dtype
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
-# The shape of Qwen2.5-VL-3B shrunk to a few thousand parameters per layer: for tests and the
-# offline smoke run. Token ids are filled in from the processor's tokenizer. Read-only (a mapping
-# proxy holding tuples): transformers edits the config dicts it is given in place (rope_scaling), and
-# a shared module-level dict edited once changed the random-weight cache key, so the tiny model was
-# built twice on a fresh cache. `thawed` gives each caller its own plain copy.
-TINY_TEXT = MappingProxyType(dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-    rope_scaling=MappingProxyType({"type": "mrope", "mrope_section": (2, 3, 3)}), max_position_embeddings=4096))
-TINY_VISION = MappingProxyType(dict(
-    depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64, fullatt_block_indexes=(1,),
-    window_size=112, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_chans=3, hidden_act="silu"))
-
-
-def thawed(value):
-    """A plain, independent copy (dicts and lists) of read-only settings (mapping proxies and tuples)."""
-    if isinstance(value, Mapping):
-        return {k: thawed(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [thawed(v) for v in value]
-    return value
 # The embedded captioner (`model.weights: embedded`): the tiny shape widened enough to learn the drawn-shapes
 # sample (scripts/train_tiny_captioner.py) on a CPU in minutes. head_dim 24, so mrope_section sums to 12.
 TRAINED_TINY_TEXT = MappingProxyType(dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
@@ -61,17 +46,6 @@ EMBEDDED_CAPTIONER_DIR = Path(__file__).parent.parent / "assets" / "tiny_caption
 EMBEDDED_CAPTIONER_INPUT = {"img_size": 112, "prompt": "Caption:"}  # short: training time grows with it
 
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                  "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}"
-    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
 def resolve_device(cfg: ExperimentConfig) -> str:
     if cfg.model.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("config key 'model.device' is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'.")
@@ -80,31 +54,97 @@ def resolve_device(cfg: ExperimentConfig) -> str:
     return cfg.model.device
 
 
-# ---------------------------------------------------------------- processor
-def build_builtin_processor():
-    """A Qwen2.5-VL processor with a byte-level tokenizer made in code: no files, no network."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+# ---------------------------------------------------------------- which family
+def model_family(cfg: ExperimentConfig) -> Optional[Family]:
+    """The family `cfg` runs, known before any model loads; None for a Hub model whose config.json is not
+    cached yet (`load_variant_model` checks it once downloaded).
 
-    byte_chars = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(byte_chars))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        additional_special_tokens=SPECIAL_TOKENS)
-    image_processor = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056, patch_size=14,
-                                            temporal_patch_size=2, merge_size=2)
-    from transformers import Qwen2VLVideoProcessor
-    return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                               video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
+    Embedded: Qwen2.5-VL. Random weights: model.architecture, else the model_type of config_dir's (or
+    model_id's) config.json, else (model.tiny without config_dir) DEFAULT_ARCHITECTURE. Pretrained: the
+    model_type of model_id's config.json (a folder, or the Hub cache). ConfigError for a model type not in
+    vlmbench.models.families, naming it and the known families.
+    """
+    if cfg.model.weights == "embedded":
+        return get_family(DEFAULT_ARCHITECTURE, "the embedded captioner")
+    if cfg.model.architecture is not None:
+        return get_family(cfg.model.architecture, "config key 'model.architecture'")
+    if cfg.model.weights == "random" and cfg.model.config_dir is None and cfg.model.tiny:
+        return get_family(DEFAULT_ARCHITECTURE, "the default architecture")
+    from vlmbench.models.context import model_config_file
+    path = model_config_file(cfg)
+    return None if path is None or not path.is_file() else config_json_family(path)
+
+
+def config_json_family(path: Path) -> Family:
+    """The family named by the `model_type` of config.json at `path`; ConfigError when unreadable or unknown."""
+    try:
+        model_type = json.loads(path.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{str(path)!r} is not a readable config.json ({exc}).") from None
+    return get_family(model_type, f"{str(path)!r}")
+
+
+def _in_code_family(cfg: ExperimentConfig) -> Family:
+    """The family whose in-code processor `cfg` uses (model_family; Qwen2.5-VL when it is not known yet)."""
+    return model_family(cfg) or get_family(DEFAULT_ARCHITECTURE, "the default architecture")
+
+
+def attention_refusal(cfg: ExperimentConfig, device: str) -> Optional[str]:
+    """Why `cfg`'s model.attn_implementation cannot run on `device`; None when it can (sdpa and eager always).
+
+    flash_attention_2 needs the flash_attn package to import, a CUDA device, and a family transformers runs
+    with it (Family.no_flash_reason). A Hub model whose config.json is not cached yet is left to transformers.
+    """
+    if cfg.model.attn_implementation != "flash_attention_2":
+        return None
+    why = flash_attn_import_error() or _flash_unsupported(cfg, device)
+    return why and f"model.attn_implementation 'flash_attention_2' cannot run here: {why}; use sdpa"
+
+
+def _flash_unsupported(cfg: ExperimentConfig, device: str) -> Optional[str]:
+    """Why flash attention cannot run on `device` for `cfg`'s family (its package aside); None when it can."""
+    if device != "cuda":
+        return f"flash-attn runs on CUDA only; this run's device is {device}"
+    family = model_family(cfg)
+    if family is not None and family.no_flash_reason:
+        return f"{family.title}: {family.no_flash_reason}"
+    return None
+
+
+def flash_attn_import_error() -> Optional[str]:
+    """None when `import flash_attn` works, else why it does not (the exception, with the pip command)."""
+    try:
+        import flash_attn  # noqa: F401
+    except Exception as exc:  # an ImportError, or a broken build failing on its CUDA extension
+        return f"flash_attn does not import ({type(exc).__name__}: {exc}); pip install flash-attn"
+    return None
+
+
+# ---------------------------------------------------------------- processor
+def build_builtin_processor(family: Optional[Family] = None, tiny: bool = False):
+    """`family`'s processor made in code (byte-level tokenizer: no files, no network); Qwen2.5-VL's by default.
+    `tiny`: the one matching the family's tiny shape (smaller images where the family fixes their size)."""
+    family = family or get_family(DEFAULT_ARCHITECTURE, "the default architecture")
+    return family.tiny().build_processor(tiny=tiny)
+
+
+def uses_builtin_processor(cfg: ExperimentConfig) -> bool:
+    """model.processor 'builtin' or the embedded captioner; with random weights and no processor folder named, a
+    model.architecture (which names no files to read a processor from) or a tiny model of a family other than
+    Qwen2.5-VL (whose tiny shapes take smaller images than the real processor makes)."""
+    if cfg.model.processor == "builtin" or cfg.model.weights == "embedded":
+        return True
+    if cfg.model.weights != "random" or cfg.model.processor is not None:
+        return False
+    return cfg.model.architecture is not None or (cfg.model.tiny and _in_code_family(cfg).model_type !=
+                                                  DEFAULT_ARCHITECTURE)
 
 
 def build_processor(cfg: ExperimentConfig):
     """The configured processor, with left padding for batched generation."""
     source = cfg.model.processor
-    if source == "builtin" or cfg.model.weights == "embedded":
-        processor = build_builtin_processor()
+    if uses_builtin_processor(cfg):
+        processor = build_builtin_processor(_in_code_family(cfg), tiny=cfg.model.tiny)
     else:
         from transformers import AutoProcessor
         folder = source or cfg.model.config_dir or cfg.model_id
@@ -116,39 +156,28 @@ def build_processor(cfg: ExperimentConfig):
 
 
 # ---------------------------------------------------------------- random-weight models
-def _token_ids(tokenizer) -> dict:
-    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in (
-        ("bos_token_id", "<|endoftext|>"), ("eos_token_id", "<|im_end|>"), ("pad_token_id", "<|endoftext|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
-        ("vision_token_id", "<|vision_pad|>"), ("image_token_id", "<|image_pad|>"),
-        ("video_token_id", "<|video_pad|>"))}
-    return ids
-
-
-def tiny_config_dict(processor, text: Mapping = TINY_TEXT, vision: Mapping = TINY_VISION) -> dict:
-    """config.json contents of a tiny Qwen2.5-VL: `text` and `vision` sizes, the processor's vocabulary."""
-    data = {"model_type": "qwen2_5_vl", "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-            "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True,
-            **thawed(text), "vision_config": thawed(vision),
-            "vocab_size": len(processor.tokenizer), **_token_ids(processor.tokenizer)}
-    return data
-
-
 def random_model_config_dict(cfg: ExperimentConfig, processor) -> dict:
-    """config.json contents for a random-weight model: the configured architecture, shrunk if tiny."""
-    if cfg.model.config_dir is None and cfg.model.tiny:
-        return tiny_config_dict(processor)
+    """config.json contents for a random-weight model: the configured architecture, shrunk if tiny.
+
+    Without config_dir, model.architecture (or model.tiny alone: DEFAULT_ARCHITECTURE) gives the family's
+    in-code shape: `tiny_config_dict` when tiny, else `real_config_dict`. Otherwise config_dir's (or
+    model_id's) config.json; with model.tiny its family's tiny shape (Qwen2.5-VL: that config.json with
+    the tiny sizes written over it, as before families existed).
+    """
+    if cfg.model.config_dir is None and (cfg.model.tiny or cfg.model.architecture is not None):
+        family = _in_code_family(cfg).tiny()
+        return family.tiny_config_dict(processor) if cfg.model.tiny else family.real_config_dict(processor)
     path = Path(cfg.model.config_dir or cfg.model_id) / "config.json"
     if not path.is_file():
         raise ConfigError(f"model.weights is 'random' but {str(path)!r} does not exist; set model.config_dir to a "
-                          "folder holding the architecture's config.json.")
+                          "folder holding the architecture's config.json, or set model.architecture.")
+    family = config_json_family(path)
     data = json.loads(path.read_text())
-    if cfg.model.tiny:
-        data.update(thawed(TINY_TEXT))
-        data["vision_config"].update(thawed(TINY_VISION))
-        data["vocab_size"] = len(processor.tokenizer)
-        data.update(_token_ids(processor.tokenizer))
-    return data
+    if not cfg.model.tiny:
+        return data
+    if family.model_type == DEFAULT_ARCHITECTURE:
+        return family.tiny().shrunk(data, processor)
+    return family.tiny().tiny_config_dict(processor)
 
 
 def random_weights_dir(cfg: ExperimentConfig, processor, device: str = "cpu") -> Path:
@@ -157,7 +186,7 @@ def random_weights_dir(cfg: ExperimentConfig, processor, device: str = "cpu") ->
     The weights are drawn on `device` (seconds on a GPU instead of minutes on a CPU for 3B), so the
     same seed gives different weights on CPU and GPU; the cache key includes the device.
     """
-    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     config_dict = random_model_config_dict(cfg, processor)
     key = hashlib.sha256(json.dumps([config_dict, cfg.seed, cfg.precision.language_model, device],
@@ -168,8 +197,7 @@ def random_weights_dir(cfg: ExperimentConfig, processor, device: str = "cpu") ->
     model_config = AutoConfig.for_model(**copy.deepcopy(config_dict))
     torch.manual_seed(cfg.seed)
     with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(model_config,
-                                                                dtype=TORCH_DTYPES[cfg.precision.language_model])
+        model = AutoModelForImageTextToText.from_config(model_config, dtype=TORCH_DTYPES[cfg.precision.language_model])
     staging = owned_temp_dir(target.parent, ".staging-")  # a killed build's is swept by the next run
     try:
         model.save_pretrained(staging / "model")
@@ -291,23 +319,42 @@ def hub_commit(cfg: ExperimentConfig) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- variants
-def quantization_config(variant: Variant, dtype: torch.dtype):
-    """transformers' quantization config for `variant` (built by its method's family module); None if unquantized."""
+def quantization_config(variant: Variant, dtype: torch.dtype, family: Family):
+    """transformers' quantization config for `variant` (built by its method's family module) on a model of
+    `family` (its component prefixes make the skip list); None if unquantized."""
     if not variant.quantized:
         return None
-    return family_of(variant.method_spec()).quantization_config(variant, dtype)
+    return family_of(variant.method_spec()).quantization_config(variant, dtype, family.components)
+
+
+def source_family(source: str, revision: Optional[str] = None) -> Family:
+    """The family of the checkpoint at `source` (Hub id or folder; a Hub id at `revision`), from the model_type of
+    its config.json (read as a dict, so a type transformers does not know is refused by vlmbench, naming the
+    families; a Hub id downloads config.json alone where allowed). ConfigError for a model type not in the table."""
+    from transformers import PreTrainedConfig
+    with hub_calls() as local_only:
+        data, _ = PreTrainedConfig.get_config_dict(source, revision=revision, local_files_only=local_only)
+    return get_family(data.get("model_type"), f"the config.json of {source!r}")
 
 
 def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, device: str,
                        revision: Optional[str] = None):
-    """Loads `variant` from `source` (Hub id or folder; a Hub id at `revision`) onto `device`, in eval mode."""
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    """Loads `variant` from `source` (Hub id or folder; a Hub id at `revision`) onto `device`, in eval mode.
 
+    The checkpoint's family is checked first (ConfigError for an unknown one), before its quantization
+    config is built; the model loads through `AutoModelForImageTextToText`.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    family = source_family(source, revision)
     dtype = TORCH_DTYPES[compute_dtype(variant, cfg.precision.language_model)]
+    quantization = quantization_config(variant, dtype, family)
+    # passed only when there is one: the auto class hands its kwargs to the config, where quantization_config=None
+    # would erase a prequantized checkpoint's own
+    extra = {} if quantization is None else {"quantization_config": quantization}
     with hub_calls() as local_only:
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            source, revision=revision, dtype=dtype, quantization_config=quantization_config(variant, dtype),
-            local_files_only=local_only,
+        model = AutoModelForImageTextToText.from_pretrained(
+            source, revision=revision, dtype=dtype, local_files_only=local_only, **extra,
             device_map={"": 0 if device == "cuda" else "cpu"}, attn_implementation=cfg.model.attn_implementation)
     if variant.quantized:
         after_load = getattr(family_of(variant.method_spec()), "after_load", None)

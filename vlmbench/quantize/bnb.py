@@ -13,8 +13,9 @@ from torch import nn
 LABEL_PREFIX = "bitsandbytes"
 
 
-def quantization_config(variant, dtype):
-    """transformers' BitsAndBytesConfig for `variant` (Variant) computing in `dtype` (torch dtype).
+def quantization_config(variant, dtype, components):
+    """transformers' BitsAndBytesConfig for `variant` (Variant) computing in `dtype` (torch dtype), for a model
+    whose components have the module-name prefixes `components` (Family.components).
 
     The skip list holds full module-name prefixes (see Variant.skip_modules): transformers 5 matches
     a prefix from the start of the name or a suffix, and any list replaces the default one.
@@ -22,11 +23,11 @@ def quantization_config(variant, dtype):
     from transformers import BitsAndBytesConfig
     options = variant.option_values()
     if variant.method == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=variant.skip_modules(),
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=variant.skip_modules(components),
                                   llm_int8_threshold=options["threshold"])
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=variant.method, bnb_4bit_compute_dtype=dtype,
                               bnb_4bit_use_double_quant=options["double_quant"],
-                              llm_int8_skip_modules=variant.skip_modules())
+                              llm_int8_skip_modules=variant.skip_modules(components))
 
 
 def layer_kind(module: nn.Module) -> Optional[str]:

@@ -8,12 +8,12 @@ the weight, AWQ/GPTQ/compressed-tensors modules), which is what a `prequantized`
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional
 
 from torch import nn
 
 from vlmbench.quantize import bnb, prequantized, torchao
-from vlmbench.quantize.variants import COMPONENT_PREFIXES, Variant
+from vlmbench.quantize.variants import Variant
 
 DETECTORS = (bnb.layer_kind, torchao.layer_kind, prequantized.layer_kind)
 
@@ -22,11 +22,17 @@ class CensusMismatch(RuntimeError):
     """The loaded model is not what its variant promises."""
 
 
-def _component_of(module_name: str) -> str:
-    for component, prefix in COMPONENT_PREFIXES.items():
-        if module_name == prefix or module_name.startswith(prefix + "."):
+def _component_of(module_name: str, components: Mapping[str, tuple]) -> str:
+    for component, prefixes in components.items():
+        if any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in prefixes):
             return component
     return "other"
+
+
+def family_components(model: nn.Module) -> Mapping[str, tuple]:
+    """component -> module-name prefixes of `model`'s family (ConfigError for a family vlmbench does not know)."""
+    from vlmbench.models.families import family_of_model
+    return family_of_model(model).components
 
 
 def layer_kind(module: nn.Module) -> Optional[str]:
@@ -38,21 +44,24 @@ def layer_kind(module: nn.Module) -> Optional[str]:
     return None
 
 
-def take_census(model: nn.Module, variant: Optional[Variant] = None) -> dict[str, dict]:
+def take_census(model: nn.Module, variant: Optional[Variant] = None,
+                components: Optional[Mapping[str, tuple]] = None) -> dict[str, dict]:
     """Per component: {'linear': Linear layers, 'quantized': how many are quantized, 'methods': {label: count}}.
 
+    `components`: component -> module-name prefixes; None: those of the model's family (`family_components`).
     Linear layers are nn.Linear (bitsandbytes modules subclass it; torchao keeps it) and the quantized
     layers of formats that do not subclass it (AWQ, GPTQ). 'other' appears only when it holds a Linear layer.
     With `variant`, a 16-bit Linear layer of one of its quantized components that its method's kernels cannot
     take (the method family's `ineligible_reason`, e.g. torchao fp8 on a width not a multiple of 16) is also
     counted under 'ineligible' and 'ineligible_reasons' {reason: count}; keys present only when not 0.
     """
-    counts = {c: {"linear": 0, "quantized": 0, "methods": {}} for c in [*COMPONENT_PREFIXES, "other"]}
+    components = family_components(model) if components is None else components
+    counts = {c: {"linear": 0, "quantized": 0, "methods": {}} for c in [*components, "other"]}
     why_not = _ineligible_rule(variant)
     for name, module in model.named_modules():
         kind = layer_kind(module)
         if isinstance(module, nn.Linear) or kind:
-            component = _component_of(name)
+            component = _component_of(name, components)
             _count_layer(counts[component], kind, None if kind else why_not(component, module))
     return {c: v for c, v in counts.items() if v["linear"] or c != "other"}
 

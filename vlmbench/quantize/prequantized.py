@@ -25,7 +25,7 @@ LAYER_CLASSES = {"WQLinear_GEMM": "awq", "WQLinear_GEMV": "awq", "WQLinear_Exlla
                  "MarlinQuantLinear": "gptq", "CompressedLinear": "compressed-tensors", "FP8Linear": "fp8"}
 
 
-def quantization_config(variant, dtype):
+def quantization_config(variant, dtype, components):
     """None: the checkpoint's own quantization_config decides how it loads."""
     return None
 

@@ -29,13 +29,14 @@ def torchao_config(method: str, options: dict):
     raise ValueError(f"torchao has no method {method!r} here")
 
 
-def quantization_config(variant, dtype):
+def quantization_config(variant, dtype, components):
     """transformers' TorchAoConfig for `variant`; `modules_to_not_convert` takes the same full prefixes as
-    bitsandbytes' skip list (transformers 5's should_convert_module: prefix from the start, or suffix).
+    bitsandbytes' skip list (`components`: Family.components; transformers 5's should_convert_module matches a
+    prefix from the start, or a suffix).
     `dtype` is unused: torchao computes in the dtype the model is loaded in."""
     from transformers import TorchAoConfig
     return TorchAoConfig(torchao_config(variant.method, variant.option_values()),
-                         modules_to_not_convert=variant.skip_modules())
+                         modules_to_not_convert=variant.skip_modules(components))
 
 
 def ineligible_reason(variant, module: nn.Module) -> Optional[str]:

@@ -7,23 +7,19 @@ the name says. A variant that quantizes nothing names its own compute dtype (`fp
 `bf16` runs bfloat16), so that its name never lies about what ran; the quantized variants keep every
 layer they do not quantize in `precision.language_model` (see `compute_dtype`).
 
-Components of Qwen2.5-VL in transformers 5: `model.visual` (the vision tower, merger included),
-`model.language_model` (the decoder) and `lm_head` (tied to the embeddings in the 3B model, always
-kept 16-bit).
+Components: the vision tower (with its merger or projector), the language model and `lm_head` (tied to
+the embeddings in most checkpoints, always kept 16-bit). Their module names differ per family; each
+family's prefixes are in vlmbench.models.families and are passed in (`skip_modules`): a default here
+would be one family's names, silently wrong for the others.
 """
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 from vlmbench.quantize.methods import Method, get_method, known_method_names
 
-COMPONENT_PREFIXES = {
-    "vision": "model.visual",
-    "language_model": "model.language_model",
-    "lm_head": "lm_head",
-}
 QUANTIZABLE_COMPONENTS = ("vision", "language_model")
 
 
@@ -49,14 +45,15 @@ class Variant:
         """The method's options: its library defaults, overridden by the definition's."""
         return {**self.method_spec().options, **dict(self.options)}
 
-    def skip_modules(self) -> list[str]:
+    def skip_modules(self, components: Mapping[str, tuple]) -> list[str]:
         """The modules the quantizer must leave alone (`llm_int8_skip_modules`, `modules_to_not_convert`).
 
+        `components`: component -> module-name prefixes of the model's family (Family.components).
         transformers 5 matches these as a prefix from the start of the module name or as a suffix, so
         full prefixes are listed (a bare "language_model" would match nothing and quantize it all).
         Any list replaces the default one, so `lm_head` is always listed.
         """
-        return [COMPONENT_PREFIXES[c] for c in COMPONENT_PREFIXES if c not in self.components]
+        return [prefix for c, prefixes in components.items() if c not in self.components for prefix in prefixes]
 
 
 _REGISTRY: dict[str, Variant] = {}

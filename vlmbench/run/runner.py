@@ -95,7 +95,9 @@ class Captioner:
 
     def _process(self, images: list) -> tuple[dict, Optional[object]]:
         """Processor outputs for `images`; on the device (side stream, with a ready event) when configured."""
-        kwargs = dict(text=[self.prompt_text] * len(images), images=images, padding=True, return_tensors="pt")
+        # one list per prompt: SmolVLM's processor reads a flat list as every image of one prompt; all take this form
+        kwargs = dict(text=[self.prompt_text] * len(images), images=[[image] for image in images], padding=True,
+                      return_tensors="pt")
         if self.preprocess_device is None:
             return self.processor(**kwargs), None
         if self._side_stream is None:

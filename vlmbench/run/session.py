@@ -88,12 +88,14 @@ class BenchSession:
         """Puts the model's identity (resolved Hub commit or local folder digest) into the config, so that
         it enters the fingerprint before the folder lock and the chunk checks read it. Resolves once per
         session (a Hub model: one lookup); ConfigError, naming the fix, when it cannot be resolved or when
-        inference.max_new_tokens cannot fit in the model's context (models/context.py)."""
+        inference.max_new_tokens cannot fit in the model's context (models/context.py), or when the model's family
+        is not one vlmbench knows (models/families.py: refused before any quantization config is built)."""
         from vlmbench.models.context import check_new_tokens_fit
-        from vlmbench.models.loading import model_identity
+        from vlmbench.models.loading import model_family, model_identity
         if not self.model_identified:
             self.use_model_identity(model_identity(self.cfg))
-            check_new_tokens_fit(self.cfg)  # the model's config.json is readable now (a Hub one is cached)
+            model_family(self.cfg)  # the model's config.json is readable now (a Hub one is cached)
+            check_new_tokens_fit(self.cfg)
 
     def use_model_identity(self, identity: str | None) -> None:
         """Puts an identity resolved elsewhere (an xdist worker gets its controller's) into the config and
@@ -263,10 +265,16 @@ class BenchSession:
         a prequantized checkpoint whose package is missing), naming the requirement."""
         variants = [self.variant(name) for name in self.cfg.variants]
         capability = self._capability_if_needed(variants)
-        reasons = [unrunnable_reason(v, self.device, capability) for v in variants]
+        reasons = [unrunnable_reason(v, self.device, capability) for v in variants] + [self._attention_refusal()]
         reasons = [r for r in reasons if r]
         if reasons:
             raise ConfigError("; ".join(reasons) + ". Remove these variants or run on a machine that has what they need.")
+
+    def _attention_refusal(self) -> Optional[str]:
+        """Why model.attn_implementation cannot run here (flash_attention_2 without flash_attn, a CUDA device or
+        a family that supports it); None when it can."""
+        from vlmbench.models.loading import attention_refusal
+        return attention_refusal(self.cfg, self.device)
 
     def _capability_if_needed(self, variants) -> Optional[tuple]:
         """The GPU's compute capability when a variant's method needs one (reading it starts CUDA), else None."""
@@ -293,7 +301,8 @@ class BenchSession:
         engine = build_engine(self.cfg.inference.engine, model, self.processor, self.cfg, variant, self.device)
         micro = self.micro_batch_for(variant)
         captioner = Captioner(model, self.processor, self.cfg, self.device, engine, micro.size, self.progress_sink)
-        record = {"variant": name, "description": variant.description, "census": census, "load_s": load_s,
+        record = {"variant": name, "description": variant.description, "family": model.config.model_type,
+                  "census": census, "load_s": load_s,
                   "end_token_ids": list(captioner.end_tokens), "end_tokens": list(captioner.end_tokens.values()),
                   "weights_mib": allocated_mib(self.device), "model_size_mb": self.size_on_disk(model, variant),
                   "idle_power_w": self.idle_power,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 MODEL_TYPE = "smolvlm"
 CHECKPOINT = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
-CHECKPOINT_PARAMETERS = 256_484_928  # the checkpoint's bf16 model.safetensors (513 MB) / 2 bytes; "256M" on its card
+CHECKPOINT_PARAMETERS = 256_000_000  # "256M" on the checkpoint's model card and in its release blog post
 IMAGE_SIZE = 512  # the side of one tile, what the real vision tower encodes at once
 TINY_IMAGE_SIZE = 32  # the tiny vision tower's tile: patch 8, 4x4 patches, pixel shuffle 2 -> 4 tokens
 MAX_TILES_PER_SIDE = 4  # the real processor resizes the longest edge to 4 tiles (size = 4 * max_image_size)

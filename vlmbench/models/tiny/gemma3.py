@@ -23,7 +23,9 @@ MODEL_TYPE = "gemma3"
 CHECKPOINT = "google/gemma-3-4b-it"
 CHECKPOINT_PARAMETERS = 4_300_000_000  # "4.3B params" on the checkpoint's Hub page
 IMAGE_SIZE = 896  # every image is resized to this square
-TINY_IMAGE_SIZE = 32  # the tiny vision tower: patch 8, 4x4 patches pooled 2x2 -> 4 tokens
+IMAGE_TOKENS = 256  # 64x64 patches of 14 px, average-pooled 4x4
+TINY_IMAGE_SIZE = 32
+TINY_PATCH_SIZE, TINY_IMAGE_TOKENS = 8, 4  # 4x4 patches pooled 2x2
 
 # Modules whose Linear layers form each component (prefixes from the start of the module name).
 COMPONENTS = {"vision": ("model.vision_tower", "model.multi_modal_projector"),
@@ -74,7 +76,7 @@ def build_processor(tiny: bool = False):
                                            image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
                                            do_pan_and_scan=False)
     return Gemma3Processor(image_processor=image_processor, tokenizer=_tokenizer(), chat_template=CHAT_TEMPLATE,
-                           image_seq_length=4 if tiny else 256)
+                           image_seq_length=TINY_IMAGE_TOKENS if tiny else IMAGE_TOKENS)
 
 
 def _token_ids(tokenizer) -> dict:
@@ -102,8 +104,8 @@ def tiny_config_dict(processor) -> dict:
                 num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, sliding_window=16,
                 layer_types=["sliding_attention", "full_attention"], max_position_embeddings=4096)
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                  image_size=TINY_IMAGE_SIZE, patch_size=8)
-    return _config(processor, text, vision, mm_tokens_per_image=4, vocab_size=len(processor.tokenizer))
+                  image_size=TINY_IMAGE_SIZE, patch_size=TINY_PATCH_SIZE)
+    return _config(processor, text, vision, mm_tokens_per_image=TINY_IMAGE_TOKENS, vocab_size=len(processor.tokenizer))
 
 
 def real_config_dict(processor) -> dict:
@@ -125,5 +127,5 @@ def real_config_dict(processor) -> dict:
                                  "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}})
     vision = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
                   image_size=IMAGE_SIZE, patch_size=14)
-    return _config(processor, text, vision, mm_tokens_per_image=256,
+    return _config(processor, text, vision, mm_tokens_per_image=IMAGE_TOKENS,
                    vocab_size=max(262208, len(processor.tokenizer)))

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 MODEL_TYPE = "llava_onevision"
 CHECKPOINT = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
-CHECKPOINT_PARAMETERS = 894_000_000  # "894M params" on the checkpoint's Hub page
+CHECKPOINT_PARAMETERS = 894_000_000  # the Hub page's 894M (recalled): Qwen2-0.5B's 494M + a 26-layer SigLIP so400m, ~398M
 IMAGE_SIZE = 384  # one crop, and the whole-image view, as the real vision tower sees them
-TINY_IMAGE_SIZE = 32  # the tiny vision tower's crop: patch 8, 4x4 = 16 tokens
+PATCH_SIZE = 14  # 27x27 = 729 tokens per crop
+TINY_IMAGE_SIZE = 32
+TINY_PATCH_SIZE = 8  # 4x4 = 16 tokens per crop
 MAX_CROPS_PER_SIDE = 6  # the checkpoint's grid pinpoints: 1 to 6 crops per side
 
 # Modules whose Linear layers form each component (prefixes from the start of the module name).
@@ -69,7 +71,7 @@ def build_processor(tiny: bool = False):
     """
     from transformers import LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor
 
-    crop, patch = (TINY_IMAGE_SIZE, 8) if tiny else (IMAGE_SIZE, 14)
+    crop, patch = (TINY_IMAGE_SIZE, TINY_PATCH_SIZE) if tiny else (IMAGE_SIZE, PATCH_SIZE)
     image_processor = LlavaOnevisionImageProcessor(
         size={"height": crop, "width": crop}, image_grid_pinpoints=grid_pinpoints(crop), resample=3,  # BICUBIC
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
@@ -108,7 +110,7 @@ def tiny_config_dict(processor) -> dict:
     text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, max_position_embeddings=4096)
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                  image_size=TINY_IMAGE_SIZE, patch_size=8)
+                  image_size=TINY_IMAGE_SIZE, patch_size=TINY_PATCH_SIZE)
     return _config(processor, text, vision, vocab_size=len(processor.tokenizer))
 
 
@@ -126,5 +128,5 @@ def real_config_dict(processor) -> dict:
     text = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                 num_key_value_heads=2, max_position_embeddings=32768)
     vision = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
-                  image_size=IMAGE_SIZE, patch_size=14)
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
     return _config(processor, text, vision, vocab_size=max(152000, len(processor.tokenizer)))

@@ -14,6 +14,10 @@ images), cuts the result into 512x512 tiles plus one 512x512 global view, and en
 any size becomes 4x4 tiles + 1 global = 17 x 64 = 1088 image tokens, each tile introduced by
 `<fake_token_around_image><row_r_col_c>`. The prompt is `<|im_start|>User:<image>{prompt}
 <end_of_utterance>\\nAssistant:` and a turn ends on `<end_of_utterance>`.
+
+Two things the caller must know: SmolVLMProcessor takes images as one list per prompt
+(`images=[[image] for image in images]`; a flat list is read as every image of a single prompt and
+refused), and it refuses to build without the `num2words` package (which it uses for video prompts).
 """
 from __future__ import annotations
 
@@ -21,9 +25,11 @@ MODEL_TYPE = "smolvlm"
 CHECKPOINT = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 CHECKPOINT_PARAMETERS = 256_000_000  # "256M" on the checkpoint's model card and in its release blog post
 IMAGE_SIZE = 512  # the side of one tile, what the real vision tower encodes at once
-TINY_IMAGE_SIZE = 32  # the tiny vision tower's tile: patch 8, 4x4 patches, pixel shuffle 2 -> 4 tokens
+PATCH_SIZE, SCALE_FACTOR = 16, 4  # 32x32 patches per tile, pixel-shuffled 4x4 into one token: 64 tokens
 MAX_TILES_PER_SIDE = 4  # the real processor resizes the longest edge to 4 tiles (size = 4 * max_image_size)
-TINY_TILES_PER_SIDE = 2  # the tiny processor: 2x2 tiles + 1 global view of 32x32 px
+TINY_IMAGE_SIZE = 32  # the tiny vision tower's tile
+TINY_PATCH_SIZE, TINY_SCALE_FACTOR = 8, 2  # 4x4 patches per tile, shuffled 2x2: 4 tokens
+TINY_TILES_PER_SIDE = 2  # the tiny processor: 2x2 tiles + 1 global view
 
 # Modules whose Linear layers form each component (prefixes from the start of the module name).
 COMPONENTS = {"vision": ("model.vision_model", "model.connector"), "language_model": ("model.text_model",),
@@ -43,7 +49,10 @@ CHAT_TEMPLATE = (
 
 
 def _tokenizer():
-    """A byte-level BPE tokenizer (no merges) with SmolVLM2's special tokens; pads on the left."""
+    """A byte-level BPE tokenizer (no merges) with SmolVLM2's special tokens; pads on the left.
+
+    `image_token` is named, so `tokenizer.image_token_id` finds it as in the other families.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -53,7 +62,8 @@ def _tokenizer():
     core.decoder = decoders.ByteLevel()
     core.add_special_tokens(SPECIAL_TOKENS)
     return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD,
-                                   unk_token="<|endoftext|>", padding_side="left")
+                                   unk_token="<|endoftext|>", padding_side="left",
+                                   extra_special_tokens={"image_token": "<image>"})
 
 
 def _image_seq_len(tile: int, patch: int, scale_factor: int) -> int:
@@ -69,13 +79,13 @@ def build_processor(tiny: bool = False):
     """
     from transformers import SmolVLMImageProcessor, SmolVLMProcessor, SmolVLMVideoProcessor
 
-    tile, per_side = (TINY_IMAGE_SIZE, TINY_TILES_PER_SIDE) if tiny else (IMAGE_SIZE, MAX_TILES_PER_SIDE)
-    seq_len = _image_seq_len(tile, *((8, 2) if tiny else (16, 4)))
+    tile, patch, scale, per_side = ((TINY_IMAGE_SIZE, TINY_PATCH_SIZE, TINY_SCALE_FACTOR, TINY_TILES_PER_SIDE)
+                                    if tiny else (IMAGE_SIZE, PATCH_SIZE, SCALE_FACTOR, MAX_TILES_PER_SIDE))
     image_processor = SmolVLMImageProcessor(
         do_image_splitting=True, max_image_size={"longest_edge": tile}, size={"longest_edge": per_side * tile},
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], resample=1)  # 1 = LANCZOS, as the checkpoint
     return SmolVLMProcessor(image_processor=image_processor, tokenizer=_tokenizer(),
-                            video_processor=SmolVLMVideoProcessor(), image_seq_len=seq_len,
+                            video_processor=SmolVLMVideoProcessor(), image_seq_len=_image_seq_len(tile, patch, scale),
                             chat_template=CHAT_TEMPLATE)
 
 
@@ -105,8 +115,8 @@ def tiny_config_dict(processor) -> dict:
     text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, head_dim=16, max_position_embeddings=4096, rope_theta=100000.0)
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                  image_size=TINY_IMAGE_SIZE, patch_size=8)
-    return _config(processor, text, vision, scale_factor=2, vocab_size=len(processor.tokenizer))
+                  image_size=TINY_IMAGE_SIZE, patch_size=TINY_PATCH_SIZE)
+    return _config(processor, text, vision, scale_factor=TINY_SCALE_FACTOR, vocab_size=len(processor.tokenizer))
 
 
 def real_config_dict(processor) -> dict:
@@ -124,5 +134,5 @@ def real_config_dict(processor) -> dict:
     text = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                 num_key_value_heads=3, head_dim=64, max_position_embeddings=8192, rope_theta=100000.0)
     vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                  image_size=IMAGE_SIZE, patch_size=16)
-    return _config(processor, text, vision, scale_factor=4, vocab_size=max(49280, len(processor.tokenizer)))
+                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    return _config(processor, text, vision, scale_factor=SCALE_FACTOR, vocab_size=max(49280, len(processor.tokenizer)))

@@ -38,6 +38,10 @@
 #                methods=V1,V2,...[@SECONDS]  these variants (after fp16), stopped after SECONDS (default
 #                             METHODS_TIMEOUT): a call of several such parts bounds each group, so one slow
 #                             compilation cannot take the others' time
+#   families   issue 21: the real-size architecture (random weights, processor built in code) of FAMILIES (default
+#              "smolvlm qwen2_vl gemma3"), FAMILY_VARIANTS (default "fp16 int8") on the 64 real COCO images at
+#              1024 px (Gemma 3 squashes every image to its 896 px), micro-batch 32, 40 tokens forced, engine ENGINE;
+#              each family one process stopped after FAMILY_TIMEOUT seconds (default 150).
 #   chunk1000  one chunk of 1000 generated images at 1024 px per variant (CHUNK1000_VARIANTS, default
 #              "fp16 int8 int8_vit"), micro-batch sized from free memory; confirms a sweep projection.
 # A short table of every part run is printed last (also in OUTDIR/table.md). Data paths come from VLMBENCH_MODEL_DIR / VLMBENCH_COCO_DIR (default
@@ -66,6 +70,10 @@ run() {
     --benchmark-json "$out/$name.benchmark.json" "$@" > "$out/$name.log" 2>&1
   echo "=== $name: exit $? at $(date -u +%FT%TZ)"
   sed -n '/vlmbench summary/,/regression gate/p' "$out/$name.log"
+}
+
+family_checkpoint() {  # the checkpoint whose real-size shape vlmbench/models/tiny/<family>.py builds
+  python3 -c "import importlib, sys; print(importlib.import_module('vlmbench.models.tiny.' + sys.argv[1]).CHECKPOINT)" "$1"
 }
 
 tables=()
@@ -114,6 +122,16 @@ for part in "${parts[@]}"; do
       run vision-off "${vision[@]}" --vlm-set inference.engine=fast --vlm-set inference.compile_vision=false
       run vision-stock "${vision[@]}" --vlm-set inference.engine=stock
       table vision "$out" vision-stock vision-off vision-fast vision-cached ;;
+    families)  # issue 21: other families' real-size architectures (random weights, processors built in code)
+      for fam in ${FAMILIES:-smolvlm qwen2_vl gemma3}; do
+        run_prefix=(timeout -s INT -k 20 "${FAMILY_TIMEOUT:-150}")
+        run "family-$fam" "${gpu[@]}" --vlm-set model.config_dir=null --vlm-set model.processor=builtin \
+          --vlm-set model.architecture="$fam" --vlm-set model_id="$(family_checkpoint "$fam")" \
+          --vlm-set experiment_name="$fam-random-weights" --vlm-set inference.micro_batch_size=32 \
+          --vlm-set measure.latency_images=3 --vlm-set "variants=[$(as_list "${FAMILY_VARIANTS:-fp16 int8}")]"
+        run_prefix=()
+      done
+      table runs "$out" $(for fam in ${FAMILIES:-smolvlm qwen2_vl gemma3}; do echo "family-$fam"; done) ;;
     chunk1000)
       variants=$(as_list "${CHUNK1000_VARIANTS:-fp16 int8 int8_vit}")
       run chunk1000 "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
@@ -141,7 +159,7 @@ for part in "${parts[@]}"; do
         --vlm-set "variants=[$(as_list "fp16 $variants")]"
       run_prefix=()
       table methods "$out" methods ;;
-    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, vision, chunk1000, methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods, methods=V1,V2)"; exit 2 ;;
+    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, vision, chunk1000, methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods, methods=V1,V2, families)"; exit 2 ;;
   esac
 done
 if [ ${#tables[@]} -gt 0 ]; then printf '%s\n\n' "${tables[@]}" > "$out/table.md"; else : > "$out/table.md"; fi

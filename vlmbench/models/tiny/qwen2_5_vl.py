@@ -15,6 +15,7 @@ from types import MappingProxyType
 # proxy holding tuples): transformers edits the config dicts it is given in place (rope_scaling), and
 # a shared module-level dict edited once changed the random-weight cache key, so the tiny model was
 # built twice on a fresh cache. `thawed` gives each caller its own plain copy.
+CHECKPOINT = "Qwen/Qwen2.5-VL-3B-Instruct"  # the checkpoint whose shape real_config_dict builds (random weights)
 TINY_TEXT = MappingProxyType(dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
     rope_scaling=MappingProxyType({"type": "mrope", "mrope_section": (2, 3, 3)}), max_position_embeddings=4096))

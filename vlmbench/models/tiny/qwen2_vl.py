@@ -11,6 +11,7 @@ from types import MappingProxyType
 from vlmbench.models.tiny.qwen2_5_vl import (CHAT_TEMPLATE, REAL_VOCAB, SPECIAL_TOKENS, byte_level_tokenizer, thawed,
                                              token_ids)
 
+CHECKPOINT = "Qwen/Qwen2-VL-2B-Instruct"  # the checkpoint whose shape real_config_dict builds (random weights)
 TINY_TEXT = MappingProxyType(dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
     max_position_embeddings=4096,

@@ -19,6 +19,7 @@ def _rope(theta: float, section: tuple) -> MappingProxyType:
                              "mrope_interleaved": True})
 
 
+CHECKPOINT = "Qwen/Qwen3-VL-2B-Instruct"  # the checkpoint whose shape real_config_dict builds (random weights)
 TINY_TEXT = MappingProxyType(dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
     head_dim=16, max_position_embeddings=4096, rope_parameters=_rope(5000000.0, (2, 3, 3))))

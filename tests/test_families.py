@@ -6,7 +6,6 @@ reason, so the table can name it before that module is merged.
 """
 import copy
 import hashlib
-import importlib.util
 import json
 import shutil
 
@@ -22,11 +21,7 @@ EARLIER_TINY_FINGERPRINT = "d2f318bf3fb8dcc1"  # TINY's fingerprint then
 
 
 def _family(model_type: str):
-    """The family, skipped with the reason when its in-code module is not in this checkout."""
-    family = FAMILIES[model_type]
-    if importlib.util.find_spec(f"vlmbench.models.tiny.{family.module}") is None:
-        pytest.skip(f"vlmbench/models/tiny/{family.module}.py is not in this checkout yet")
-    return family
+    return FAMILIES[model_type]
 
 
 def _tiny_cfg(model_type: str, extra: dict | None = None):
@@ -267,3 +262,18 @@ def test_each_family_runs_fp16_int8_int8_vit_end_to_end(model_type, tmp_path, ti
                          "int8": {"vision": (vision, vision), "language_model": (lm, lm), "lm_head": (0, 1)},
                          "int8_vit": {"vision": (vision, vision), "language_model": (0, lm), "lm_head": (0, 1)}}
     assert all(summary[name]["images_captioned"] == 2 for name in quantized)
+
+
+@pytest.mark.parametrize("model_type", known_families())
+def test_every_cpu_method_quantizes_each_family_where_its_definition_says(model_type, tiny_models):
+    """Beyond int8: bitsandbytes 4-bit and torchao int8 on each family's components, proven by the census."""
+    from vlmbench.models.loading import load_variant_model, random_weights_dir
+    from vlmbench.quantize.census import check_census, take_census
+    from vlmbench.quantize.variants import get_variant
+    cfg, processor, _ = tiny_models(model_type)
+    source = str(random_weights_dir(cfg, processor))
+    for name in ("nf4", "fp4_lm", "w8a16_vit", "w8a8"):
+        variant = get_variant(name)
+        census = take_census(load_variant_model(cfg, variant, source, "cpu"), variant)
+        check_census(census, variant)  # CensusMismatch unless exactly the named components are quantized
+        assert census["vision"]["quantized"] == (census["vision"]["linear"] if "vision" in variant.components else 0)

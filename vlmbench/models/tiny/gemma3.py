@@ -19,6 +19,8 @@ vision component's int8 layers are the SigLIP tower's.
 """
 from __future__ import annotations
 
+from vlmbench.models.tiny.byte_level import byte_level_core
+
 MODEL_TYPE = "gemma3"
 CHECKPOINT = "google/gemma-3-4b-it"
 CHECKPOINT_PARAMETERS = 4_300_000_000  # "4.3B params" on the checkpoint's Hub page
@@ -50,15 +52,10 @@ def _tokenizer():
     Gemma3Processor reads the tokenizer's named `boi_token`, `eoi_token` and `image_token`. No
     `<bos>` is added on encoding: the chat template writes it, once.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    core.add_special_tokens(SPECIAL_TOKENS)
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+    return PreTrainedTokenizerFast(tokenizer_object=byte_level_core(SPECIAL_TOKENS),
+                                   bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                    unk_token="<unk>", padding_side="left",
                                    extra_special_tokens={"boi_token": BOI, "eoi_token": EOI, "image_token": IMAGE})
 

@@ -19,6 +19,8 @@ aspect ratio. The prompt is `<|im_start|>user <image>\\n{prompt}<|im_end|><|im_s
 """
 from __future__ import annotations
 
+from vlmbench.models.tiny.byte_level import byte_level_core
+
 MODEL_TYPE = "llava_onevision"
 CHECKPOINT = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
 CHECKPOINT_PARAMETERS = 894_000_000  # the Hub page's 894M (recalled): Qwen2-0.5B's 494M + a 26-layer SigLIP so400m, ~398M
@@ -45,15 +47,10 @@ CHAT_TEMPLATE = (
 
 def _tokenizer():
     """A byte-level BPE tokenizer (no merges) with the Qwen2 chat and image tokens; pads on the left."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    core.add_special_tokens(SPECIAL_TOKENS)
-    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=EOS, pad_token=PAD, padding_side="left",
+    return PreTrainedTokenizerFast(tokenizer_object=byte_level_core(SPECIAL_TOKENS),
+                                   eos_token=EOS, pad_token=PAD, padding_side="left",
                                    extra_special_tokens={"image_token": IMAGE, "video_token": VIDEO})
 
 

@@ -7,6 +7,8 @@ the tiny model of earlier runs to keep its cached weights.
 """
 from __future__ import annotations
 
+from vlmbench.models.tiny.byte_level import byte_level_core
+
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -56,14 +58,9 @@ def thawed(value):
 
 def byte_level_tokenizer(special_tokens: list[str], eos: str = "<|im_end|>", pad: str = "<|endoftext|>"):
     """A fast tokenizer made in code: one token per byte (256) plus `special_tokens`; no merges, no files."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=eos, pad_token=pad,
+    return PreTrainedTokenizerFast(tokenizer_object=byte_level_core(), eos_token=eos, pad_token=pad,
                                    additional_special_tokens=special_tokens)
 
 

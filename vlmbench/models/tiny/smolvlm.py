@@ -21,6 +21,8 @@ refused), and it refuses to build without the `num2words` package (which it uses
 """
 from __future__ import annotations
 
+from vlmbench.models.tiny.byte_level import byte_level_core
+
 MODEL_TYPE = "smolvlm"
 CHECKPOINT = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 CHECKPOINT_PARAMETERS = 256_000_000  # "256M" on the checkpoint's model card and in its release blog post
@@ -53,15 +55,10 @@ def _tokenizer():
 
     `image_token` is named, so `tokenizer.image_token_id` finds it as in the other families.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    core.add_special_tokens(SPECIAL_TOKENS)
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+    return PreTrainedTokenizerFast(tokenizer_object=byte_level_core(SPECIAL_TOKENS),
+                                   bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                    unk_token="<|endoftext|>", padding_side="left",
                                    extra_special_tokens={"image_token": "<image>"})
 

@@ -103,8 +103,9 @@ def main(out: Path) -> None:
 
     @stage("engine_report_fp16")
     def _():
-        from vlmbench.engines.batch_size import choose_micro_batch, free_device_mib
-        auto = choose_micro_batch(None, DEVICE, free_device_mib(DEVICE), cfg.inference.img_size, False, 1000)
+        from vlmbench.engines.batch_size import choose_micro_batch, free_device_mib, prefill_tokens_per_image
+        tokens = prefill_tokens_per_image(cap.processor, cap.prompt_text, cfg.inference.img_size)
+        auto = choose_micro_batch(None, DEVICE, free_device_mib(DEVICE), tokens, False, 1000)
         return {"report": cap.engine.report, "auto_micro_batch_for_1000": auto.__dict__,
                 "vision_impl": model.config.vision_config._attn_implementation,
                 "text_impl": model.config.text_config._attn_implementation}

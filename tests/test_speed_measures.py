@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmbench.engines.batch_size import (BNB_INT8_CAP, DEFAULT_CAP, MIB_PER_IMAGE_TOKEN, choose_micro_batch,
+from vlmbench.engines.batch_size import (BNB_INT8_CAP, DEFAULT_CAP, MIB_PER_PREFILL_TOKEN, choose_micro_batch,
                                          image_tokens, size_from_memory)
 from vlmbench.run.measure import cpu_threads, idle_share, set_cpu_threads
 from vlmbench.run.progress import ChunkProgress, SweepProgress, progress_line
@@ -32,15 +32,31 @@ def test_size_from_memory_rounds_down_to_a_multiple_of_8_within_cap_and_chunk():
 
 def test_choose_micro_batch_caps_bitsandbytes_and_keeps_a_configured_size():
     free = 135_000  # MiB, an H200 after loading the 3B model
-    fp16 = choose_micro_batch(None, "cuda", free, 1024, quantized=False, images_per_chunk=1000)
-    int8 = choose_micro_batch(None, "cuda", free, 1024, quantized=True, images_per_chunk=1000)
+    fp16 = choose_micro_batch(None, "cuda", free, 1398, quantized=False, images_per_chunk=1000)
+    int8 = choose_micro_batch(None, "cuda", free, 1398, quantized=True, images_per_chunk=1000)
     assert (fp16.size, fp16.source) == (DEFAULT_CAP, "free memory")
     assert int8.size == BNB_INT8_CAP == 64  # bitsandbytes int8 crashed at 128 on an H100
-    small = choose_micro_batch(None, "cuda", 10_000, 1024, quantized=False, images_per_chunk=1000)
-    assert small.size == int(0.8 * 10_000 // (1369 * MIB_PER_IMAGE_TOKEN)) // 8 * 8 == 24
-    assert choose_micro_batch(32, "cuda", free, 1024, False, 1000).size == 32
-    cpu = choose_micro_batch(None, "cpu", 0, 1024, False, 1000)
+    small = choose_micro_batch(None, "cuda", 10_000, 1398, quantized=False, images_per_chunk=1000)
+    assert small.size == int(0.8 * 10_000 // (1398 * MIB_PER_PREFILL_TOKEN)) // 8 * 8 == 24
+    assert choose_micro_batch(32, "cuda", free, 1398, False, 1000).size == 32
+    cpu = choose_micro_batch(None, "cpu", 0, 1398, False, 1000)
     assert (cpu.size, cpu.source) == (8, "cpu default")
+
+
+def test_micro_batches_are_sized_from_each_familys_own_prefill_length():
+    """LLaVA-OneVision prefills 7371 image tokens per 1024 px image, Qwen2.5-VL 1369: the processor counts them,
+    so the automatic micro-batch of the first is about five times smaller (it was sized by Qwen's rule)."""
+    from vlmbench.engines.batch_size import prefill_tokens_per_image
+    from vlmbench.models.tiny import llava_onevision, qwen2_5_vl
+    prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Caption:"}]}]
+    tokens = {}
+    for module in (qwen2_5_vl, llava_onevision):
+        processor = module.build_processor()
+        text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        tokens[module.__name__.rsplit(".", 1)[1]] = prefill_tokens_per_image(processor, text, 1024)
+    assert 1369 < tokens["qwen2_5_vl"] < 1369 + 100 and 7371 < tokens["llava_onevision"] < 7371 + 100
+    sizes = {name: choose_micro_batch(None, "cuda", 60_000, n, False, 1000).size for name, n in tokens.items()}
+    assert sizes == {"qwen2_5_vl": 128, "llava_onevision": 24}
 
 
 # ---------------------------------------------------------------- idle share

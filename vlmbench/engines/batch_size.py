@@ -7,8 +7,11 @@ memory fits into the free device memory after loading, rounded down to a multipl
 per-variant cap. The rule is a pure function so that it is tested with made-up numbers.
 
 Constants and their sources (docs/PERFORMANCE.md, ../shared/device/README.md, 2026-11-29):
-- MIB_PER_IMAGE_TOKEN: peak allocated 25.5 GiB at micro-batch 64 with 7161 MiB of fp16 weights,
-  1369 image tokens per 1024 px image: (26112 - 7161) / 64 / 1369 = 0.216 MiB per image token.
+- MIB_PER_PREFILL_TOKEN: peak allocated 25.5 GiB at micro-batch 64 with 7161 MiB of fp16 weights,
+  1398 prefill tokens per 1024 px image (1369 of them the image's): (26112 - 7161) / 64 / 1398 = 0.212 MiB
+  per prefill token. Measured on Qwen2.5-VL-3B; other families are sized with the same constant over their
+  own prefill length (the processor's, `prefill_tokens_per_image`): LLaVA-OneVision's 7371 image tokens at
+  1024 px get a micro-batch five times smaller than Qwen2.5-VL's, not the same one.
 - BNB_INT8_CAP = 64: bitsandbytes int8 at micro-batch 128 killed the process on an H100 ("Error
   invalid argument at line 421 in file /src/csrc/ops.cu"), a crash no `except` catches.
 - DEFAULT_CAP = 128: the largest micro-batch measured to run (fp16, H100).
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MIB_PER_IMAGE_TOKEN = 0.216
+MIB_PER_PREFILL_TOKEN = 0.212
 MEMORY_FRACTION = 0.8  # of the free memory; the rest absorbs allocator fragmentation and the estimate's error
 DEFAULT_CAP = 128
 BNB_INT8_CAP = 64
@@ -60,19 +63,31 @@ def size_from_memory(free_mib: float, mib_per_image: float, cap: int, images_per
     return max(1, size)
 
 
-def choose_micro_batch(configured, device: str, free_mib: float, img_size: int, quantized: bool,
+def choose_micro_batch(configured, device: str, free_mib: float, prefill_tokens: int, quantized: bool,
                        images_per_chunk: int) -> MicroBatchChoice:
-    """The micro-batch for one variant: the configured number, or sized from `free_mib` when it is None."""
+    """The micro-batch for one variant: the configured number, or sized from `free_mib` when it is None.
+
+    `prefill_tokens`: one image's prompt length in tokens (image and text), `prefill_tokens_per_image`.
+    """
     if configured is not None:
         return MicroBatchChoice(configured, "config", "inference.micro_batch_size is set")
     if device != "cuda":
         return MicroBatchChoice(min(CPU_MICRO_BATCH, images_per_chunk), "cpu default",
                                 "no CUDA device: no free-memory figure to size from")
-    per_image = image_tokens(img_size) * MIB_PER_IMAGE_TOKEN
+    per_image = prefill_tokens * MIB_PER_PREFILL_TOKEN
     cap = variant_cap(quantized)
     size = size_from_memory(free_mib, per_image, cap, images_per_chunk)
     return MicroBatchChoice(size, "free memory", f"{free_mib:.0f} MiB free x {MEMORY_FRACTION} / {per_image:.0f} "
                                                  f"MiB per image (estimate), cap {cap}, chunk {images_per_chunk}")
+
+
+def prefill_tokens_per_image(processor, prompt_text: str, img_size: int) -> int:
+    """Tokens the language model prefills for one img_size x img_size image with `prompt_text` (the chat template
+    applied), counted by the model's own processor: each family's image rule (tiles, crops, pooling) included."""
+    from PIL import Image
+    image = Image.new("RGB", (img_size, img_size), (128, 128, 128))
+    inputs = processor(text=[prompt_text], images=[[image]], return_tensors="pt")
+    return int(inputs["input_ids"].shape[-1])
 
 
 def free_device_mib(device: str) -> float:

@@ -59,9 +59,7 @@ class Captioner:
         self.workers = workers
         from vlmbench.data.fetch import image_cache_for
         self.image_cache = image_cache_for(cfg)
-        self.prompt_text = processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": cfg.inference.prompt}]}],
-            add_generation_prompt=True, tokenize=False)
+        self.prompt_text = prompt_text(processor, cfg)
         self.end_tokens = self.engine.end_tokens
         self.generation_config = self.engine.generation_config
         self.preprocess_device = getattr(self.engine, "preprocess_device", None)
@@ -204,6 +202,13 @@ class Captioner:
                 _, seconds = timed(self.device, self.generate, batch)
                 latencies[row.image_id] = seconds
         return latencies
+
+
+def prompt_text(processor, cfg: ExperimentConfig) -> str:
+    """The chat prompt of one image and inference.prompt, in the model's own chat template, generation prompt added."""
+    return processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": cfg.inference.prompt}]}],
+        add_generation_prompt=True, tokenize=False)
 
 
 def micro_batches(rows: list[ImageRow], size: int) -> list[list[ImageRow]]:

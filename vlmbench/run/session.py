@@ -332,8 +332,18 @@ class BenchSession:
     def micro_batch_for(self, variant):
         """The variant's micro-batch: configured, or sized from the free device memory after loading."""
         from vlmbench.engines.batch_size import choose_micro_batch, free_device_mib
-        return choose_micro_batch(self.cfg.inference.micro_batch_size, self.device, free_device_mib(self.device),
-                                  self.cfg.inference.img_size, variant.method == "int8", self.cfg.inference.batch_size)
+        configured = self.cfg.inference.micro_batch_size
+        tokens = self.prefill_tokens if configured is None and self.device == "cuda" else 0
+        return choose_micro_batch(configured, self.device, free_device_mib(self.device), tokens,
+                                  variant.method == "int8", self.cfg.inference.batch_size)
+
+    @cached_property
+    def prefill_tokens(self) -> int:
+        """One image's prefill length at inference.img_size, counted by this run's processor (sizes micro-batches)."""
+        from vlmbench.engines.batch_size import prefill_tokens_per_image
+        from vlmbench.run.runner import prompt_text
+        prompt = prompt_text(self.processor, self.cfg)
+        return prefill_tokens_per_image(self.processor, prompt, self.cfg.inference.img_size)
 
     # ------------------------------------------------------------ one chunk case
     def run_chunk(self, loaded: LoadedVariant, chunk_id: int) -> list[dict]:

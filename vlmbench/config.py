@@ -333,11 +333,6 @@ def differing_fields(old: dict, new: dict) -> dict[str, str]:
     return {k: f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)}
 
 
-def diff_result_fields(old: dict, new: dict) -> list[str]:
-    """Human-readable lines naming each results-relevant field that differs."""
-    return list(differing_fields(old, new).values())
-
-
 # ---------------------------------------------------------------- validation of values
 def shown(value: Any, limit: int = 160) -> str:
     """A bounded repr for every error message of vlmbench (config, data cells, file names, CSV cells).

@@ -46,7 +46,7 @@ def row(cfg: ExperimentConfig, variant: str, chunk_id: int, image_id: int, capti
              "chunk_wall_s": 2.0, "chunk_images_ok": 2, "chunk_throughput_img_s": 1.0, "chunk_energy_j": None,
              "chunk_energy_j_per_image": None, "chunk_avg_power_w": None, "chunk_peak_alloc_mib": None,
              "chunk_peak_reserved_mib": None, "chunk_nvml_used_mib": None, "device": "cpu", "device_name": "cpu",
-             "dtype": "fp16", "config_fingerprint": cfg.fingerprint, **library_versions(),
+             "dtype": "fp16", "config_fingerprint": cfg.variant_fingerprint(variant), **library_versions(),
              "measure_notes": json.dumps({c: "no CUDA device (run on CPU)" for c in (
                  "chunk_energy_j", "chunk_peak_alloc_mib", "chunk_peak_reserved_mib", "chunk_nvml_used_mib")})}
     return {**cells, **overrides}

@@ -29,12 +29,33 @@ def test_bad_variant_definitions_are_refused_with_the_fix(definitions, variants,
         _config(variants=variants, variant_definitions=definitions)
 
 
-def test_a_definition_enters_the_fingerprint_and_none_leaves_it_unchanged():
+def test_a_definition_enters_its_own_variants_fingerprint_only():
+    """Per-variant fingerprints: a definition changes its variant's fingerprint, never the experiment's nor
+    another variant's, so an experiment can be extended by a new variant without starting over."""
+    lm4_def = {"method": "nf4", "components": ["language_model"]}
     plain = _config(variants=["fp16", "nf4_lm"])
-    lm4 = _config(variants=["fp16", "nf4_lm"], variant_definitions={"lm4": {"method": "nf4", "components": ["language_model"]}})
-    lm4_vision = _config(variants=["fp16", "nf4_lm"], variant_definitions={"lm4": {"method": "nf4", "components": ["vision"]}})
-    assert len({plain.fingerprint, lm4.fingerprint, lm4_vision.fingerprint}) == 3
+    lm4 = _config(variants=["fp16", "lm4"], variant_definitions={"lm4": lm4_def})
+    lm4_vision = _config(variants=["fp16", "lm4"], variant_definitions={"lm4": {**lm4_def, "components": ["vision"]}})
+    extended = _config(variants=["fp16", "lm4", "vit4"],
+                       variant_definitions={"lm4": lm4_def, "vit4": {"method": "nf4", "components": ["vision"]}})
+    assert plain.fingerprint == lm4.fingerprint == lm4_vision.fingerprint == extended.fingerprint
+    assert {c.variant_fingerprint("fp16") for c in (lm4, lm4_vision, extended)} == {plain.fingerprint}
+    assert plain.variant_fingerprint("nf4_lm") == plain.fingerprint  # built in: the experiment's
+    assert lm4.variant_fingerprint("lm4") == extended.variant_fingerprint("lm4") != plain.fingerprint
+    assert lm4_vision.variant_fingerprint("lm4") != lm4.variant_fingerprint("lm4")
+    assert extended.variant_fingerprint("vit4") not in (lm4.variant_fingerprint("lm4"), plain.fingerprint)
     assert "variant_definitions" not in json.dumps(plain.result_fields())
+    assert "variant_definitions" not in json.dumps(lm4.experiment_fields())
+    assert lm4.variant_fields("lm4")["variant_definitions.lm4.components"] == ["language_model"]
+
+
+def test_a_config_without_definitions_keeps_the_fingerprint_it_had_before_per_variant_fingerprints():
+    """Pinned values computed before the change: finished results without definitions stay this experiment's.
+    A single definition keeps the value the old experiment-wide hash gave it, for that variant."""
+    assert _config().fingerprint == "d2f318bf3fb8dcc1"
+    assert _config().with_engine("cpu").fingerprint == "6c8a1045055b0a46"
+    lm4 = _config(variants=["fp16", "lm4"], variant_definitions={"lm4": {"method": "nf4", "components": ["language_model"]}})
+    assert lm4.variant_fingerprint("lm4") == "025e2c7a984d7916"
 
 
 def test_gpu_only_methods_are_refused_on_a_cpu_before_any_model_loads(tmp_path, monkeypatch):

@@ -63,6 +63,61 @@ def test_foreign_message_names_the_differing_fields(tmp_path):
     assert "seed: 1 -> 42" in message and "--vlm-results" in message and old.fingerprint in message
 
 
+LM4 = {"method": "nf4", "components": ["language_model"]}
+
+
+def _defined(lm4=LM4, **more):
+    """A config of fp16 and lm4 (and of the variants `more` defines)."""
+    return load_config(overrides={"variants": ["fp16", "lm4", *more], "variant_definitions": {"lm4": lm4, **more}})
+
+
+def test_foreign_message_names_a_changed_definition_and_spares_the_other_variants(tmp_path):
+    old, new = _defined(), _defined({**LM4, "components": ["vision"]})
+    write_config_snapshot(tmp_path, old, "20260101T000000", resolved={"images": 1})
+    path = chunk_csv_path(tmp_path, "lm4", 0)
+    write_chunk_csv(path, _rows([1], fingerprint=old.variant_fingerprint("lm4"), variant="lm4"))
+    state = inspect_chunk(path, [1], new.variant_fingerprint("lm4"))
+    message = foreign_message(tmp_path, path, state, new)
+    assert state.status == "foreign" and f"made with another definition of variant 'lm4' (fingerprint " \
+        f"{old.variant_fingerprint('lm4')}, this run's lm4 is {new.variant_fingerprint('lm4')})" in message
+    assert "changed definition: variant_definitions.lm4.components: ['language_model'] -> ['vision']" in message
+    assert "other variants' finished chunks are unaffected" in message and "move lm4_batch_*.csv out of" in message
+    fp16 = chunk_csv_path(tmp_path, "fp16", 0)
+    write_chunk_csv(fp16, _rows([1], fingerprint=old.variant_fingerprint("fp16")))
+    assert inspect_chunk(fp16, [1], new.variant_fingerprint("fp16")).status == "complete"
+
+
+def test_a_chunk_fingerprinted_with_every_definition_by_an_older_vlmbench_says_so(tmp_path):
+    """Before per-variant fingerprints, every chunk carried a hash of all definitions; its snapshot has no
+    variant_fingerprints. The fields match today's, so the message must explain why it is still foreign."""
+    import yaml
+    from vlmbench.config import fingerprint_of
+    cfg = _defined(vit4={"method": "nf4", "components": ["vision"]})
+    legacy = fingerprint_of(cfg.result_fields())  # what the experiment fingerprint hashed before
+    snapshot = write_config_snapshot(tmp_path, cfg, "20260101T000000", resolved={"images": 1})
+    data = yaml.safe_load(snapshot.read_text())
+    del data["variant_fingerprints"]
+    snapshot.write_text(yaml.safe_dump({**data, "fingerprint": legacy}))
+    path = chunk_csv_path(tmp_path, "lm4", 0)
+    write_chunk_csv(path, _rows([1], fingerprint=legacy, variant="lm4"))
+    message = foreign_message(tmp_path, path, inspect_chunk(path, [1], cfg.variant_fingerprint("lm4")), cfg)
+    assert f"fingerprint {legacy}, this run is {cfg.variant_fingerprint('lm4')}" in message
+    assert "fingerprinted by a vlmbench before per-variant fingerprints" in message
+
+
+def test_a_report_ignores_the_csvs_of_another_definition_only(tmp_path):
+    from vlmbench.results.records import ignored_chunk_csvs, snapshots_by_fingerprint
+    old, new = _defined(), _defined({**LM4, "options": {"double_quant": True}})
+    snapshot = write_config_snapshot(tmp_path, old, "20260101T000000", resolved={"images": 1})
+    for variant in old.variants:
+        write_chunk_csv(chunk_csv_path(tmp_path, variant, 0),
+                        _rows([1], fingerprint=old.variant_fingerprint(variant), variant=variant))
+    assert ignored_chunk_csvs(tmp_path, new) == {old.variant_fingerprint("lm4"): ["lm4_batch_0.csv"]}
+    assert ignored_chunk_csvs(tmp_path, old) == {}
+    assert snapshots_by_fingerprint(tmp_path, variants=True)[old.variant_fingerprint("lm4")] == snapshot
+    assert old.variant_fingerprint("lm4") not in snapshots_by_fingerprint(tmp_path)
+
+
 def test_complete_chunk_counts_its_failed_rows_by_kind(tmp_path):
     path = chunk_csv_path(tmp_path, "fp16", 0)
     rows = _rows([1, 2, 3, 4])

@@ -56,7 +56,8 @@ OPTIONAL_RESULT_FIELDS = ("model.revision", "model.identity", "model.architectur
 GATE_SUMMARY_FIELDS = ("cider_scoring.tokenizer",)
 
 
-SNAPSHOT_ONLY_KEYS = ("fingerprint", "resolved")  # written into snapshots, derived, never read back
+# written into snapshots, derived, never read back
+SNAPSHOT_ONLY_KEYS = ("fingerprint", "variant_fingerprints", "resolved")
 
 
 class ConfigError(ValueError):
@@ -242,13 +243,39 @@ class ExperimentConfig:
         return data
 
     def result_fields(self) -> dict:
-        """The flattened fields that change results: what the fingerprint hashes."""
+        """The flattened fields that change results, every variant definition included (what the regression
+        gate compares with a baseline summary's)."""
         return result_fields_of(self.to_dict())
+
+    def experiment_fields(self) -> dict:
+        """The result fields every variant shares: result_fields() without variant_definitions. What the
+        experiment fingerprint hashes, so that declaring or editing one variant leaves the others' chunks valid."""
+        return result_fields_of({**self.to_dict(), "variant_definitions": {}})
+
+    def variant_fields(self, name: str) -> dict:
+        """experiment_fields() plus `name`'s own definition (nothing more for a built-in variant): what
+        variant_fingerprint hashes, and what a CSV of another definition is compared with."""
+        return {**self.experiment_fields(), **definition_fields(name, self.variant_definitions)}
 
     @property
     def fingerprint(self) -> str:
-        blob = json.dumps(self.result_fields(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """The experiment's fingerprint (folder lock, snapshots, references.json). A config without
+        definitions hashes exactly what it hashed before per-variant fingerprints existed."""
+        return fingerprint_of(self.experiment_fields())
+
+    def variant_fingerprint(self, name: str) -> str:
+        """The fingerprint a chunk CSV (and variant record) of variant `name` carries: the experiment's for a
+        built-in variant, else a hash of the experiment's fields and that one definition, so adding a
+        variant or editing another's definition does not make this variant's finished chunks foreign."""
+        if name not in self.variant_definitions:
+            return self.fingerprint
+        return fingerprint_of(self.variant_fields(name))
+
+    @property
+    def variant_fingerprints(self) -> dict[str, str]:
+        """variant -> its fingerprint, for each variant of the run (recorded in the snapshot, so that a CSV
+        of an older definition is explained by the fields that differ)."""
+        return {name: self.variant_fingerprint(name) for name in self.variants}
 
     def replace(self, **changes) -> "ExperimentConfig":
         return dataclasses.replace(self, **changes)
@@ -286,15 +313,24 @@ def result_fields_of(data: dict) -> dict:
             if _is_result_field(k) and not (k in OPTIONAL_RESULT_FIELDS and v is None)}
 
 
+def definition_fields(name: str, definitions: dict) -> dict:
+    """The flattened result fields of variant `name`'s definition ({} for a built-in variant). Flattened as
+    result_fields_of does: `variant_definitions.<name>.<key>`, the keys the diff of a foreign CSV names."""
+    if name not in definitions:
+        return {}
+    return result_fields_of({"variant_definitions": {name: definitions[name]}})
+
+
+def fingerprint_of(fields: dict) -> str:
+    """16 hex digits of the SHA-256 of the fields as sorted JSON (unchanged since the first results)."""
+    blob = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def differing_fields(old: dict, new: dict) -> dict[str, str]:
     """Each results-relevant field that differs -> a line 'key: old -> new'."""
     keys = sorted(set(old) | set(new))
     return {k: f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)}
-
-
-def diff_result_fields(old: dict, new: dict) -> list[str]:
-    """Human-readable lines naming each results-relevant field that differs."""
-    return list(differing_fields(old, new).values())
 
 
 # ---------------------------------------------------------------- validation of values
@@ -601,7 +637,7 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[di
 
 
 def from_plain(data: dict) -> ExperimentConfig:
-    """An ExperimentConfig from YAML data; a snapshot's derived keys (fingerprint, resolved) are ignored."""
+    """An ExperimentConfig from YAML data; a snapshot's derived keys (SNAPSHOT_ONLY_KEYS) are ignored."""
     data = {k: v for k, v in data.items() if k not in SNAPSHOT_ONLY_KEYS}
     return build(ExperimentConfig, data)
 
@@ -628,9 +664,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def config_to_yaml(cfg: ExperimentConfig, resolved: Optional[dict] = None) -> str:
-    """The snapshot: the config, its fingerprint, and what the run resolved (Hub commit, image ids)."""
+    """The snapshot: the config, its fingerprint and each variant's, and what the run resolved (Hub commit,
+    image ids)."""
     data = cfg.to_dict()
     data["fingerprint"] = cfg.fingerprint
+    data["variant_fingerprints"] = cfg.variant_fingerprints
     if resolved:
         data["resolved"] = resolved
     return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)

@@ -342,7 +342,7 @@ def write_report_html(results_dir: Path, summary: dict, cfg, references: dict, v
     from vlmbench.paths import atomic_write_text
     from vlmbench.results.summary import load_variant_rows
     if rows is None:
-        rows = {v: load_variant_rows(results_dir, v, cfg.num_chunks, cfg.fingerprint)[0] for v in summary["variants"]}
+        rows = {v: load_variant_rows(results_dir, v, cfg.num_chunks, cfg.variant_fingerprint(v))[0] for v in summary["variants"]}
     items = gallery_items(summary, rows, cfg, references)
     text = page(summary, verdict_text, results_dir / "plots", items, gallery.image_reader(cfg))
     paths = [results_dir / "report.html"]

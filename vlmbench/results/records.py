@@ -9,7 +9,8 @@ Files, per results folder:
   repeat on each row in the `chunk_*` columns so that one file is the whole record of one chunk.
 - `variant_<variant>.json`: what was measured when the variant loaded (census, size on disk, ...), one
   record per process that loaded it (written and read by `vlmbench/results/variant_records.py`).
-- `experiment_config_<timestamp>.yaml`: the resolved config and its fingerprint, per run.
+- `experiment_config_<timestamp>.yaml`: the resolved config, its fingerprint and each variant's
+  (`variant_fingerprints`, which chunk CSVs of user-defined variants carry), per run.
 
 Proof of a chunk's rows (`chunk_sha256`, on every row): the SHA-256 of all its other cells, with their
 column names, in the order written. A CSV whose rows do not hash to it (a caption edited, image ids
@@ -37,7 +38,7 @@ from typing import Optional
 
 import yaml
 
-from vlmbench.config import ExperimentConfig, config_to_yaml, diff_result_fields, shown
+from vlmbench.config import ExperimentConfig, config_to_yaml, differing_fields, shown
 from vlmbench.paths import (NotARegularFile, atomic_write_text, link_new, read_regular_bytes,
                             read_regular_text, write_new)
 
@@ -353,23 +354,37 @@ def readable_snapshots(results_dir: Path) -> tuple[list[tuple[Path, dict]], list
     return readable, damaged
 
 
-def find_snapshot(results_dir: Path, fingerprint: str) -> Optional[dict]:
-    """The result fields of the newest readable config snapshot in `results_dir` with that fingerprint."""
+def find_snapshot(results_dir: Path, fingerprint: str, variant: Optional[str] = None) -> Optional[dict]:
+    """The result fields of the newest readable config snapshot in `results_dir` that carries `fingerprint`
+    as the experiment's or, with `variant`, as that variant's; with `variant`, its fields as that variant's
+    fingerprint hashes them (`ExperimentConfig.variant_fields`), so its definition is compared too."""
     from vlmbench.config import ConfigError, from_plain
     for _, data in readable_snapshots(results_dir)[0]:
-        if data["fingerprint"] == fingerprint:
+        if fingerprint in snapshot_fingerprints(data, variant):
             try:
-                return from_plain(data).result_fields()
+                old = from_plain(data)
             except ConfigError:  # a snapshot from an older vlmbench: no field diff then
                 return None
+            return old.variant_fields(variant) if variant is not None else old.result_fields()
     return None
 
 
-def snapshots_by_fingerprint(results_dir: Path) -> dict[str, Path]:
-    """fingerprint -> the newest readable config snapshot in the folder that carries it."""
+def snapshot_fingerprints(data: dict, variant: Optional[str] = None) -> set[str]:
+    """The fingerprints a snapshot recorded: the experiment's, and `variant`'s (every variant's when None).
+    Snapshots of vlmbench before per-variant fingerprints have the experiment's only."""
+    recorded = data.get("variant_fingerprints")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    per_variant = recorded.values() if variant is None else [recorded.get(variant)]
+    return {data["fingerprint"], *(f for f in per_variant if isinstance(f, str))}
+
+
+def snapshots_by_fingerprint(results_dir: Path, variants: bool = False) -> dict[str, Path]:
+    """fingerprint -> the newest readable config snapshot in the folder that carries it; with `variants`,
+    also each variant fingerprint it recorded (to find the snapshot of any chunk CSV)."""
     found: dict[str, Path] = {}
     for path, data in readable_snapshots(results_dir)[0]:
-        found.setdefault(data["fingerprint"], path)
+        for fingerprint in (snapshot_fingerprints(data) if variants else [data["fingerprint"]]):
+            found.setdefault(fingerprint, path)
     return found
 
 
@@ -383,8 +398,8 @@ def first_row_fingerprint(path: Path) -> str:
 
 
 def ignored_chunk_csvs(results_dir: Path, cfg: ExperimentConfig, used=frozenset()) -> dict[str, list[str]]:
-    """Chunk CSVs in the folder that a report of `cfg` does not read, by their fingerprint
-    (another experiment, or this experiment's fingerprint for a variant or chunk outside `cfg`).
+    """Chunk CSVs in the folder that a report of `cfg` does not read, by their fingerprint (another experiment,
+    another definition of the variant, or this one's fingerprint for a variant or chunk outside `cfg`).
     `used`: the (variant, chunk id) the report read, not opened again."""
     ignored: dict[str, list[str]] = {}
     for path in sorted(Path(results_dir).glob("*_batch_*.csv")):
@@ -392,20 +407,45 @@ def ignored_chunk_csvs(results_dir: Path, cfg: ExperimentConfig, used=frozenset(
         if (variant, chunk_id) in used:
             continue
         fingerprint = first_row_fingerprint(path)
-        if fingerprint != cfg.fingerprint or variant not in cfg.variants or not 0 <= chunk_id < cfg.num_chunks:
+        if variant not in cfg.variants or not 0 <= chunk_id < cfg.num_chunks \
+                or fingerprint != cfg.variant_fingerprint(variant):
             ignored.setdefault(fingerprint, []).append(path.name)
     return ignored
 
 
+KEEP_FOLDER = "Nothing was loaded and nothing was overwritten."
+
+
 def foreign_message(results_dir: Path, path: Path, state: ChunkState, cfg: ExperimentConfig) -> str:
-    old = find_snapshot(results_dir, state.fingerprint)
+    """Why the run stops at a chunk CSV of another fingerprint, with the fields that differ from those its
+    snapshot recorded. Compared as the variant's fingerprint hashes them, so a changed definition is named as
+    such, and the other variants' chunks are said to stay valid."""
+    variant, _ = chunk_of_path(path)
+    ours = cfg.variant_fingerprint(variant)
+    old = find_snapshot(results_dir, state.fingerprint, variant)
+    diff = differing_fields(old, cfg.variant_fields(variant)) if old is not None else {}
+    if diff and all(key.startswith("variant_definitions.") for key in diff):
+        return _definition_changed_message(path, variant, state.fingerprint, ours, list(diff.values()))
     if old is None:
         what = "its config snapshot is not in the folder, so the differing fields are unknown"
         damaged = readable_snapshots(results_dir)[1]
         if damaged:
             what += f" (damaged snapshot(s) skipped: {'; '.join(damaged[:3])}{'; ...' if len(damaged) > 3 else ''})"
+    elif not diff:
+        what = ("its snapshot's fields are this run's: it was fingerprinted by a vlmbench before per-variant "
+                "fingerprints, which hashed every variant definition into the experiment's, so it cannot be "
+                "told apart from a chunk of another definition and must be recomputed")
     else:
-        what = "differing fields: " + "; ".join(diff_result_fields(old, cfg.result_fields()))
+        what = "differing fields: " + "; ".join(diff.values())
     return (f"{path} was made by a different experiment (fingerprint {state.fingerprint}, this run is "
-            f"{cfg.fingerprint}); {what}. Nothing was loaded and nothing was overwritten. Start a separate "
+            f"{ours}); {what}. {KEEP_FOLDER} Start a separate "
             f"results folder with --vlm-results DIR (or results_dir in the config), or move the old files away.")
+
+
+def _definition_changed_message(path: Path, variant: str, theirs: str, ours: str, changes: list[str]) -> str:
+    """The experiment is the same; only `variant`'s definition differs: say which, and the two ways on."""
+    return (f"{path} was made with another definition of variant {variant!r} (fingerprint {theirs}, this run's "
+            f"{variant} is {ours}); changed definition: {'; '.join(changes)}. The other variants' finished chunks "
+            f"are unaffected. {KEEP_FOLDER} Give the new definition its own variant name (its chunks are then "
+            f"computed beside the old ones), or move {variant}_batch_*.csv out of {path.parent} to recompute "
+            f"{variant} with the new definition.")

@@ -416,7 +416,7 @@ def ignored_lines(results_dir: Path, cfg: ExperimentConfig, summary: dict) -> li
     ignored = ignored_chunk_csvs(results_dir, cfg, used_chunks(summary))
     if not ignored:
         return []
-    snapshots = snapshots_by_fingerprint(results_dir)
+    snapshots = snapshots_by_fingerprint(results_dir, variants=True)  # a CSV of an older definition too
     lines = []
     for fingerprint, names in sorted(ignored.items()):
         snapshot = snapshots.get(fingerprint)

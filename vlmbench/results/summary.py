@@ -38,7 +38,7 @@ def _float(text: str) -> Optional[float]:
 
 def load_variant_rows(results_dir: Path, variant: str, num_chunks: int, fingerprint: str,
                       known: Optional[dict] = None) -> tuple[list, list]:
-    """All CSV rows of a variant made with `fingerprint`, and the chunk ids that are missing. `known`:
+    """All CSV rows of a variant made with `fingerprint` (the variant's: `ExperimentConfig.variant_fingerprint`), and the chunk ids that are missing. `known`:
     (variant, chunk id) -> rows already read (a finishing shard's check), used instead of reading again."""
     rows, missing = [], []
     for chunk_id in range(num_chunks):
@@ -349,18 +349,20 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
     entries, rows_by_variant = {}, ({} if rows_out is None else rows_out)
     records = {variant: read_variant_records(results_dir, variant) for variant in cfg.variants}  # read once
     for variant in cfg.variants:
-        rows, missing = load_variant_rows(results_dir, variant, cfg.num_chunks, cfg.fingerprint, known_rows)
+        fingerprint = cfg.variant_fingerprint(variant)  # a variant's chunks and records carry its own
+        rows, missing = load_variant_rows(results_dir, variant, cfg.num_chunks, fingerprint, known_rows)
         if not rows:
             continue
         rows_by_variant[variant] = rows
-        record = combined_record(records[variant], chunk_writers(rows), cfg.fingerprint, variant)
+        record = combined_record(records[variant], chunk_writers(rows), fingerprint, variant)
         entries[variant] = variant_entry(rows, missing, cfg.num_chunks, record)
     scoring, tokens = add_cider(entries, rows_by_variant, references, tokenizer) if entries else ({}, None)
     add_deltas(entries, cfg.baseline_variant)
     quality = add_quality_or_reason(entries, rows_by_variant, cfg, tokens) if entries else {}
     metrics, metrics_scoring = caption_metrics_or_reason(entries, tokens, cfg)
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
-            "config_fingerprint": cfg.fingerprint, "started_at": iso(started_at), "finished_at": iso(time.time()),
+            "config_fingerprint": cfg.fingerprint, "variant_fingerprints": cfg.variant_fingerprints,
+            "started_at": iso(started_at), "finished_at": iso(time.time()),
             "environment": {**environment(), **gpu_of_records(records)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,
             "mixed_environment": mixed_environment(rows_by_variant),
             "variants_not_run": [v for v in cfg.variants if v not in entries],

@@ -12,7 +12,7 @@ carry too), and the summary combines the records of the processes that made its 
 
 - Writing (`merge_variant_record`): read, add or replace this writer's record, write atomically,
   all under `lock.folder_guard` (a short flock on the folder; xdist workers hold no folder lock).
-  Records of another experiment (config fingerprint) are dropped. A process that loads the variant
+  Records of another experiment or variant definition (the variant's config fingerprint) are dropped. A process that loads the variant
   again (a rerun) replaces its own record.
 - Reading (`read_variant_records`): writer key -> record. A file of an older vlmbench (one flat
   record) is read as one writer.
@@ -42,7 +42,7 @@ def writer_key(worker, gpu_uuid) -> str:
 
 
 def merge_variant_record(results_dir: Path, record: dict) -> None:
-    """Adds (or replaces) this writer's `record` (with `variant`, `worker`, `gpu_uuid`, `config_fingerprint`)
+    """Adds (or replaces) this writer's `record` (with `variant`, `worker`, `gpu_uuid`, the variant's `config_fingerprint`)
     in `variant_<name>.json`, under the folder guard; an unreadable old file is replaced."""
     from vlmbench.results.lock import folder_guard
     path = variant_record_path(results_dir, record["variant"])
@@ -76,7 +76,8 @@ def read_writers(path: Path) -> dict[str, dict]:
 
 def combined_record(writers: dict[str, dict], chunk_writers: set[str], fingerprint: str, variant: str) -> dict:
     """The summary's fields from the records of the processes that made the chunks (`chunk_writers`, writer
-    keys); all of this experiment's records when the chunks do not name theirs (CSVs of older versions)."""
+    keys) with the variant's `fingerprint` (`ExperimentConfig.variant_fingerprint`); all its records of that
+    fingerprint when the chunks do not name theirs (CSVs of older versions)."""
     ours = {k: w for k, w in writers.items() if w.get("config_fingerprint") in (None, fingerprint)}
     chosen = {k: w for k, w in ours.items() if k in chunk_writers} or ours
     if not chosen:

@@ -124,7 +124,8 @@ class BenchSession:
             self.lock = None
 
     def check_chunks(self, keys) -> dict:
-        """(variant, chunk id) -> ChunkState for each selected chunk; ConfigError on a foreign CSV. Writes nothing."""
+        """(variant, chunk id) -> ChunkState for each selected chunk, each checked against its variant's
+        fingerprint; ConfigError on a foreign CSV. Writes nothing."""
         for variant, chunk_id in keys:
             self.chunk_state(variant, chunk_id)
         return {key: self.chunk_states[key] for key in keys}
@@ -133,7 +134,7 @@ class BenchSession:
         key = (variant, chunk_id)
         if key not in self.chunk_states:
             path = chunk_csv_path(self.results_dir, variant, chunk_id)
-            state = inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint)
+            state = inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.variant_fingerprint(variant))
             if state.status == "foreign":
                 raise ConfigError(foreign_message(self.results_dir, path, state, self.cfg))
             self.chunk_states[key] = state
@@ -245,7 +246,7 @@ class BenchSession:
     def fresh_chunk_state(self, variant: str, chunk_id: int):
         """The CSV's ChunkState read now (a complete one carries its rows); never cached, never raises."""
         path = chunk_csv_path(self.results_dir, variant, chunk_id)
-        return inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.fingerprint)
+        return inspect_chunk(path, [r.image_id for r in self.chunks[chunk_id]], self.cfg.variant_fingerprint(variant))
 
     @cached_property
     def idle_power(self) -> Reading:
@@ -311,7 +312,8 @@ class BenchSession:
                   "micro_batch_size_reason": micro.reason, "engine": engine.report, "worker": self.worker,
                   "decode_workers": self.cfg.inference.decode_workers,  # speed settings outside the fingerprint:
                   "prefetch_batches": self.cfg.inference.prefetch_batches,  # what made these chunks, not this run
-                  "config_fingerprint": self.cfg.fingerprint, **threads, **self.nvml.device_info()}
+                  "config_fingerprint": self.cfg.variant_fingerprint(name),  # its chunks' (merge drops others)
+                  **threads, **self.nvml.device_info()}
         merge_variant_record(self.results_dir, _plain(record))  # beside the records of other workers and GPUs
         return LoadedVariant(name, model, captioner, record=record)
 
@@ -379,8 +381,8 @@ class BenchSession:
         """Batch-1 latency runs on a few of the chunk's images, then the chunk's CSV; returns its rows."""
         rows = self.chunks[chunk_id]
         latencies = loaded.captioner.measure_latency(rows, self.cfg.measure.latency_images)
-        chunk_cells = self._chunk_cells(result.metrics, compute_dtype(self.variant(loaded.name),
-                                                                      self.cfg.precision.language_model))
+        chunk_cells = self._chunk_cells(loaded.name, result.metrics, compute_dtype(self.variant(loaded.name),
+                                                                                   self.cfg.precision.language_model))
         chunk_cells["measure_notes"] = _with_latency_note(chunk_cells["measure_notes"], len(latencies),
                                                           self.cfg.measure.latency_images)
         records = [{**row, "variant": loaded.name, "chunk_id": chunk_id, "latency_s": latencies.get(row["image_id"]),
@@ -388,7 +390,9 @@ class BenchSession:
         write_chunk_csv(chunk_csv_path(self.results_dir, loaded.name, chunk_id), records)
         return records
 
-    def _chunk_cells(self, metrics: dict[str, Reading], dtype: str) -> dict:
+    def _chunk_cells(self, variant: str, metrics: dict[str, Reading], dtype: str) -> dict:
+        """The chunk-level cells repeated on every row; `config_fingerprint` is the variant's, so that a chunk
+        stays this experiment's when other variants are declared or redefined."""
         metrics = {**metrics, "nvml_used_mib": self.nvml.process_used_mib()}
         notes = {f"chunk_{k}": v.reason for k, v in metrics.items() if v.value is None}
         if self.nvml.uuid is None:
@@ -398,7 +402,7 @@ class BenchSession:
                 "device_name": self.device_name, "gpu_uuid": self.nvml.uuid,
                 "gpu_parent_uuid": self.nvml.parent_uuid, "worker": self.worker, "dtype": dtype,
                 "measure_notes": json.dumps(notes, sort_keys=True), **self.library_versions,
-                "config_fingerprint": self.cfg.fingerprint}
+                "config_fingerprint": self.cfg.variant_fingerprint(variant)}
 
     @cached_property
     def library_versions(self) -> dict:

@@ -46,6 +46,13 @@ def test_vlmbench_offline_alone_asks_no_server_and_answers_at_once(vlmbench_offl
     assert no_network == [] and time.perf_counter() - start < 5  # was 31 s of retries before the message
 
 
+def test_a_prequantized_checkpoints_config_is_not_fetched_offline(vlmbench_offline_only, no_network):
+    """The check before any model loads reads the checkpoint's config.json; offline, from the Hub cache only."""
+    from vlmbench.quantize.prequantized import refusal
+    why = refusal("org/uncached-awq", None)
+    assert why.startswith("cannot read config.json of 'org/uncached-awq'") and no_network == []
+
+
 def test_processor_and_weights_load_from_local_files_with_the_hub_offline(vlmbench_offline_only, monkeypatch):
     """build_processor and load_variant_model call from_pretrained with local_files_only and huggingface_hub's
     offline constant set (transformers reads it through is_offline_mode for its own Hub calls). The

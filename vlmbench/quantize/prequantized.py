@@ -31,13 +31,16 @@ def quantization_config(variant, dtype, components):
 
 
 def checkpoint_config(model_id: str, revision: Optional[str]) -> dict:
-    """config.json of the checkpoint: read from a local folder, or fetched alone from the Hub (a few kB)."""
+    """config.json of the checkpoint: read from a local folder, or fetched alone from the Hub (a few kB; offline,
+    from the Hub cache only: OSError when it is not there, which `refusal` names)."""
     folder = Path(model_id)
     if folder.is_dir():
         path = folder / "config.json"
     else:
         from huggingface_hub import hf_hub_download
-        path = Path(hf_hub_download(model_id, "config.json", revision=revision))
+        from vlmbench.offline import hub_calls
+        with hub_calls() as local_only:  # offline: the cached copy only (HF_HUB_OFFLINE, VLMBENCH_OFFLINE)
+            path = Path(hf_hub_download(model_id, "config.json", revision=revision, local_files_only=local_only))
     return json.loads(path.read_text())
 
 

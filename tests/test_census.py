@@ -46,7 +46,7 @@ def test_skip_lists_use_full_prefixes():
     assert get_variant("int8_vit").skip_modules(qwen) == ["model.language_model", "lm_head"]
     assert get_variant("int8").skip_modules(qwen) == ["lm_head"]
     assert get_variant("nf4_lm").skip_modules(gemma) == ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
-    with pytest.raises(KeyError, match="unknown variant 'int4'.*Known variants: fp16, int8, int8_vit, bf16, nf4"):
+    with pytest.raises(KeyError, match="unknown variant 'int4'.*Known variants: fp16, int8, int8_vit, int8_lm, bf16, nf4"):
         get_variant("int4")
 
 
@@ -89,9 +89,9 @@ def test_layers_torchao_cannot_take_are_counted_as_ineligible_not_as_a_broken_va
     with pytest.raises(CensusMismatch, match=r"vision: 0 of 3 Linear layers quantized, expected the 1 its kernels "
                                              r"take \(2 ineligible: fp8: in/out features"):
         check_census(census, get_variant("fp8_vit"))
-    census["vision"].update(quantized=1, methods={"torchao Float8Tensor": 1})
+    census["vision"].update(quantized=1, methods={"torchao Float8Tensor + dynamic activations": 1})
     check_census(census, get_variant("fp8_vit"))  # the one eligible layer quantized: what fp8 can do
-    census["vision"].update(quantized=3, methods={"torchao Float8Tensor": 3})
+    census["vision"].update(quantized=3, methods={"torchao Float8Tensor + dynamic activations": 3})
     with pytest.raises(CensusMismatch, match="vision: 3 of 3"):  # quantized where the rule says it cannot be
         check_census(census, get_variant("fp8_vit"))
     from vlmbench.quantize.census import census_cell

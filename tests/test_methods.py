@@ -23,10 +23,38 @@ def _config(**extra):
     ({"pq": {"method": "prequantized"}}, ["fp16", "pq"], r"model_id is required for method prequantized"),
     ({"lm4": {"method": "nf4", "options": {"group_size": 64}}}, ["fp16", "lm4"], r"method 'nf4' has no option\(s\) 'group_size'"),
     ({"nf4": {"method": "nf4"}}, ["fp16", "nf4"], r"variant 'nf4' is built in"),
+    # a name becomes a file name: "../evil" wrote its chunks beside the results folder
+    ({"../evil": {"method": "w8a16"}}, ["fp16", "../evil"], r"variant name '\.\./evil' is not allowed: use 1-64 letters"),
+    ({"a b": {"method": "w8a16"}}, ["fp16", "a b"], r"variant name 'a b' is not allowed"),
+    ({"x_batch_1": {"method": "w8a16"}}, ["fp16", "x_batch_1"], r"without '_batch_'"),
+    # option values are checked before any model loads (they failed in the library after fp16 had run)
+    ({"t": {"method": "int8", "options": {"threshold": "abc"}}}, ["fp16", "t"],
+     r"option 'threshold' of method 'int8' is 'abc', but must be a number \(the default is 6\.0\)"),
+    ({"t": {"method": "int8", "options": {"threshold": -1}}}, ["fp16", "t"], r"but must be 0 or more"),
+    ({"q": {"method": "nf4", "options": {"double_quant": "yes_please"}}}, ["fp16", "q"], r"but must be true or false"),
+    ({"g": {"method": "w4a16", "options": {"group_size": 100}}}, ["fp16", "g"], r"but must be one of 32, 64, 128, 256"),
 ])
 def test_bad_variant_definitions_are_refused_with_the_fix(definitions, variants, message):
     with pytest.raises(ConfigError, match=message):
         _config(variants=variants, variant_definitions=definitions)
+
+
+def test_an_integer_threshold_is_passed_to_bitsandbytes_as_a_float():
+    import torch
+    from vlmbench.quantize.bnb import quantization_config
+    from vlmbench.quantize.variants import get_variant
+    definitions = {"t4": {"method": "int8", "options": {"threshold": 4}}}
+    _config(variants=["fp16", "t4"], variant_definitions=definitions)  # accepted
+    from vlmbench.models.families import FAMILIES
+    config = quantization_config(get_variant("t4", definitions), torch.float16, FAMILIES["qwen2_5_vl"].components)
+    assert config.llm_int8_threshold == 4.0 and isinstance(config.llm_int8_threshold, float)
+
+
+def test_int8_has_a_language_model_only_placement_like_every_method():
+    from vlmbench.quantize.variants import get_variant
+    assert get_variant("int8_lm").components == frozenset({"language_model"})
+    from vlmbench.models.families import FAMILIES
+    assert get_variant("int8_lm").skip_modules(FAMILIES["qwen2_5_vl"].components) == ["model.visual", "lm_head"]
 
 
 def test_a_definition_enters_its_own_variants_fingerprint_only():
@@ -119,7 +147,7 @@ ALL, NONE = "all", 0
 EXPECTED = {  # variant -> (vision, language_model) quantized layers, and the method the census must name
     "fp16": ((NONE, NONE), None), "nf4": ((ALL, ALL), "bitsandbytes Linear4bit (nf4)"),
     "fp4_lm": ((NONE, ALL), "bitsandbytes Linear4bit (fp4)"), "w8a16_vit": ((ALL, NONE), "torchao Int8Tensor"),
-    "w8a8": ((ALL, ALL), "torchao Int8Tensor"), "lm4": ((NONE, ALL), "bitsandbytes Linear4bit (nf4)"),
+    "w8a8": ((ALL, ALL), "torchao Int8Tensor + dynamic activations"), "lm4": ((NONE, ALL), "bitsandbytes Linear4bit (nf4)"),
     "pq_nf4": ((NONE, ALL), "bitsandbytes Linear4bit (nf4)"), "pq_w8a16": ((ALL, ALL), "torchao Int8Tensor"),
 }
 

@@ -96,12 +96,18 @@ def has_method(census: dict, component: str, label_start: str) -> bool:
 
 
 def expected_label(variant: Variant) -> str:
-    """The start every census label of `variant`'s quantized layers must have."""
+    """The label every census entry of `variant`'s quantized layers must have (a prefix for bitsandbytes 4-bit,
+    whose label ends with the quant type; torchao's is exact: W8A8's says its activations are quantized)."""
     if variant.method == "int8":
         return "bitsandbytes Linear8bitLt"
     if variant.method in ("nf4", "fp4"):
         return f"bitsandbytes Linear4bit ({variant.method})"
-    return "torchao "
+    return torchao.EXPECTED_LABELS[variant.method]
+
+
+def _label_matches(label: str, variant: Variant) -> bool:
+    expected = expected_label(variant)
+    return label == expected if variant.method in torchao.EXPECTED_LABELS else label.startswith(expected)
 
 
 def check_census(census: dict, variant: Variant) -> None:
@@ -124,7 +130,7 @@ def _problems(census: dict, variant: Variant) -> list[str]:
             problems.append(f"{component}: {found} of {total} Linear layers quantized, expected {_all_eligible(entry)}")
         if component not in variant.components and found:
             problems.append(f"{component}: {found} of {total} Linear layers quantized, expected none")
-        wrong = [label for label in entry["methods"] if variant.quantized and not label.startswith(expected_label(variant))]
+        wrong = [label for label in entry["methods"] if variant.quantized and not _label_matches(label, variant)]
         if wrong:
             problems.append(f"{component}: quantized by {', '.join(wrong)}, expected {expected_label(variant).strip()}")
     return problems

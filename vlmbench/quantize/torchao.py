@@ -57,10 +57,21 @@ def ineligible_reason(variant, module: nn.Module) -> Optional[str]:
     return None
 
 
+ACTIVATIONS_SUFFIX = " + dynamic activations"
+
+
 def layer_kind(module: nn.Module) -> Optional[str]:
-    """'torchao <tensor subclass>' when the layer's weight is a torchao tensor subclass, else None."""
+    """'torchao <tensor subclass>' when the layer's weight is a torchao tensor subclass, else None; with
+    ACTIVATIONS_SUFFIX when the weight also quantizes the layer's input on the fly (torchao keeps that on the
+    weight as `act_quant_kwargs`: w8a8's Int8Tensor has it, w8a16's has not), so the census tells W8A8 from W8A16."""
     weight = getattr(module, "weight", None)
     kind = type(weight)
     if weight is None or not kind.__module__.startswith("torchao"):
         return None
-    return f"{LABEL_PREFIX} {kind.__name__}"
+    activations = ACTIVATIONS_SUFFIX if getattr(weight, "act_quant_kwargs", None) is not None else ""
+    return f"{LABEL_PREFIX} {kind.__name__}{activations}"
+
+
+# the census label each torchao method's layers must carry (torchao 0.18's tensor subclasses)
+EXPECTED_LABELS = {"w8a16": "torchao Int8Tensor", "w8a8": "torchao Int8Tensor" + ACTIVATIONS_SUFFIX,
+                   "fp8": "torchao Float8Tensor" + ACTIVATIONS_SUFFIX, "w4a16": "torchao Int4TilePackedTo4dTensor"}

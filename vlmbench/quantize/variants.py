@@ -15,6 +15,7 @@ would be one family's names, silently wrong for the others.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -42,8 +43,11 @@ class Variant:
         return get_method(self.method)
 
     def option_values(self) -> dict:
-        """The method's options: its library defaults, overridden by the definition's."""
-        return {**self.method_spec().options, **dict(self.options)}
+        """The method's options: its library defaults, overridden by the definition's (an int where the default is a
+        float is passed as a float: BitsAndBytesConfig refuses `llm_int8_threshold=4`)."""
+        defaults = self.method_spec().options
+        given = {k: float(v) if isinstance(defaults.get(k), float) else v for k, v in self.options}
+        return {**defaults, **given}
 
     def skip_modules(self, components: Mapping[str, tuple]) -> list[str]:
         """The modules the quantizer must leave alone (`llm_int8_skip_modules`, `modules_to_not_convert`).
@@ -86,6 +90,8 @@ register(Variant("int8", "bitsandbytes LLM.int8 on every Linear of the vision to
                          "lm_head and the other layers in precision.language_model", "int8", BOTH))
 register(Variant("int8_vit", "bitsandbytes LLM.int8 on the vision tower's Linear layers only; the other layers in "
                              "precision.language_model", "int8", frozenset({"vision"})))
+register(Variant("int8_lm", "bitsandbytes LLM.int8 on the language model's Linear layers only; the vision tower and "
+                            "the other layers in precision.language_model", "int8", frozenset({"language_model"})))
 register(Variant("bf16", "every layer in bfloat16 (the dtype Qwen2.5-VL was trained in)", dtype="bf16"))
 # methods whose kernels take bfloat16 only: torchao's int4 tinygemm, and torch's row-wise scaled float8 matmul
 # (_scaled_mm with per-row scales returns bfloat16 only); their variants name that dtype
@@ -111,12 +117,26 @@ def compute_dtype(variant: Variant, precision_dtype: str) -> str:
 DEFINITION_KEYS = ("method", "components", "options", "model_id", "revision", "description")
 
 
+# a variant name becomes part of file names (<variant>_batch_<id>.csv, variant_<variant>.json): letters, digits, '_'
+# and '-' only, starting with a letter or digit ("../x" wrote its chunks outside the results folder)
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+GROUP_SIZES = (32, 64, 128, 256)  # torchao's int4 group sizes (Int4WeightOnlyConfig)
+
+
+def check_name(name) -> None:
+    """ValueError unless `name` is a safe variant name (SAFE_NAME, without '_batch_')."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or "_batch_" in name:
+        raise ValueError(f"variant name {name!r} is not allowed: use 1-64 letters, digits, '_' or '-', starting with a "
+                         "letter or digit, without '_batch_' (it names the variant's files in the results folder)")
+
+
 def variant_from_definition(name: str, spec: dict) -> Variant:
     """The Variant a `variant_definitions` entry declares; ValueError naming the problem and the fix.
 
     `spec`: {method, components (default: vision and language_model; none for prequantized), options
     (the method's own, e.g. threshold, double_quant, group_size), model_id and revision (prequantized only)}.
     """
+    check_name(name)
     if not isinstance(spec, dict):
         raise ValueError(f"variant {name!r}: a definition is a mapping such as {{method: nf4, components: [language_model]}}")
     unknown = [k for k in spec if k not in DEFINITION_KEYS]
@@ -146,6 +166,10 @@ def _check_method_fields(variant: Variant, spec: dict) -> None:
     if bad:
         raise ValueError(f"variant {variant.name!r}: method {method.name!r} has no option(s) {', '.join(map(repr, bad))}; "
                          f"its options: {', '.join(method.options) or 'none'}")
+    for option, value in variant.options:
+        why = bad_option_value(option, value, method.options[option])
+        if why:
+            raise ValueError(f"variant {variant.name!r}: option {option!r} of method {method.name!r} is {value!r}, {why}")
     if (variant.method == "prequantized") != bool(variant.model_id):
         raise ValueError(f"variant {variant.name!r}: model_id is required for method prequantized (the quantized "
                          "checkpoint) and allowed for no other method")
@@ -153,6 +177,23 @@ def _check_method_fields(variant: Variant, spec: dict) -> None:
         raise ValueError(f"variant {variant.name!r}: a prequantized checkpoint decides its own components; remove 'components'")
     if variant.method != "prequantized" and not variant.components:
         raise ValueError(f"variant {variant.name!r}: components is empty; name vision, language_model or both")
+
+
+def bad_option_value(option: str, value, default) -> Optional[str]:
+    """Why `value` cannot be `option` (whose library default is `default`), naming what is allowed; None if it can.
+
+    The type is the default's (an int is a float too: `threshold: 4` is 4.0); `group_size` is one of GROUP_SIZES and
+    `threshold` (LLM.int8's outlier threshold) at least 0.
+    """
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "but must be true or false"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(default, int) and isinstance(value, float)):
+        return f"but must be {'an integer' if isinstance(default, int) else 'a number'} (the default is {default!r})"
+    if option == "group_size" and value not in GROUP_SIZES:
+        return f"but must be one of {', '.join(map(str, GROUP_SIZES))}"
+    if option == "threshold" and value < 0:
+        return "but must be 0 or more"
+    return None
 
 
 def defined_variants(definitions: Optional[dict]) -> dict[str, Variant]:

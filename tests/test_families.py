@@ -162,6 +162,13 @@ def test_an_unknown_architecture_is_refused_with_the_known_names_and_a_hint():
         get_family("internvl", "config key 'model.architecture'")
 
 
+@pytest.mark.parametrize("given, meant", [("llava", "llava_onevision"), ("Qwen2.5-VL", "qwen2_5_vl"),
+                                          ("Gemma 3", "gemma3"), ("SmolVLM", "smolvlm")])
+def test_a_family_named_by_its_title_or_a_prefix_gets_a_did_you_mean(given, meant):
+    with pytest.raises(ConfigError, match=rf"Did you mean '{meant}'\?"):
+        get_family(given, "config key 'model.architecture'")
+
+
 def test_an_unknown_architecture_is_refused_before_torch_is_imported(tmp_path):
     from tests.test_early_errors import _refused
     import yaml

@@ -108,11 +108,23 @@ def get_family(model_type: Optional[str], where: str) -> Family:
     if model_type in FAMILIES:
         return FAMILIES[model_type]
     from vlmbench.config import ConfigError
-    close = difflib.get_close_matches(str(model_type), known_families(), n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    close = closest_family(str(model_type))
+    hint = f" Did you mean '{close}'?" if close else ""
     raise ConfigError(f"{where} names model type {model_type!r}, whose layout (vision tower, language model) vlmbench "
                       f"does not know, so it cannot tell which layers each variant quantizes.{hint} Known families: "
                       f"{', '.join(known_families())}.")
+
+
+def closest_family(name: str) -> Optional[str]:
+    """The known model type `name` most likely means: spelt as a title ('Qwen2.5-VL' -> qwen2_5_vl), a known type's
+    start ('llava' -> llava_onevision), or a near spelling (difflib); None when nothing is close."""
+    plain = name.strip().lower().replace(".", "_").replace("-", "_").replace(" ", "_")
+    by_title = {f.title.lower().replace(".", "_").replace("-", "_").replace(" ", "_"): t for t, f in FAMILIES.items()}
+    if plain in FAMILIES or plain in by_title:
+        return FAMILIES[plain].model_type if plain in FAMILIES else by_title[plain]
+    starts = [t for t in FAMILIES if plain and t.startswith(plain)]
+    close = starts or difflib.get_close_matches(plain, known_families(), n=1)
+    return close[0] if close else None
 
 
 def family_of_model(model) -> Family:

@@ -163,7 +163,8 @@ def intervals_section(summary: dict) -> str:
     rows = [_interval_row(name, entry, baseline) for name, entry in summary["variants"].items()]
     method = (f"{info.get('bootstrap_method', 'bootstrap')}; {info.get('bootstrap_samples', '?')} resamples, "
               f"seed {info.get('seed', '?')}")
-    warning = f"<p class=fail>{escape(info['baseline_warning'])}</p>" if info.get("baseline_warning") else ""
+    tone = "none" if info.get("baseline_warning_kind") == "random_weights" else "fail"
+    warning = f"<p class={tone}>{escape(info['baseline_warning'])}</p>" if info.get("baseline_warning") else ""
     return f"<h2>Intervals</h2>{warning}" + _table(head, rows) + f"<p class=muted>{escape(method)}</p>"
 
 

@@ -336,8 +336,11 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
         lines.append(f"finished chunks are kept; free space and run vlmbench-report {results_dir} to write the rest")
         verdict.failed = True
     verdict.text = "\n".join(lines + [verdict.text])
-    warning = (summary.get("quality") or {}).get("baseline_warning")
-    if warning:
+    quality = summary.get("quality") or {}
+    warning = quality.get("baseline_warning")
+    if warning and quality.get("baseline_warning_kind") == "random_weights":
+        verdict.text += f"\n\n{warning}"  # expected of random weights: said, not shouted
+    elif warning:
         verdict.text += f"\n\n{'!' * 78}\n{warning}\n{'!' * 78}"
     return summary, verdict
 

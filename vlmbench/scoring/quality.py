@@ -97,8 +97,11 @@ def add_quality(entries: dict, rows_by_variant: dict, cfg, tokens) -> dict:
         entries[name]["degenerate"] = count_degenerate(rows, cfg.inference.max_new_tokens, forced, q.examples)
     add_intervals(entries, baseline, cfg)
     add_drift(entries, rows_by_variant, baseline, tokens)
-    warning = baseline_flag(baseline, (entries.get(baseline) or {}).get("degenerate"), q.degenerate_max_pct)
+    random_weights = cfg.model.weights == "random"
+    warning = baseline_flag(baseline, (entries.get(baseline) or {}).get("degenerate"), q.degenerate_max_pct,
+                            random_weights)
     return {"baseline": baseline, "baseline_in_run": baseline in entries, "baseline_warning": warning,
+            "baseline_warning_kind": warning and ("random_weights" if random_weights else "degenerate_baseline"),
             "degenerate_max_pct": q.degenerate_max_pct, "bootstrap_samples": q.bootstrap_samples,
             "confidence": q.confidence, "seed": cfg.seed,
             "bootstrap_method": "percentile bootstrap over images of per-image CIDEr-D scores; document "

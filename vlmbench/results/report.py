@@ -116,7 +116,15 @@ def table_warnings(summary: dict) -> list[str]:
     if mixed:
         notes.append(f"WARNING mixed environment: {mixed['warning']}")
     notes += writer_warnings(summary)
+    notes += quality_warning_lines(summary)
     return [""] + notes if notes else []
+
+
+def quality_warning_lines(summary: dict) -> list[str]:
+    """'WARNING nf4: ...' for each variant whose record says its captions cannot be read as its method's quality
+    (`quality_warning`, e.g. bitsandbytes' CPU 4-bit defect: vlmbench.quantize.bnb.cpu_4bit_quality_warning)."""
+    return [f"WARNING {name}: {entry['quality_warning']['reason']}" for name, entry in summary["variants"].items()
+            if isinstance(entry.get("quality_warning"), dict)]
 
 
 def writer_warnings(summary: dict) -> list[str]:

@@ -164,6 +164,9 @@ def quality_table(summary: dict) -> str:
                      f"{_degenerate_cell(v.get('degenerate'))} |")
     if any((v.get("cider_delta_ci") or {}).get("excludes_zero") for v in summary["variants"].values()):
         lines += ["", "* the interval of the difference excludes 0"]
+    warned = [f"WARNING {name}: {v['quality_warning']['short']} (quality_warning; the reason is under the first table)"
+              for name, v in summary["variants"].items() if isinstance(v.get("quality_warning"), dict)]
+    lines += [""] + warned if warned else []
     if info.get("baseline_warning"):
         lines += ["", f"**{info['baseline_warning']}**"]
     return "\n".join(lines)

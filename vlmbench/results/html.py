@@ -307,6 +307,8 @@ def environment_section(summary: dict) -> str:
             for k, v in env.items() if not k.endswith("_null_reason")]
     scoring = summary.get("cider_scoring") or {}
     facts = [["experiment", summary.get("experiment_name")], ["model", summary.get("model_id")],
+             ["family", f"{summary['model']['family_title']} ({summary['model']['family']})"
+              if (summary.get("model") or {}).get("family") else "not recorded"],
              ["config fingerprint", summary.get("config_fingerprint")], ["started", summary.get("started_at")],
              ["finished", summary.get("finished_at")], ["CIDEr-D tokenizer", scoring.get("tokenizer")]]
     rows = [[_td(escape(k)), _td(escape(str(v)))] for k, v in facts] + rows
@@ -319,7 +321,8 @@ def environment_section(summary: dict) -> str:
 def page(summary: dict, verdict_text: str, plot_dir: Path, items: list[gallery.GalleryImage],
          read: gallery.ImageReader) -> str:
     """The whole document as a string."""
-    title = f"vlmbench: {summary.get('experiment_name', '?')} ({summary.get('model_id', '?')})"
+    from vlmbench.results.report import model_label
+    title = f"vlmbench: {summary.get('experiment_name', '?')} ({model_label(summary)})"
     if not summary["variants"]:
         body = "<p>no variant has finished chunks yet</p>"
     else:

@@ -60,10 +60,22 @@ def table_caption(summary: dict) -> str:
     micro = (summary.get("config") or {}).get("inference", {}).get("micro_batch_size")
     scored = scoring.get("tokenizer") and f"{scoring['tokenizer']} tokenizer"
     micro = micro if micro is not None else "sized per variant (micro_batch_size in the summary)"
-    return (f"{summary.get('experiment_name', '?')} on {', '.join(devices)}: CIDEr-D on the "
+    return (f"{summary.get('experiment_name', '?')}{_model_words(summary)} on {', '.join(devices)}: CIDEr-D on the "
             f"{scoring.get('common_images', '?')} images every variant captioned ({scored or 'not scored'}"
             f"); latency = one image alone, p50 over {_latency_counts(summary)} image(s) per variant; throughput at "
             f"micro-batch {micro}, image reading and preprocessing included")
+
+
+def model_label(summary: dict) -> str:
+    """The model as the summary names it (summary.model_section's label: the family where model_id alone would not
+    say it), else model_id (summaries of an older vlmbench)."""
+    return (summary.get("model") or {}).get("label") or summary.get("model_id") or "?"
+
+
+def _model_words(summary: dict) -> str:
+    """' (Gemma 3, model_type gemma3, tiny random weights)' in the caption where the label names the family, else ''."""
+    label = model_label(summary)
+    return f" ({label})" if label != summary.get("model_id") else ""
 
 
 def _latency_counts(summary: dict) -> str:

@@ -337,6 +337,29 @@ def git_commit() -> dict:
                 "git_commit_null_reason": f"not a git checkout ({type(exc).__name__}) and VLMBENCH_GIT_COMMIT unset"}
 
 
+def model_section(cfg, records_by_variant: dict) -> dict:
+    """What model ran, for the summary's readers: model_id, weights, the family (the `family` (model_type) that the
+    variant records hold, else model.architecture) with its title, and `label`, the words the table caption and
+    report.html's title use. The label names the family where model_id alone would not tell it: model.architecture
+    set (random weights of a family: model_id is then only a label) or a family other than Qwen2.5-VL."""
+    from vlmbench.models.families import DEFAULT_ARCHITECTURE, FAMILIES
+    recorded = sorted({r["family"] for writers in records_by_variant.values() for r in writers.values()
+                       if r.get("family")})
+    types = recorded or [cfg.model.architecture or (DEFAULT_ARCHITECTURE if cfg.model.weights != "pretrained" else None)]
+    types = [t for t in types if t]
+    titles = [FAMILIES[t].title if t in FAMILIES else t for t in types]
+    section = {"model_id": cfg.model_id, "weights": cfg.model.weights, "tiny": cfg.model.tiny,
+               "architecture": cfg.model.architecture, "family": " / ".join(types) or None,
+               "family_title": " / ".join(titles) or None, "label": cfg.model_id}
+    if types and (cfg.model.architecture is not None or types != [DEFAULT_ARCHITECTURE]):
+        family = f"{' / '.join(titles)}, model_type {' / '.join(types)}"
+        if cfg.model.weights == "random":
+            section["label"] = f"{family}, {'tiny ' if cfg.model.tiny else ''}random weights"
+        else:
+            section["label"] = f"{cfg.model_id}, {family}"
+    return section
+
+
 def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -361,7 +384,7 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
     quality = add_quality_or_reason(entries, rows_by_variant, cfg, tokens) if entries else {}
     metrics, metrics_scoring = caption_metrics_or_reason(entries, tokens, cfg)
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
-            "config_fingerprint": cfg.fingerprint, "variant_fingerprints": cfg.variant_fingerprints,
+            "model": model_section(cfg, records), "config_fingerprint": cfg.fingerprint, "variant_fingerprints": cfg.variant_fingerprints,
             "started_at": iso(started_at), "finished_at": iso(time.time()),
             "environment": {**environment(), **gpu_of_records(records)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,
             "mixed_environment": mixed_environment(rows_by_variant),

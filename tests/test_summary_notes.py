@@ -57,3 +57,40 @@ def test_a_family_run_names_its_family_in_the_terminal_summary_and_report(tmp_pa
     page = (results / "report.html").read_text()
     assert f"<title>vlmbench: smoke ({label})</title>" in page and "vlmbench/tiny-captioner)" not in page
     assert "<td>Gemma 3 (gemma3)</td>" in page
+
+
+# ---------------------------------------------------------------- variants in their own dtype
+def test_a_variant_in_its_own_dtype_against_an_fp16_baseline_gets_a_note_not_a_refusal(tmp_path):
+    """fp8 and w4a16 run in bf16 whatever precision.language_model says: against fp16 their delta mixes the dtype
+    change with quantization. The run goes on, and the summary, summary_latest.md and the terminal say so, with the
+    run that isolates quantization; bf16 (unquantized: a dtype comparison by design) and int8 (fp16) are not named."""
+    from tests.results_factory import tiny_config, write_results
+    from vlmbench.results.report import report
+    cfg = tiny_config(tmp_path, 12, variants=("fp16", "int8", "fp8", "w4a16_vit", "bf16"))
+    write_results(cfg, tmp_path)
+    summary, verdict = report(tmp_path, cfg, 0.0, None)
+    mix = summary["dtype_mix"]
+    assert mix["baseline"] == "fp16" and mix["baseline_dtype"] == "fp16"
+    assert mix["variants"] == {"fp8": "bf16", "w4a16_vit": "bf16"}
+    note = ("note: fp8, w4a16_vit run in bf16 (the dtype their method takes), the baseline fp16 in fp16: their delta "
+            "vs fp16 mixes the dtype change with quantization; variants: [bf16, fp8, w4a16_vit, ...] with baseline: "
+            "bf16 (and precision.language_model: bf16 for int8) isolates quantization")
+    assert mix["note"] == note
+    assert note in (tmp_path / "summary_latest.md").read_text().splitlines() and note in verdict.text.splitlines()
+    assert not verdict.failed
+
+
+def test_the_run_that_isolates_quantization_is_accepted_and_needs_no_note(tmp_path):
+    """variants: [bf16, fp8, ...] with baseline: bf16 was refused while precision.language_model stayed fp16 (the
+    refusal counted fp8 as a variant that keeps its other layers in precision.language_model, which it does not)."""
+    from vlmbench.config import ConfigError
+    from vlmbench.results.summary import dtype_mix
+    cfg = from_plain(merge(TINY, {"variants": ["bf16", "fp8", "w4a16_lm"], "baseline": "bf16"}))
+    assert dtype_mix(cfg, {name: {} for name in cfg.variants}) is None
+    with pytest.raises(ConfigError, match=r"always runs in bf16: int8 would keep their other layers in fp16.*Either "
+                                          r"set precision.language_model: bf16, or run the baseline in fp16 \(variants: "
+                                          r"\[fp16, fp8, int8\], baseline: fp16\)"):
+        from_plain(merge(TINY, {"variants": ["bf16", "fp8", "int8"], "baseline": "bf16"}))
+    both = from_plain(merge(TINY, {"variants": ["bf16", "fp8", "int8"], "baseline": "bf16",
+                                   "precision": {"language_model": "bf16"}}))
+    assert dtype_mix(both, {name: {} for name in both.variants}) is None

@@ -127,6 +127,8 @@ def table_warnings(summary: dict) -> list[str]:
     mixed = summary.get("mixed_environment")
     if mixed:
         notes.append(f"WARNING mixed environment: {mixed['warning']}")
+    if (summary.get("dtype_mix") or {}).get("note"):
+        notes.append(summary["dtype_mix"]["note"])
     notes += writer_warnings(summary)
     notes += quality_warning_lines(summary)
     return [""] + notes if notes else []

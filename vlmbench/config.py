@@ -208,7 +208,9 @@ class QualityConfig:
 class ExperimentConfig:
     experiment_name: str = _help("a label for the run", "VLM_Quantization")
     model_id: str = _help("Hub id or local folder of the model", "Qwen/Qwen2.5-VL-3B-Instruct")
-    quantizer: str = _help("how int8 variants quantize: bitsandbytes_linear8bitlt", "bitsandbytes_linear8bitlt")
+    quantizer: str = _help("legacy seed key, kept because it is in the fingerprint: its only allowed value is "
+                           "bitsandbytes_linear8bitlt and it has no effect (each variant's method decides how it "
+                           "quantizes: Quantization methods in the README)", "bitsandbytes_linear8bitlt")
     precision: PrecisionConfig = _help("dtypes", factory=PrecisionConfig)
     dataset: DatasetConfig = _help("where images and captions come from", factory=DatasetConfig)
     seed: int = _help("random seed (model init, shuffling, sampling of synthetic data)", 42)

@@ -36,6 +36,21 @@ def test_only_4bit_layers_of_unaligned_width_on_a_cpu_are_warned_about():
     assert cpu_4bit_quality_warning(_loaded(build(ExperimentConfig, TINY), "nf4"), "cpu") is None  # widths 64/128/256
 
 
+def test_a_prequantized_bitsandbytes_4bit_checkpoint_is_warned_about_too(tmp_path):
+    """The defect is in the kernels, not in how the layers were made: a checkpoint saved already in NF4 gets it."""
+    import torch
+    from transformers import BitsAndBytesConfig, Qwen2_5_VLForConditionalGeneration
+    from vlmbench.models.loading import EMBEDDED_CAPTIONER_DIR, load_variant_model
+    nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", llm_int8_skip_modules=["model.visual", "lm_head"])
+    Qwen2_5_VLForConditionalGeneration.from_pretrained(str(EMBEDDED_CAPTIONER_DIR), dtype=torch.float16,
+                                                       quantization_config=nf4).save_pretrained(tmp_path / "pq")
+    definitions = {"pq_nf4": {"method": "prequantized", "model_id": str(tmp_path / "pq")}}
+    cfg = load_config(SMOKE, overrides={"variants": ["fp16", "pq_nf4"], "variant_definitions": definitions})
+    model = load_variant_model(cfg, get_variant("pq_nf4", definitions), str(tmp_path / "pq"), "cpu")
+    warning = cpu_4bit_quality_warning(model, "cpu")
+    assert warning["linear4bit_layers"] == 21 and 0 < warning["affected_layers"] < 21  # the language model's
+
+
 @pytest.mark.slow
 def test_the_warning_reaches_the_summary_terminal_and_report_for_nf4_and_not_int8(tmp_path):
     sandbox = tmp_path / "sandbox"

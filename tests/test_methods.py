@@ -231,7 +231,8 @@ def test_4bit_layers_whose_width_is_not_a_multiple_of_the_block_run_on_a_cpu():
 @pytest.mark.xfail(strict=True, reason="bitsandbytes 0.50.2's CPU 4-bit kernels: a row width that is not a multiple "
                                        "of the 64-value block comes back with 2.5x NF4's usual error (README, "
                                        "Quantization methods); strict, so a fixed release makes this fail and the "
-                                       "README's CPU 4-bit numbers are redone")
+                                       "README's CPU 4-bit numbers are redone (and bnb.cpu_4bit_quality_warning "
+                                       "is dropped)")
 def test_bitsandbytes_cpu_4bit_is_right_on_unaligned_widths():
     import torch
     from bitsandbytes.functional import dequantize_4bit, quantize_4bit

@@ -306,6 +306,37 @@ def test_a_degenerate_baseline_is_flagged_in_the_terminal_and_the_table(tmp_path
     assert "**WARNING: baseline 'fp16'" in (tmp_path / "summary_latest.md").read_text()
 
 
+def test_random_weights_are_degenerate_by_construction_not_a_reason_to_change_the_baseline(tmp_path, monkeypatch):
+    """model.weights: random never ends a caption, so every one hits max_new_tokens: the flag says that this is
+    expected and means nothing about quality, and does not send the user to bf16 (that advice is for real weights)."""
+    import vlmbench.results.report as report_module
+    from tests.conftest import TINY, merge
+    random = from_plain(merge(TINY, {"variants": ["fp16", "int8"], "inference": {"max_new_tokens": 4},
+                                     "quality": {"bootstrap_samples": 200}}))
+    pretrained = from_plain({"variants": ["fp16", "int8"], "inference": {"max_new_tokens": 4},
+                             "quality": {"bootstrap_samples": 200}})
+    rows = {name: _rows(["token soup words"] * 4, tokens=4) for name in ("fp16", "int8")}  # all at max_new_tokens
+    infos = {}
+    for cfg in (random, pretrained):
+        entries = {name: {"images_captioned": 4, "images_failed": 0} for name in rows}
+        infos[cfg.model.weights] = add_quality(entries, rows, cfg, None), entries
+    info, entries = infos["random"]
+    warning = info["baseline_warning"]
+    assert info["baseline_warning_kind"] == "random_weights"
+    assert warning.startswith("note: baseline 'fp16' has 4 degenerate captions of 4 (100.0%")
+    assert "random weights (model.weights: random), which caption nothing meaningful" in warning
+    assert "degenerate by construction" in warning and "bf16" not in warning and "suspect" not in warning
+    real = infos["pretrained"][0]
+    assert real["baseline_warning_kind"] == "degenerate_baseline" and "the bf16 variant as baseline" in real["baseline_warning"]
+    summary = {"variants": entries, "config": random.to_dict(), "quality": info}
+    monkeypatch.setattr(report_module, "build_summary", lambda *a, **k: summary)
+    monkeypatch.setattr(report_module, "load_references", lambda *args: {})
+    _, verdict = report_module.report(tmp_path, random, 0.0, None)
+    assert verdict.text.splitlines()[-1] == warning and "!" * 78 not in verdict.text  # said, not shouted
+    assert "bf16" not in (tmp_path / "summary_latest.md").read_text()
+    assert "degenerate by construction" in (tmp_path / "report.html").read_text()
+
+
 def test_a_failing_quality_section_leaves_the_summary(monkeypatch):
     import vlmbench.scoring.quality as quality
     monkeypatch.setattr(quality, "count_degenerate", lambda *a, **k: 1 / 0)

@@ -73,8 +73,9 @@ def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclas
 
 @dataclass(frozen=True)
 class PrecisionConfig:
-    language_model: str = _help("dtype of every layer the int8 variants do not quantize: fp16, bf16 or fp32 (the "
-                                "fp16 and bf16 variants always run in the dtype they are named after)", "fp16")
+    language_model: str = _help("dtype of every layer a quantized variant does not quantize: fp16, bf16 or fp32 (the "
+                                "fp16 and bf16 variants always run in the dtype they are named after, fp8 and w4a16 "
+                                "variants in bf16, the only dtype their kernels take)", "fp16")
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,9 @@ class QualityConfig:
 class ExperimentConfig:
     experiment_name: str = _help("a label for the run", "VLM_Quantization")
     model_id: str = _help("Hub id or local folder of the model", "Qwen/Qwen2.5-VL-3B-Instruct")
-    quantizer: str = _help("how int8 variants quantize: bitsandbytes_linear8bitlt", "bitsandbytes_linear8bitlt")
+    quantizer: str = _help("legacy seed key, kept because it is in the fingerprint: its only allowed value is "
+                           "bitsandbytes_linear8bitlt and it has no effect (each variant's method decides how it "
+                           "quantizes: Quantization methods in the README)", "bitsandbytes_linear8bitlt")
     precision: PrecisionConfig = _help("dtypes", factory=PrecisionConfig)
     dataset: DatasetConfig = _help("where images and captions come from", factory=DatasetConfig)
     seed: int = _help("random seed (model init, shuffling, sampling of synthetic data)", 42)
@@ -483,7 +486,13 @@ def _validate_quality(cfg: ExperimentConfig) -> None:
 
 
 def _validate_baseline(cfg: ExperimentConfig) -> None:
-    """`baseline` is one of `variants`; the int8 variants' other layers run in the baseline's dtype."""
+    """`baseline` is one of `variants`; the quantized variants that keep their other layers in
+    precision.language_model (int8, nf4, ...: no dtype of their own) run them in the baseline's dtype.
+
+    Variants whose method names its own dtype (fp8 and w4a16 run bf16: variants.METHOD_DTYPES) do not follow
+    precision.language_model, so they are not refused here: `variants: [bf16, fp8], baseline: bf16` is the run that
+    isolates their quantization. Against a baseline in another dtype their delta mixes both; the summary says so
+    (summary.dtype_mix)."""
     from vlmbench.quantize.variants import get_variant
     if cfg.baseline is not None and cfg.baseline not in cfg.variants:
         raise ConfigError(f"config key 'baseline' names {cfg.baseline!r}, which is not in variants "
@@ -491,14 +500,16 @@ def _validate_baseline(cfg: ExperimentConfig) -> None:
     if cfg.baseline_variant not in cfg.variants:
         return
     base_dtype = get_variant(cfg.baseline_variant, cfg.variant_definitions).dtype
-    quantized = [v for v in cfg.variants if get_variant(v, cfg.variant_definitions).quantized]
-    if base_dtype and quantized and base_dtype != cfg.precision.language_model:
+    variants = {v: get_variant(v, cfg.variant_definitions) for v in cfg.variants}
+    following = [v for v, variant in variants.items() if variant.quantized and variant.dtype is None]
+    if base_dtype and following and base_dtype != cfg.precision.language_model:
+        others = [v for v in cfg.variants if v != cfg.baseline_variant]
         raise ConfigError(
             f"config key 'precision.language_model' is {cfg.precision.language_model!r}, but the baseline variant "
-            f"{cfg.baseline_variant!r} always runs in {base_dtype}: {', '.join(quantized)} would keep their other "
+            f"{cfg.baseline_variant!r} always runs in {base_dtype}: {', '.join(following)} would keep their other "
             f"layers in {cfg.precision.language_model} and their deltas would mix dtype with quantization. Either set "
             f"precision.language_model: {base_dtype}, or run the baseline in {cfg.precision.language_model} (variants: "
-            f"[{cfg.precision.language_model}, {', '.join(quantized)}], baseline: {cfg.precision.language_model}"
+            f"[{cfg.precision.language_model}, {', '.join(others)}], baseline: {cfg.precision.language_model}"
             f"{'' if cfg.precision.language_model in ('fp16', 'bf16') else '; no such variant exists yet'}).")
 
 

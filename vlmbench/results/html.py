@@ -124,7 +124,8 @@ def headline_section(summary: dict) -> str:
     head = ["variant", *(h for h, _, _ in HEADLINE.values()), *map(escape, extra), "images ok/failed"]
     rows = []
     for name, entry in variants.items():
-        cells = [_td(escape(name) + (" <span class=muted>(baseline)</span>" if name == baseline else ""))]
+        cells = [_td(escape(name) + (" <span class=muted>(baseline)</span>" if name == baseline else "")
+                     + _quality_flag(entry))]
         cells += [_metric_cell(name, entry, m, d, baseline, hb) for m, (_, d, hb) in HEADLINE.items()]
         cells += [_td(_num(_metric_value(metrics[name].get(k)), 4), True) for k in extra]
         cells.append(_td(f"{entry.get('images_captioned', '?')}/{entry.get('images_failed', '?')}", True))
@@ -133,6 +134,14 @@ def headline_section(summary: dict) -> str:
     return (f"<h2>Variants against {escape(baseline)}</h2><p class=muted>{escape(table_caption(summary))}; in "
             f"brackets the change against {escape(baseline)}, green where it is better</p>"
             + _table(head, rows) + _list(notes))
+
+
+def _quality_flag(entry: dict) -> str:
+    """A red flag beside a variant whose record carries a quality_warning (its reason under the table)."""
+    warning = entry.get("quality_warning")
+    if not isinstance(warning, dict):
+        return ""
+    return f' <span class="flag" title="{escape(warning.get("reason") or "")}">quality warning</span>'
 
 
 # ---------------------------------------------------------------- intervals
@@ -147,7 +156,7 @@ def _interval_row(name: str, entry: dict, baseline: str) -> list[str]:
     drift = entry.get("drift") or {}
     degenerate = entry.get("degenerate") or {}
     excludes = "baseline" if name == baseline else ("n/a" if not delta else ("yes" if delta["excludes_zero"] else "no"))
-    return [_td(escape(name)), _td(_ci(entry.get("cider_ci")), True),
+    return [_td(escape(name) + _quality_flag(entry)), _td(_ci(entry.get("cider_ci")), True),
             _td("baseline" if name == baseline else escape(_ci(delta)), True), _td(excludes),
             _td("baseline" if name == baseline else _num(drift.get("identical_pct")), True),
             _td(f"{degenerate.get('degenerate', 'n/a')}/{degenerate.get('captioned', 'n/a')}", True)]
@@ -163,7 +172,8 @@ def intervals_section(summary: dict) -> str:
     rows = [_interval_row(name, entry, baseline) for name, entry in summary["variants"].items()]
     method = (f"{info.get('bootstrap_method', 'bootstrap')}; {info.get('bootstrap_samples', '?')} resamples, "
               f"seed {info.get('seed', '?')}")
-    warning = f"<p class=fail>{escape(info['baseline_warning'])}</p>" if info.get("baseline_warning") else ""
+    tone = "none" if info.get("baseline_warning_kind") == "random_weights" else "fail"
+    warning = f"<p class={tone}>{escape(info['baseline_warning'])}</p>" if info.get("baseline_warning") else ""
     return f"<h2>Intervals</h2>{warning}" + _table(head, rows) + f"<p class=muted>{escape(method)}</p>"
 
 
@@ -175,7 +185,7 @@ def pareto_section(summary: dict) -> str:
     from vlmbench.results.plots import CPU_STAMP, TIMING, timed_on_cpu
     variants, cpu = summary["variants"], timed_on_cpu(summary)
     lines = [pareto.sentence(result, variants) + (f" ({CPU_STAMP})" if cpu and result.cost in TIMING else "")
-             for result in pareto.fronts(variants)]
+             for result in pareto.fronts(variants)] + pareto.warned_lines(variants)
     unresolved = [name for name, entry in variants.items()
                   if entry.get("cider_delta_ci") and not entry["cider_delta_ci"].get("excludes_zero")]
     if unresolved:
@@ -297,6 +307,8 @@ def environment_section(summary: dict) -> str:
             for k, v in env.items() if not k.endswith("_null_reason")]
     scoring = summary.get("cider_scoring") or {}
     facts = [["experiment", summary.get("experiment_name")], ["model", summary.get("model_id")],
+             ["family", f"{summary['model']['family_title']} ({summary['model']['family']})"
+              if (summary.get("model") or {}).get("family") else "not recorded"],
              ["config fingerprint", summary.get("config_fingerprint")], ["started", summary.get("started_at")],
              ["finished", summary.get("finished_at")], ["CIDEr-D tokenizer", scoring.get("tokenizer")]]
     rows = [[_td(escape(k)), _td(escape(str(v)))] for k, v in facts] + rows
@@ -309,7 +321,8 @@ def environment_section(summary: dict) -> str:
 def page(summary: dict, verdict_text: str, plot_dir: Path, items: list[gallery.GalleryImage],
          read: gallery.ImageReader) -> str:
     """The whole document as a string."""
-    title = f"vlmbench: {summary.get('experiment_name', '?')} ({summary.get('model_id', '?')})"
+    from vlmbench.results.report import model_label
+    title = f"vlmbench: {summary.get('experiment_name', '?')} ({model_label(summary)})"
     if not summary["variants"]:
         body = "<p>no variant has finished chunks yet</p>"
     else:

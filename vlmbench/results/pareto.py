@@ -5,7 +5,9 @@ is a trade-off question. A variant is Pareto-optimal for (CIDEr-D, cost) when no
 at least as good on both and strictly better on one (the usual dominance definition, e.g. Deb,
 "Multi-Objective Optimization Using Evolutionary Algorithms", 2001, ch. 2). Variants with equal
 values on both axes are all optimal. A cost that no variant measured is said to be unmeasured, with
-the reason recorded in the summary, never skipped silently.
+the reason recorded in the summary, never skipped silently. A variant whose record carries a
+`quality_warning` (its CIDEr-D is known not to measure its method, e.g. bitsandbytes' CPU 4-bit defect)
+is left out of every front with that warning, so that it is never recommended on a broken number.
 """
 from __future__ import annotations
 
@@ -39,10 +41,16 @@ def _benefit_points(variants: dict, cost: str) -> dict[str, tuple[float, float]]
     """variant -> (CIDEr-D, cost turned into a benefit: negated when lower is better), where both are known."""
     sign = 1.0 if COSTS[cost][2] else -1.0
     return {name: (v[QUALITY], sign * v[cost]) for name, v in variants.items()
-            if v.get(QUALITY) is not None and v.get(cost) is not None}
+            if v.get(QUALITY) is not None and v.get(cost) is not None and not _warned(v)}
+
+
+def _warned(entry: dict) -> bool:
+    return isinstance(entry.get("quality_warning"), dict)
 
 
 def _why_left_out(entry: dict, cost: str) -> str:
+    if _warned(entry):
+        return "quality warning: its CIDEr-D does not measure its method"
     metric = QUALITY if entry.get(QUALITY) is None else cost
     return f"{metric} is null: {entry.get(f'{metric}_null_reason') or 'no reason recorded'}"
 
@@ -88,3 +96,9 @@ def sentence(result: Front, variants: dict) -> str:
     if result.left_out:
         text += "; not compared: " + ", ".join(f"{n} ({why})" for n, why in result.left_out.items())
     return text
+
+
+def warned_lines(variants: dict) -> list[str]:
+    """One line per variant left out of every front for its quality_warning, with the warning's short form."""
+    return [f"{name} is left out of every front: {v['quality_warning'].get('short') or v['quality_warning'].get('reason')}"
+            for name, v in variants.items() if _warned(v)]

@@ -60,10 +60,22 @@ def table_caption(summary: dict) -> str:
     micro = (summary.get("config") or {}).get("inference", {}).get("micro_batch_size")
     scored = scoring.get("tokenizer") and f"{scoring['tokenizer']} tokenizer"
     micro = micro if micro is not None else "sized per variant (micro_batch_size in the summary)"
-    return (f"{summary.get('experiment_name', '?')} on {', '.join(devices)}: CIDEr-D on the "
+    return (f"{summary.get('experiment_name', '?')}{_model_words(summary)} on {', '.join(devices)}: CIDEr-D on the "
             f"{scoring.get('common_images', '?')} images every variant captioned ({scored or 'not scored'}"
             f"); latency = one image alone, p50 over {_latency_counts(summary)} image(s) per variant; throughput at "
             f"micro-batch {micro}, image reading and preprocessing included")
+
+
+def model_label(summary: dict) -> str:
+    """The model as the summary names it (summary.model_section's label: the family where model_id alone would not
+    say it), else model_id (summaries of an older vlmbench)."""
+    return (summary.get("model") or {}).get("label") or summary.get("model_id") or "?"
+
+
+def _model_words(summary: dict) -> str:
+    """' (Gemma 3, model_type gemma3, tiny random weights)' in the caption where the label names the family, else ''."""
+    label = model_label(summary)
+    return f" ({label})" if label != summary.get("model_id") else ""
 
 
 def _latency_counts(summary: dict) -> str:
@@ -115,8 +127,18 @@ def table_warnings(summary: dict) -> list[str]:
     mixed = summary.get("mixed_environment")
     if mixed:
         notes.append(f"WARNING mixed environment: {mixed['warning']}")
+    if (summary.get("dtype_mix") or {}).get("note"):
+        notes.append(summary["dtype_mix"]["note"])
     notes += writer_warnings(summary)
+    notes += quality_warning_lines(summary)
     return [""] + notes if notes else []
+
+
+def quality_warning_lines(summary: dict) -> list[str]:
+    """'WARNING nf4: ...' for each variant whose record says its captions cannot be read as its method's quality
+    (`quality_warning`, e.g. bitsandbytes' CPU 4-bit defect: vlmbench.quantize.bnb.cpu_4bit_quality_warning)."""
+    return [f"WARNING {name}: {entry['quality_warning']['reason']}" for name, entry in summary["variants"].items()
+            if isinstance(entry.get("quality_warning"), dict)]
 
 
 def writer_warnings(summary: dict) -> list[str]:
@@ -336,8 +358,11 @@ def report(results_dir: Path, cfg: ExperimentConfig, started_at: float, baseline
         lines.append(f"finished chunks are kept; free space and run vlmbench-report {results_dir} to write the rest")
         verdict.failed = True
     verdict.text = "\n".join(lines + [verdict.text])
-    warning = (summary.get("quality") or {}).get("baseline_warning")
-    if warning:
+    quality = summary.get("quality") or {}
+    warning = quality.get("baseline_warning")
+    if warning and quality.get("baseline_warning_kind") == "random_weights":
+        verdict.text += f"\n\n{warning}"  # expected of random weights: said, not shouted
+    elif warning:
         verdict.text += f"\n\n{'!' * 78}\n{warning}\n{'!' * 78}"
     return summary, verdict
 

@@ -337,6 +337,59 @@ def git_commit() -> dict:
                 "git_commit_null_reason": f"not a git checkout ({type(exc).__name__}) and VLMBENCH_GIT_COMMIT unset"}
 
 
+def dtype_mix(cfg, entries: dict) -> Optional[dict]:
+    """None, or the note that some quantized variants' deltas mix a dtype change with quantization: variants whose
+    method names its own dtype (fp8 and w4a16 run bf16: quantize.variants.METHOD_DTYPES) against a baseline that
+    runs in another (fp16). Not a refusal (config._validate_baseline refuses only what precision.language_model
+    decides): the run is valid, its delta is not quantization's alone. Returns {"baseline", "baseline_dtype",
+    "variants": name -> dtype, "note": one line naming the run that isolates quantization}."""
+    from vlmbench.quantize.variants import compute_dtype, get_variant
+    baseline = cfg.baseline_variant
+    if baseline not in entries:
+        return None
+    variants = {name: get_variant(name, cfg.variant_definitions) for name in cfg.variants}
+    dtypes = {name: compute_dtype(v, cfg.precision.language_model) for name, v in variants.items()}
+    mixed = {name: dtypes[name] for name in entries
+             if name != baseline and variants[name].quantized and dtypes[name] != dtypes[baseline]}
+    if not mixed:
+        return None
+    following = [n for n, v in variants.items() if v.quantized and v.dtype is None]  # take precision.language_model
+    sentences = []
+    for dtype in sorted(set(mixed.values())):
+        names = [n for n, d in mixed.items() if d == dtype]
+        also = (f" (and precision.language_model: {dtype} for {', '.join(following)})"
+                if following and cfg.precision.language_model != dtype else "")
+        sentences.append(
+            f"{', '.join(names)} run in {dtype} (the dtype their method takes), the baseline {baseline} in "
+            f"{dtypes[baseline]}: their delta vs {baseline} mixes the dtype change with quantization; "
+            f"variants: [{dtype}, {', '.join(names)}, ...] with baseline: {dtype}{also} isolates quantization")
+    return {"baseline": baseline, "baseline_dtype": dtypes[baseline], "variants": mixed,
+            "note": "note: " + "; ".join(sentences)}
+
+
+def model_section(cfg, records_by_variant: dict) -> dict:
+    """What model ran, for the summary's readers: model_id, weights, the family (the `family` (model_type) that the
+    variant records hold, else model.architecture) with its title, and `label`, the words the table caption and
+    report.html's title use. The label names the family where model_id alone would not tell it: model.architecture
+    set (random weights of a family: model_id is then only a label) or a family other than Qwen2.5-VL."""
+    from vlmbench.models.families import DEFAULT_ARCHITECTURE, FAMILIES
+    recorded = sorted({r["family"] for writers in records_by_variant.values() for r in writers.values()
+                       if r.get("family")})
+    types = recorded or [cfg.model.architecture or (DEFAULT_ARCHITECTURE if cfg.model.weights != "pretrained" else None)]
+    types = [t for t in types if t]
+    titles = [FAMILIES[t].title if t in FAMILIES else t for t in types]
+    section = {"model_id": cfg.model_id, "weights": cfg.model.weights, "tiny": cfg.model.tiny,
+               "architecture": cfg.model.architecture, "family": " / ".join(types) or None,
+               "family_title": " / ".join(titles) or None, "label": cfg.model_id}
+    if types and (cfg.model.architecture is not None or types != [DEFAULT_ARCHITECTURE]):
+        family = f"{' / '.join(titles)}, model_type {' / '.join(types)}"
+        if cfg.model.weights == "random":
+            section["label"] = f"{family}, {'tiny ' if cfg.model.tiny else ''}random weights"
+        else:
+            section["label"] = f"{cfg.model_id}, {family}"
+    return section
+
+
 def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -361,10 +414,10 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
     quality = add_quality_or_reason(entries, rows_by_variant, cfg, tokens) if entries else {}
     metrics, metrics_scoring = caption_metrics_or_reason(entries, tokens, cfg)
     return {"schema": SCHEMA, "experiment_name": cfg.experiment_name, "model_id": cfg.model_id,
-            "config_fingerprint": cfg.fingerprint, "variant_fingerprints": cfg.variant_fingerprints,
+            "model": model_section(cfg, records), "config_fingerprint": cfg.fingerprint, "variant_fingerprints": cfg.variant_fingerprints,
             "started_at": iso(started_at), "finished_at": iso(time.time()),
             "environment": {**environment(), **gpu_of_records(records)}, "cider_scoring": scoring, "quality": quality, "headline_vram": HEADLINE_VRAM,
-            "mixed_environment": mixed_environment(rows_by_variant),
+            "mixed_environment": mixed_environment(rows_by_variant), "dtype_mix": dtype_mix(cfg, entries),
             "variants_not_run": [v for v in cfg.variants if v not in entries],
             "variants": entries, "metrics": metrics, "metrics_scoring": metrics_scoring, "config": cfg.to_dict()}
 

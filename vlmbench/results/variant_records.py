@@ -33,7 +33,9 @@ SETTING_FIELDS = ("census", "dtype", "device", "engine", "micro_batch_size", "mi
                   "model_size_mb", "decode_workers", "prefetch_batches", "cpu_threads")
 # measured once per load: writers differ as a matter of course (each loads on its own GPU)
 LOAD_FIELDS = ("weights_mib", "idle_power_w", "load_s", "micro_batch_size_reason", "warmup_s", "compile_cache")
-SUMMARY_FIELDS = SETTING_FIELDS + LOAD_FIELDS
+# what the variant's numbers cannot be read as (e.g. a library defect on this device), found when it loaded
+QUALITY_FIELDS = ("quality_warning",)
+SUMMARY_FIELDS = SETTING_FIELDS + LOAD_FIELDS + QUALITY_FIELDS
 
 
 def writer_key(worker, gpu_uuid) -> str:

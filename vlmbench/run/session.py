@@ -297,13 +297,15 @@ class BenchSession:
             source = weights_dir(self.cfg, self.processor, self.device)
             revision = hub_commit(self.cfg) if self.cfg.model.weights == "pretrained" else None
         model, load_s = timed(self.device, load_variant_model, self.cfg, variant, source, self.device, revision)
+        from vlmbench.quantize.bnb import cpu_4bit_quality_warning
         census = take_census(model, variant)
         check_census(census, variant)
+        quality_warning = cpu_4bit_quality_warning(model, self.device)  # None unless its captions cannot be trusted
         engine = build_engine(self.cfg.inference.engine, model, self.processor, self.cfg, variant, self.device)
         micro = self.micro_batch_for(variant)
         captioner = Captioner(model, self.processor, self.cfg, self.device, engine, micro.size, self.progress_sink)
         record = {"variant": name, "description": variant.description, "family": model.config.model_type,
-                  "census": census, "load_s": load_s,
+                  "census": census, "quality_warning": quality_warning, "load_s": load_s,
                   "end_token_ids": list(captioner.end_tokens), "end_tokens": list(captioner.end_tokens.values()),
                   "weights_mib": allocated_mib(self.device), "model_size_mb": self.size_on_disk(model, variant),
                   "idle_power_w": self.idle_power,

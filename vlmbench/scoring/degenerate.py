@@ -82,12 +82,21 @@ def count_degenerate(rows: list[dict], max_new_tokens: int, forced_length: bool 
     return out
 
 
-def baseline_flag(baseline: str, counts: Optional[dict], max_pct: float) -> Optional[str]:
-    """A loud warning when the baseline's degenerate share is above `max_pct` percent, else None."""
+def baseline_flag(baseline: str, counts: Optional[dict], max_pct: float, random_weights: bool = False) -> Optional[str]:
+    """A loud warning when the baseline's degenerate share is above `max_pct` percent, else None.
+
+    With `random_weights` (model.weights: random) the captions are degenerate by construction: random
+    weights never end a caption on their own, so every one runs to max_new_tokens. The line then says so
+    instead of blaming the baseline's dtype (the bf16 advice fits a trained model run in the wrong dtype only).
+    """
     if not counts or counts.get("degenerate_pct") is None or counts["degenerate_pct"] <= max_pct:
         return None
     kinds = ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])
-    return (f"WARNING: baseline {baseline!r} has {counts['degenerate']} degenerate captions of {counts['captioned']} "
-            f"({counts['degenerate_pct']:.1f}% > quality.degenerate_max_pct {max_pct:g}%: {kinds}); every delta "
-            f"against it is suspect. Look at the examples in the summary; a model trained in bf16 may need the bf16 "
-            f"variant as baseline (variants: [bf16, ...], baseline: bf16).")
+    found = (f"baseline {baseline!r} has {counts['degenerate']} degenerate captions of {counts['captioned']} "
+             f"({counts['degenerate_pct']:.1f}% > quality.degenerate_max_pct {max_pct:g}%: {kinds})")
+    if random_weights:
+        return (f"note: {found}, as expected: the model has random weights (model.weights: random), which caption "
+                f"nothing meaningful, so its captions are degenerate by construction and CIDEr-D and every delta say "
+                f"nothing about quality. Such a run measures shapes, speed and where the quantized layers are.")
+    return (f"WARNING: {found}; every delta against it is suspect. Look at the examples in the summary; a model "
+            f"trained in bf16 may need the bf16 variant as baseline (variants: [bf16, ...], baseline: bf16).")

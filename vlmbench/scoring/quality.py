@@ -97,8 +97,11 @@ def add_quality(entries: dict, rows_by_variant: dict, cfg, tokens) -> dict:
         entries[name]["degenerate"] = count_degenerate(rows, cfg.inference.max_new_tokens, forced, q.examples)
     add_intervals(entries, baseline, cfg)
     add_drift(entries, rows_by_variant, baseline, tokens)
-    warning = baseline_flag(baseline, (entries.get(baseline) or {}).get("degenerate"), q.degenerate_max_pct)
+    random_weights = cfg.model.weights == "random"
+    warning = baseline_flag(baseline, (entries.get(baseline) or {}).get("degenerate"), q.degenerate_max_pct,
+                            random_weights)
     return {"baseline": baseline, "baseline_in_run": baseline in entries, "baseline_warning": warning,
+            "baseline_warning_kind": warning and ("random_weights" if random_weights else "degenerate_baseline"),
             "degenerate_max_pct": q.degenerate_max_pct, "bootstrap_samples": q.bootstrap_samples,
             "confidence": q.confidence, "seed": cfg.seed,
             "bootstrap_method": "percentile bootstrap over images of per-image CIDEr-D scores; document "
@@ -161,6 +164,9 @@ def quality_table(summary: dict) -> str:
                      f"{_degenerate_cell(v.get('degenerate'))} |")
     if any((v.get("cider_delta_ci") or {}).get("excludes_zero") for v in summary["variants"].values()):
         lines += ["", "* the interval of the difference excludes 0"]
+    warned = [f"WARNING {name}: {v['quality_warning']['short']} (quality_warning; the reason is under the first table)"
+              for name, v in summary["variants"].items() if isinstance(v.get("quality_warning"), dict)]
+    lines += [""] + warned if warned else []
     if info.get("baseline_warning"):
         lines += ["", f"**{info['baseline_warning']}**"]
     return "\n".join(lines)

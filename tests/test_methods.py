@@ -31,6 +31,7 @@ def _config(**extra):
     ({"t": {"method": "int8", "options": {"threshold": "abc"}}}, ["fp16", "t"],
      r"option 'threshold' of method 'int8' is 'abc', but must be a number \(the default is 6\.0\)"),
     ({"t": {"method": "int8", "options": {"threshold": -1}}}, ["fp16", "t"], r"but must be 0 or more"),
+    ({"t": {"method": "int8", "options": {"threshold": float("nan")}}}, ["fp16", "t"], r"but must be a finite number"),
     ({"q": {"method": "nf4", "options": {"double_quant": "yes_please"}}}, ["fp16", "q"], r"but must be true or false"),
     ({"g": {"method": "w4a16", "options": {"group_size": 100}}}, ["fp16", "g"], r"but must be one of 32, 64, 128, 256"),
 ])
@@ -78,12 +79,30 @@ def test_a_definition_enters_its_own_variants_fingerprint_only():
 
 
 def test_a_config_without_definitions_keeps_the_fingerprint_it_had_before_per_variant_fingerprints():
-    """Pinned values computed before the change: finished results without definitions stay this experiment's.
-    A single definition keeps the value the old experiment-wide hash gave it, for that variant."""
+    """Pinned values computed before the change: finished results without definitions stay this experiment's."""
     assert _config().fingerprint == "d2f318bf3fb8dcc1"
     assert _config().with_engine("cpu").fingerprint == "6c8a1045055b0a46"
-    lm4 = _config(variants=["fp16", "lm4"], variant_definitions={"lm4": {"method": "nf4", "components": ["language_model"]}})
-    assert lm4.variant_fingerprint("lm4") == "025e2c7a984d7916"
+
+
+@pytest.mark.parametrize("same", [
+    {"method": "nf4", "components": ["language_model"], "options": {"double_quant": False}},  # a default spelt out
+    {"method": "nf4", "components": ["language_model"], "description": "my 4-bit language model"},  # words only
+])
+def test_a_definition_written_another_way_keeps_its_fingerprint(same):
+    """A trial found `threshold: 4` then `4.0`, a default spelt out, or components reordered refusing finished
+    chunks as another definition: the fingerprint hashes the canonical definition."""
+    lm4 = {"method": "nf4", "components": ["language_model"]}
+    assert _config(variants=["fp16", "lm4"], variant_definitions={"lm4": lm4}).variant_fingerprint("lm4") \
+        == _config(variants=["fp16", "lm4"], variant_definitions={"lm4": same}).variant_fingerprint("lm4")
+
+
+def test_threshold_4_and_4_0_and_reordered_components_are_one_definition():
+    def fingerprint(spec):
+        return _config(variants=["fp16", "t"], variant_definitions={"t": spec}).variant_fingerprint("t")
+    assert fingerprint({"method": "int8", "options": {"threshold": 4}}) == fingerprint(
+        {"method": "int8", "options": {"threshold": 4.0}, "components": ["language_model", "vision"]}) \
+        == fingerprint({"method": "int8", "options": {"threshold": 4.0}, "components": ["vision", "language_model"]})
+    assert fingerprint({"method": "int8", "options": {"threshold": 5}}) != fingerprint({"method": "int8"})
 
 
 def test_gpu_only_methods_are_refused_on_a_cpu_before_any_model_loads(tmp_path, monkeypatch):

@@ -70,7 +70,7 @@ def test_a_new_definition_extends_the_experiment_and_an_edited_one_is_refused_by
     edited, config = run({"lm4": {**LM4, "options": {"double_quant": True}}, "vit4": VIT4})
     assert edited.ret == pytest.ExitCode.USAGE_ERROR
     edited.stderr.fnmatch_lines(["*lm4_batch_0.csv was made with another definition of variant 'lm4'*changed "
-                                 "definition: variant_definitions.lm4.options.double_quant: None -> True*other "
+                                 "definition: variant_definitions.lm4.options.double_quant: False -> True*other "
                                  "variants' finished chunks are unaffected*its own variant name*"])
     assert _files(results) == before  # refused before any write: no snapshot, no CSV touched
     session = _session(config, results)

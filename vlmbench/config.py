@@ -317,11 +317,14 @@ def result_fields_of(data: dict) -> dict:
 
 
 def definition_fields(name: str, definitions: dict) -> dict:
-    """The flattened result fields of variant `name`'s definition ({} for a built-in variant). Flattened as
-    result_fields_of does: `variant_definitions.<name>.<key>`, the keys the diff of a foreign CSV names."""
+    """The flattened result fields of variant `name`'s definition ({} for a built-in variant), in its canonical
+    form (`canonical_definition`: `threshold: 4` and `4.0`, a default spelt out or left out, components in any
+    order all hash alike). Flattened as result_fields_of does: `variant_definitions.<name>.<key>`, the keys the
+    diff of a foreign CSV names."""
     if name not in definitions:
         return {}
-    return result_fields_of({"variant_definitions": {name: definitions[name]}})
+    from vlmbench.quantize.variants import canonical_definition
+    return result_fields_of({"variant_definitions": {name: canonical_definition(name, definitions[name])}})
 
 
 def fingerprint_of(fields: dict) -> str:

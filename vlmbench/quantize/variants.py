@@ -191,9 +191,21 @@ def bad_option_value(option: str, value, default) -> Optional[str]:
         return f"but must be {'an integer' if isinstance(default, int) else 'a number'} (the default is {default!r})"
     if option == "group_size" and value not in GROUP_SIZES:
         return f"but must be one of {', '.join(map(str, GROUP_SIZES))}"
+    if value != value or value in (float("inf"), float("-inf")):
+        return "but must be a finite number"
     if option == "threshold" and value < 0:
         return "but must be 0 or more"
     return None
+
+
+def canonical_definition(name: str, spec: dict) -> dict:
+    """What a `variant_definitions` entry computes, written one way: method, sorted components, every option
+    with the library default filled in and its default's type (threshold 4 -> 4.0), model_id and revision where
+    set. The description is left out: it changes no result. This is what the variant's fingerprint hashes."""
+    variant = variant_from_definition(name, spec)
+    canonical = {"method": variant.method, "components": sorted(variant.components), "options": variant.option_values()}
+    canonical.update({k: getattr(variant, k) for k in ("model_id", "revision") if getattr(variant, k) is not None})
+    return canonical
 
 
 def defined_variants(definitions: Optional[dict]) -> dict[str, Variant]:

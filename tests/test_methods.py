@@ -18,7 +18,8 @@ def _config(**extra):
     ({"lm4": {"method": "nf5", "components": ["language_model"]}}, ["fp16", "lm4"],
      r"variant_definitions': variant 'lm4': unknown quantization method 'nf5'\. Did you mean 'nf4'\? Known methods: int8, nf4, fp4, w8a16, w8a8, fp8, w4a16, prequantized\.$"),
     ({"lm4": {"method": "nf4", "components": ["langauge_model"]}}, ["fp16", "lm4"],
-     r"unknown component\(s\) 'langauge_model'; allowed: vision, language_model"),
+     r"unknown component\(s\) 'langauge_model'; Did you mean 'langauge_model' -> 'language_model'\? allowed: vision, language_model"),
+    ({"v4": {"method": "nf4", "components": ["vit"]}}, ["fp16", "v4"], r"Did you mean 'vit' -> 'vision'\?"),
     ({"lm4": {"method": "nf4"}}, ["fp16", "lm5"], r"unknown variant 'lm5'\. Did you mean 'lm4'\?.*Known variants: .*lm4"),
     ({"pq": {"method": "prequantized"}}, ["fp16", "pq"], r"model_id is required for method prequantized"),
     ({"lm4": {"method": "nf4", "options": {"group_size": 64}}}, ["fp16", "lm4"], r"method 'nf4' has no option\(s\) 'group_size'"),
@@ -264,3 +265,11 @@ def test_bitsandbytes_cpu_4bit_is_right_on_unaligned_widths():
 
     assert nf4_error((96, 128)) < 0.12  # aligned rows: NF4's usual error, about 0.09
     assert nf4_error((96, 96)) < 0.12  # unaligned rows: about 0.24 on this bitsandbytes
+
+
+def test_a_run_without_its_baseline_is_told_before_anything_runs():
+    from vlmbench.run.session import baseline_notes
+    assert baseline_notes(_config(variants=["fp16", "int8"])) == []
+    note, = baseline_notes(_config(variants=["int8", "nf4"]))
+    assert note.startswith("the baseline 'fp16' is not in variants (int8, nf4): every delta against it will be n/a")
+    assert "add fp16 to variants, or set baseline to one of them" in note

@@ -532,7 +532,8 @@ def _validate_variants(names, known, key: str = "variants") -> None:
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"config key '{key}' names unknown variant {shown(name)}.{hint} Known variants: "
-                              f"{', '.join(known)}.")
+                              f"{', '.join(known)}. A new variant is declared under variant_definitions (README, "
+                              "Quantization methods).")
     repeated = sorted({name for name in names if list(names).count(name) > 1})
     if repeated:
         raise ConfigError(f"config key '{key}' lists {', '.join(map(repr, repeated))} more than once "

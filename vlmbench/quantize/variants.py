@@ -72,9 +72,23 @@ def check_definition(variant: Variant) -> Variant:
             raise ValueError(f"variant {variant.name!r}: {exc.args[0]}") from None
     unknown = sorted(set(variant.components) - set(QUANTIZABLE_COMPONENTS))
     if unknown:
-        raise ValueError(f"variant {variant.name!r}: unknown component(s) {', '.join(map(repr, unknown))}; "
+        hints = [f"{name!r} -> '{component_meant(name)}'" for name in unknown if component_meant(name)]
+        hint = f" Did you mean {', '.join(hints)}?" if hints else ""
+        raise ValueError(f"variant {variant.name!r}: unknown component(s) {', '.join(map(repr, unknown))};{hint} "
                          f"allowed: {', '.join(QUANTIZABLE_COMPONENTS)} (lm_head always stays 16-bit)")
     return variant
+
+
+# the field's other names for the components, for the did-you-mean of an unknown one
+COMPONENT_ALIASES = {"vit": "vision", "visual": "vision", "vision_tower": "vision", "lm": "language_model",
+                     "llm": "language_model", "text": "language_model", "text_model": "language_model"}
+
+
+def component_meant(name) -> Optional[str]:
+    """The component an unknown name most likely means (an alias such as 'vit', or a near spelling); None if none."""
+    key = str(name).lower()
+    close = difflib.get_close_matches(key, QUANTIZABLE_COMPONENTS, n=1)
+    return COMPONENT_ALIASES.get(key) or (close[0] if close else None)
 
 
 def register(variant: Variant) -> Variant:

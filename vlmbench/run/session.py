@@ -54,6 +54,7 @@ class BenchSession:
         self.requested_engine = self.cfg.inference.engine
         self.cfg = self.cfg.with_engine(self.device)
         self.refuse_unrunnable_variants()
+        self.notes += baseline_notes(self.cfg)
     worker: str = "main"  # who computes chunks here: "main", an xdist worker id, "shard 1/4 gw0", ...
 
     # ------------------------------------------------------------ lazily built state (first use only)
@@ -418,6 +419,15 @@ class BenchSession:
             return "cpu"
         import torch
         return self.nvml.device_info()["gpu_name"] or torch.cuda.get_device_name()
+
+
+def baseline_notes(cfg: ExperimentConfig) -> list[str]:
+    """A line, said before anything runs, when the baseline is not among the variants (`baseline` unset: fp16):
+    every delta, the gate and the Pareto lines would then be n/a, which a trial found only at the end of a run."""
+    if cfg.baseline_variant in cfg.variants:
+        return []
+    return [f"the baseline {cfg.baseline_variant!r} is not in variants ({', '.join(cfg.variants)}): every delta against "
+            f"it will be n/a; add {cfg.baseline_variant} to variants, or set baseline to one of them"]
 
 
 def _in_chunk_order(result_rows: list[dict], chunk_rows: list[ImageRow]) -> list[dict]:

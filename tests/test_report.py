@@ -90,7 +90,8 @@ def test_table_and_plots(tmp_path):
     for entry in summary["variants"].values():
         entry["device_name"], entry["latency_images"] = "NVIDIA H100", 6
     assert markdown_table(summary).splitlines()[0] == (
-        "exp on NVIDIA H100: CIDEr-D on the 10 images every variant captioned (ptb-java tokenizer); "
+        "exp (Qwen/Qwen2.5-VL-3B-Instruct) on NVIDIA H100: CIDEr-D on the 10 images every variant captioned "
+        "(ptb-java tokenizer); "
         "latency = one image alone, p50 over 6 image(s) per variant; throughput at micro-batch 8, image reading "
         "and preprocessing included")
     assert "timed on a CPU" not in markdown_table(summary)

@@ -297,3 +297,10 @@ def test_a_variant_that_fails_to_load_is_named_at_once_not_only_in_the_final_sum
     said = [i for i, line in enumerate(result.outlines)
             if line == "vlmbench: variant fp16 failed to load: RuntimeError: kernel not built for this GPU"]
     assert said and setup_errors and said[0] < setup_errors[0]
+
+
+def test_collect_only_lists_the_cases_and_writes_nothing(suite):
+    run, results = suite
+    listed = run(None, "--collect-only", "-q")
+    assert listed.ret == 0 and any("test_caption[fp16-batch0]" in line for line in listed.outlines)
+    assert not results.exists()

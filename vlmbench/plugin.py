@@ -304,6 +304,8 @@ def pytest_collection_modifyitems(config, items):
         if not cases:  # more shards than cases: nothing to check, nothing to write
             config.stash[EMPTY_SHARE_KEY] = selected
             return
+    if config.option.collectonly:
+        return  # listing the cases writes nothing: no lock, no snapshot, no results folder
     session = _session(config)
     session.worker = " ".join(filter(None, [f"shard {config.stash[SHARD_KEY]}" if SHARD_KEY in config.stash else "",
                                             _worker_id(config) or ""])) or "main"

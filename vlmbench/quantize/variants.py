@@ -168,8 +168,11 @@ def variant_from_definition(name: str, spec: dict) -> Variant:
 def _definition_variant(name: str, spec: dict) -> Variant:
     prequantized = spec["method"] == "prequantized"
     components = frozenset(spec.get("components", [] if prequantized else BOTH))
-    description = spec.get("description") or f"user-defined: {spec['method']} on {', '.join(sorted(components)) or 'the checkpoint'}"
-    return Variant(name, description, spec["method"], components, options=tuple(sorted((spec.get("options") or {}).items())),
+    options = tuple(sorted((spec.get("options") or {}).items()))
+    given = f" ({', '.join(f'{k}={v!r}' for k, v in options)})" if options else ""
+    where = ', '.join(sorted(components)) or 'the checkpoint'
+    description = spec.get("description") or f"user-defined: {spec['method']}{given} on {where}"
+    return Variant(name, description, spec["method"], components, options=options,
                    dtype=METHOD_DTYPES.get(spec["method"]), model_id=spec.get("model_id"), revision=spec.get("revision"))
 
 

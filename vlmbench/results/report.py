@@ -73,9 +73,10 @@ def model_label(summary: dict) -> str:
 
 
 def _model_words(summary: dict) -> str:
-    """' (Gemma 3, model_type gemma3, tiny random weights)' in the caption where the label names the family, else ''."""
+    """' (vlmbench/tiny-captioner)' or ' (Gemma 3, model_type gemma3, tiny random weights)': the model in the caption,
+    as report.html's title names it; '' when the summary names none."""
     label = model_label(summary)
-    return f" ({label})" if label != summary.get("model_id") else ""
+    return f" ({label})" if label != "?" else ""
 
 
 def _latency_counts(summary: dict) -> str:

@@ -276,3 +276,20 @@ def test_a_page_that_cannot_be_built_or_written_is_a_line_not_an_exception(tmp_p
     monkeypatch.setattr("vlmbench.results.html.write_report_html", fails_with(OSError(28, "No space left on device")))
     assert html_or_reason(tmp_path, {}, cfg, {}, "", None, None, unwritten) == "report: NOT WRITTEN"
     assert unwritten == ["[Errno 28] No space left on device"]  # report() then fails the verdict and says so
+
+
+def test_a_cider_difference_within_noise_is_a_tie_on_the_fronts():
+    """A trial's 9-variant run: w8a8's one-caption +0.135 (interval [0, 0.40]) made it Pareto-optimal on latency
+    over int8_vit, four times faster at the same CIDEr-D. Within noise, it is compared at fp16's CIDEr-D."""
+    noise = {"point": 0.135, "low": 0.0, "high": 0.40, "excludes_zero": False, "baseline": "fp16"}
+    variants = {"fp16": _entry(6.3, 10.0), "int8_vit": _entry(6.3, 12.0),
+                "w8a8": _entry(6.435, 3.0, cider_delta_ci=noise)}
+    front = pareto.front(variants, "throughput_img_s")
+    assert front.optimal == ["int8_vit"] and set(front.dominated) == {"fp16", "w8a8"}
+    resolved = {**noise, "low": 0.05, "excludes_zero": True}
+    variants["w8a8"]["cider_delta_ci"] = resolved
+    assert pareto.front(variants, "throughput_img_s").optimal == ["int8_vit", "w8a8"]
+    variants["fp16"]["throughput_img_s"] = 1.0
+    variants["w8a8"]["cider_delta_ci"] = noise
+    line = pareto.sentence(pareto.front(variants, "throughput_img_s"), variants)
+    assert "Pareto-optimal int8_vit (CIDEr-D 6.3, 12 img/s)" in line

@@ -4,7 +4,9 @@ Why it exists: the summary gives every variant's CIDEr-D and costs, but "which o
 is a trade-off question. A variant is Pareto-optimal for (CIDEr-D, cost) when no other variant is
 at least as good on both and strictly better on one (the usual dominance definition, e.g. Deb,
 "Multi-Objective Optimization Using Evolutionary Algorithms", 2001, ch. 2). Variants with equal
-values on both axes are all optimal. A cost that no variant measured is said to be unmeasured, with
+values on both axes are all optimal. A CIDEr-D difference from the baseline whose paired bootstrap interval
+includes 0 is a tie: such a variant is compared with the baseline's CIDEr-D (`compared_quality`). A cost
+that no variant measured is said to be unmeasured, with
 the reason recorded in the summary, never skipped silently. A variant whose record carries a
 `quality_warning` (its CIDEr-D is known not to measure its method, e.g. bitsandbytes' CPU 4-bit defect)
 is left out of every front with that warning, so that it is never recommended on a broken number.
@@ -38,10 +40,28 @@ def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 
 def _benefit_points(variants: dict, cost: str) -> dict[str, tuple[float, float]]:
-    """variant -> (CIDEr-D, cost turned into a benefit: negated when lower is better), where both are known."""
+    """variant -> (CIDEr-D as compared, cost turned into a benefit: negated when lower is better), where both are
+    known."""
     sign = 1.0 if COSTS[cost][2] else -1.0
-    return {name: (v[QUALITY], sign * v[cost]) for name, v in variants.items()
+    return {name: (compared_quality(v, variants), sign * v[cost]) for name, v in variants.items()
             if v.get(QUALITY) is not None and v.get(cost) is not None and not _warned(v)}
+
+
+def within_noise_of(entry: dict, variants: dict) -> Optional[str]:
+    """The baseline whose CIDEr-D this variant's cannot be told from (its paired bootstrap interval of the
+    difference includes 0), or None: the difference is resolved, or there is no interval."""
+    interval = entry.get("cider_delta_ci") or {}
+    baseline = variants.get(interval.get("baseline") or "")
+    if interval.get("excludes_zero") is False and baseline and baseline.get(QUALITY) is not None:
+        return interval["baseline"]
+    return None
+
+
+def compared_quality(entry: dict, variants: dict) -> float:
+    """The CIDEr-D a front compares: the baseline's where the variant's cannot be told from it (a one-caption +0.13
+    made W8A8 'Pareto-optimal' on latency over a variant 4x faster), else the variant's own."""
+    baseline = within_noise_of(entry, variants)
+    return variants[baseline][QUALITY] if baseline else entry[QUALITY]
 
 
 def _warned(entry: dict) -> bool:
@@ -88,14 +108,19 @@ def sentence(result: Front, variants: dict) -> str:
         return f"CIDEr-D against {words}: unmeasured ({result.unmeasured})"
     if not result.optimal:
         return f"CIDEr-D against {words}: no variant has both values"
-    best = ", ".join(f"{n} (CIDEr-D {variants[n][QUALITY]:.4g}, {_value(variants[n], result.cost)})"
-                     for n in result.optimal)
+    best = ", ".join(f"{n} (CIDEr-D {variants[n][QUALITY]:.4g}{_noise_words(variants[n], variants)}, "
+                     f"{_value(variants[n], result.cost)})" for n in result.optimal)
     text = f"CIDEr-D against {words}: Pareto-optimal {best}"
     if result.dominated:
         text += "; dominated: " + ", ".join(f"{n} (by {w})" for n, w in result.dominated.items())
     if result.left_out:
         text += "; not compared: " + ", ".join(f"{n} ({why})" for n, why in result.left_out.items())
     return text
+
+
+def _noise_words(entry: dict, variants: dict) -> str:
+    baseline = within_noise_of(entry, variants)
+    return f", within noise of {baseline}" if baseline else ""
 
 
 def warned_lines(variants: dict) -> list[str]:

@@ -82,3 +82,18 @@ def test_tradeoff_scatter_marks_the_better_corner_and_keeps_names_inside(metric,
         assert (x < 0.5) == (corner == "left") and y > 0.9
     finally:
         plt.close(fig)
+
+
+def test_a_variant_with_a_quality_warning_is_a_labelled_cross_on_the_scatters():
+    """A trial saw nf4 drawn like any point while report.html left it out of every front for its CPU 4-bit defect."""
+    import matplotlib.pyplot as plt
+    points = {"fp16": (1.64, 6.3), "nf4": (0.69, 0.32)}
+    fig = tradeoff_scatter("model_size_mb", points, cpu=False, warned=frozenset({"nf4"}))
+    try:
+        ax = fig.axes[0]
+        labels = {t.get_text() for t in ax.texts}
+        assert "nf4 (quality warning)" in labels and "fp16" in labels
+        markers = [c.get_paths()[0].vertices.shape[0] for c in ax.collections]
+        assert markers[0] != markers[1]  # a circle and a cross are different paths
+    finally:
+        plt.close(fig)

@@ -49,8 +49,8 @@ def write_plots(summary: dict, plot_dir: Path, unwritten: Optional[list[str]] = 
         points = {n: (v.get(metric), v.get("cider")) for n, v in variants.items()
                   if v.get(metric) is not None and v.get("cider") is not None}
         if points:
-            written.append(_save(tradeoff_scatter(metric, points, cpu), plot_dir / f"tradeoff_cider_vs_{metric}.png",
-                                 unwritten))
+            scatter = tradeoff_scatter(metric, points, cpu, warned_variants(variants))
+            written.append(_save(scatter, plot_dir / f"tradeoff_cider_vs_{metric}.png", unwritten))
     written += write_interval_plot(summary, plot_dir, unwritten)
     return [name for name in written if name]
 
@@ -72,14 +72,21 @@ def bar_chart(metric: str, points: dict[str, float], cpu: bool):
     return fig
 
 
-def tradeoff_scatter(metric: str, points: dict[str, tuple[float, float]], cpu: bool):
-    """CIDEr-D (y) against one cost (x) per variant, the better corner marked, labels inside the frame."""
+def warned_variants(variants: dict) -> set[str]:
+    """The variants whose record carries a quality_warning (their CIDEr-D does not measure their method)."""
+    return {name for name, v in variants.items() if isinstance(v.get("quality_warning"), dict)}
+
+
+def tradeoff_scatter(metric: str, points: dict[str, tuple[float, float]], cpu: bool, warned: frozenset = frozenset()):
+    """CIDEr-D (y) against one cost (x) per variant, the better corner marked, labels inside the frame; a variant in
+    `warned` is drawn as a cross and labelled '(quality warning)', as report.html leaves it out of the fronts."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     rank = {name: k for k, name in enumerate(sorted(points, key=points.get))}
     for name, (x, y) in points.items():  # in variant order: a variant keeps its colour in every scatter
-        ax.scatter([x], [y], s=60)  # neighbours along x get their names above and below, so they do not overlap
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6 if rank[name] % 2 == 0 else -14))
+        ax.scatter([x], [y], s=60, marker="x" if name in warned else "o")
+        label = f"{name} (quality warning)" if name in warned else name  # neighbours along x: above and below
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6 if rank[name] % 2 == 0 else -14))
     _pad_limits(ax, [x for x, _ in points.values()], [y for _, y in points.values()])
     mark_better_corner(ax, higher_x_better=PLOTTED[metric][1])
     ax.set_xlabel(PLOTTED[metric][0])

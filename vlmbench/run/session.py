@@ -270,7 +270,9 @@ class BenchSession:
         reasons = [unrunnable_reason(v, self.device, capability) for v in variants] + [self._attention_refusal()]
         reasons = [r for r in reasons if r]
         if reasons:
-            raise ConfigError("; ".join(reasons) + ". Remove these variants or run on a machine that has what they need.")
+            these = "these variants" if len(reasons) > 1 else "this variant"
+            raise ConfigError("; ".join(reasons) + f". Remove {these} or run on a machine that has what "
+                              f"{'they need' if len(reasons) > 1 else 'it needs'}.")
 
     def _attention_refusal(self) -> Optional[str]:
         """Why model.attn_implementation cannot run here (flash_attention_2 without flash_attn, a CUDA device or

@@ -273,3 +273,12 @@ def test_a_run_without_its_baseline_is_told_before_anything_runs():
     note, = baseline_notes(_config(variants=["int8", "nf4"]))
     assert note.startswith("the baseline 'fp16' is not in variants (int8, nf4): every delta against it will be n/a")
     assert "add fp16 to variants, or set baseline to one of them" in note
+
+
+def test_the_gate_compares_definitions_in_their_canonical_form():
+    """The regression gate diffs summaries' configs with result_fields_of: 4 and 4.0 must not read as a change."""
+    from vlmbench.config import differing_fields, result_fields_of
+    old = {"variant_definitions": {"t": {"method": "int8", "options": {"threshold": 4}}}}
+    new = {"variant_definitions": {"t": {"method": "int8", "options": {"threshold": 4.0}}}}
+    assert differing_fields(result_fields_of(old), result_fields_of(new)) == {}
+    assert result_fields_of({"seed": 1}) == result_fields_of({"seed": 1, "variant_definitions": {}})

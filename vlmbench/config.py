@@ -310,10 +310,23 @@ def _is_result_field(key: str) -> bool:
 
 
 def result_fields_of(data: dict) -> dict:
-    """The flattened result fields of a plain config (`to_dict()`, a snapshot, a summary's `config`)."""
-    flat = _flatten(data)
+    """The flattened result fields of a plain config (`to_dict()`, a snapshot, a summary's `config`), each variant
+    definition in its canonical form (so the regression gate, too, sees `threshold: 4` and `4.0` as one)."""
+    flat = _flatten({**data, "variant_definitions": _canonical_definitions(data.get("variant_definitions") or {})})
     return {k: v for k, v in flat.items()
             if _is_result_field(k) and not (k in OPTIONAL_RESULT_FIELDS and v is None)}
+
+
+def _canonical_definitions(definitions: dict) -> dict:
+    """Each definition canonical (`canonical_definition`); one this vlmbench cannot read (an older summary's) as is."""
+    from vlmbench.quantize.variants import canonical_definition
+    canonical = {}
+    for name, spec in definitions.items():
+        try:
+            canonical[name] = canonical_definition(name, spec)
+        except (ValueError, KeyError, TypeError):
+            canonical[name] = spec
+    return canonical
 
 
 def definition_fields(name: str, definitions: dict) -> dict:
@@ -323,8 +336,7 @@ def definition_fields(name: str, definitions: dict) -> dict:
     diff of a foreign CSV names."""
     if name not in definitions:
         return {}
-    from vlmbench.quantize.variants import canonical_definition
-    return result_fields_of({"variant_definitions": {name: canonical_definition(name, definitions[name])}})
+    return result_fields_of({"variant_definitions": {name: definitions[name]}})
 
 
 def fingerprint_of(fields: dict) -> str:

@@ -43,15 +43,25 @@ def build_processor(tiny: bool = False):
                             video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
 
 
-def _config_dict(processor, text, vision, vocab: int = 0) -> dict:
-    """config.json contents for `text`/`vision` sizes; the vocabulary is `processor`'s, or `vocab` rows if larger."""
+TEXT_TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def split_config_dict(processor, text, vision, vocab: int, model_type: str, top_ids: tuple = ()) -> dict:
+    """config.json contents of a Qwen family whose config splits into `text_config` and `vision_config` (Qwen2-VL,
+    Qwen3-VL): `text`/`vision` sizes, `processor`'s vocabulary (or `vocab` rows if larger), the text token ids in
+    text_config and the `top_ids` (every id when empty) at the top level, where each family's config class reads them."""
     tokenizer = processor.tokenizer
     ids = token_ids(tokenizer)
-    text_ids = {k: ids[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
-    return {"model_type": "qwen2_vl", "architectures": ["Qwen2VLForConditionalGeneration"], "tie_word_embeddings": True,
+    architecture = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen3_vl": "Qwen3VLForConditionalGeneration"}
+    return {"model_type": model_type, "architectures": [architecture[model_type]], "tie_word_embeddings": True,
             "text_config": {**thawed(text), "vocab_size": max(vocab, len(tokenizer)), "rms_norm_eps": 1e-6,
-                            "hidden_act": "silu", "tie_word_embeddings": True, **text_ids},
-            "vision_config": thawed(vision), **ids}
+                            "hidden_act": "silu", "tie_word_embeddings": True, **{k: ids[k] for k in TEXT_TOKEN_IDS}},
+            "vision_config": thawed(vision), **{k: v for k, v in ids.items() if not top_ids or k in top_ids}}
+
+
+def _config_dict(processor, text, vision, vocab: int = 0) -> dict:
+    """config.json contents for `text`/`vision` sizes; the vocabulary is `processor`'s, or `vocab` rows if larger."""
+    return split_config_dict(processor, text, vision, vocab, "qwen2_vl")
 
 
 def tiny_config_dict(processor) -> dict:

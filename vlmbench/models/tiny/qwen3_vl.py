@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from vlmbench.models.tiny.qwen2_5_vl import (CHAT_TEMPLATE, REAL_VOCAB, SPECIAL_TOKENS, byte_level_tokenizer, thawed,
-                                             token_ids)
+from vlmbench.models.tiny.qwen2_5_vl import CHAT_TEMPLATE, REAL_VOCAB, SPECIAL_TOKENS, byte_level_tokenizer
+from vlmbench.models.tiny.qwen2_vl import split_config_dict
 
 
 def _rope(theta: float, section: tuple) -> MappingProxyType:
@@ -52,17 +52,13 @@ def build_processor(tiny: bool = False):
                             video_processor=Qwen3VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
 
 
+VISION_TOKEN_IDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
 def _config_dict(processor, text, vision, vocab: int = 0) -> dict:
-    """config.json contents for `text`/`vision` sizes; the vocabulary is `processor`'s, or `vocab` rows if larger."""
-    tokenizer = processor.tokenizer
-    ids = token_ids(tokenizer)
-    text_ids = {k: ids[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
-    vision_ids = {k: ids[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id",
-                                      "vision_end_token_id")}
-    return {"model_type": "qwen3_vl", "architectures": ["Qwen3VLForConditionalGeneration"], "tie_word_embeddings": True,
-            "text_config": {**thawed(text), "vocab_size": max(vocab, len(tokenizer)), "rms_norm_eps": 1e-6,
-                            "hidden_act": "silu", "tie_word_embeddings": True, **text_ids},
-            "vision_config": thawed(vision), **vision_ids}
+    """config.json contents for `text`/`vision` sizes; the vocabulary is `processor`'s, or `vocab` rows if larger.
+    Only the vision token ids sit at the top level (Qwen3VLConfig's own)."""
+    return split_config_dict(processor, text, vision, vocab, "qwen3_vl", VISION_TOKEN_IDS)
 
 
 def tiny_config_dict(processor) -> dict:

@@ -49,7 +49,8 @@ TEXT_TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 def split_config_dict(processor, text, vision, vocab: int, model_type: str, top_ids: tuple = ()) -> dict:
     """config.json contents of a Qwen family whose config splits into `text_config` and `vision_config` (Qwen2-VL,
     Qwen3-VL): `text`/`vision` sizes, `processor`'s vocabulary (or `vocab` rows if larger), the text token ids in
-    text_config and the `top_ids` (every id when empty) at the top level, where each family's config class reads them."""
+    text_config and the `top_ids` (every id when empty) at the top level, where each family's config class reads
+    them."""
     tokenizer = processor.tokenizer
     ids = token_ids(tokenizer)
     architecture = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen3_vl": "Qwen3VLForConditionalGeneration"}

@@ -293,3 +293,14 @@ def test_a_cider_difference_within_noise_is_a_tie_on_the_fronts():
     variants["w8a8"]["cider_delta_ci"] = noise
     line = pareto.sentence(pareto.front(variants, "throughput_img_s"), variants)
     assert "Pareto-optimal int8_vit (CIDEr-D 6.3, 12 img/s)" in line
+
+
+def test_a_cider_change_within_noise_is_not_coloured_better():
+    """A trial saw w8a8's +2.1% CIDEr-D in green while its interval included 0 and the fronts called it a tie."""
+    from vlmbench.results.html import change_cell
+    entry = {"delta_vs_fp16": {"cider": {"rel_pct": 2.1}},
+             "cider_delta_ci": {"low": 0.0, "high": 0.4, "excludes_zero": False}}
+    assert change_cell(entry, "cider", "fp16", True) == (
+        '<span class="muted" title="the paired interval of the change includes 0">(+2.1%, within noise)</span>')
+    entry["cider_delta_ci"]["excludes_zero"] = True
+    assert change_cell(entry, "cider", "fp16", True) == '<span class="better">(+2.1%)</span>'

@@ -91,7 +91,8 @@ def cpu_4bit_quality_warning(model, device: str) -> Optional[dict]:
     reason = (f"on a CPU, bitsandbytes {version}'s 4-bit kernels dequantize a weight wrongly when its row width "
               f"(in_features) is not a multiple of the {_blocksize(first)}-value block; {len(unaligned)} of this "
               f"variant's {len(layers)} 4-bit Linear layers have such widths (e.g. {name}: in_features "
-              f"{first.in_features}), so its captions and CIDEr-D show that defect, not {'/'.join(kinds)}'s quality. "
+              f"{first.in_features}), so its captions and CIDEr-D show that defect, not {'/'.join(kinds)}'s quality; "
+              "its latency and throughput too, where the wrong weights make captions longer or shorter. "
               "Measure 4-bit quality on a GPU (README, Quantization methods)")
     return {"kind": CPU_4BIT_DEFECT, "reason": reason, "short": short, "affected_layers": len(unaligned),
             "linear4bit_layers": len(layers), "bitsandbytes": version}

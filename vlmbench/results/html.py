@@ -79,6 +79,9 @@ def change_cell(entry: dict, metric: str, baseline: str, higher_better: bool) ->
     pct = change.get("rel_pct")
     if pct is None:
         return f'<span class="muted" title="{escape(change.get("null_reason") or "")}">(n/a)</span>'
+    if metric == "cider" and (entry.get("cider_delta_ci") or {}).get("excludes_zero") is False:
+        title = "the paired interval of the change includes 0"
+        return f'<span class="muted" title="{title}">({pct:+.1f}%, within noise)</span>'
     tone = "" if pct == 0 else ("better" if (pct > 0) == higher_better else "worse")
     return f'<span class="{tone}">({pct:+.1f}%)</span>'
 
@@ -132,7 +135,8 @@ def headline_section(summary: dict) -> str:
         rows.append(cells)
     notes = [f"n/a {line}" for line in null_lines(variants)] + [n for n in table_warnings(summary) if n]
     return (f"<h2>Variants against {escape(baseline)}</h2><p class=muted>{escape(table_caption(summary))}; in "
-            f"brackets the change against {escape(baseline)}, green where it is better</p>"
+            f"brackets the change against {escape(baseline)}, green where it is better (a CIDEr-D change whose "
+            "paired interval includes 0 is grey, 'within noise')</p>"
             + _table(head, rows) + _list(notes))
 
 
@@ -180,8 +184,8 @@ def intervals_section(summary: dict) -> str:
 # ---------------------------------------------------------------- Pareto
 def pareto_section(summary: dict) -> str:
     """The Pareto lines in words, with what limits them: a CPU run's timing fronts are stamped as the plots
-    are, and variants whose paired CIDEr-D change has an interval that includes 0 are named, since the
-    fronts compare point values and this sample does not resolve those differences."""
+    are, and variants whose paired CIDEr-D change has an interval that includes 0 are named: the fronts compare
+    them at the baseline's CIDEr-D (pareto.compared_quality), since this sample does not resolve the difference."""
     from vlmbench.results.plots import CPU_STAMP, TIMING, timed_on_cpu
     variants, cpu = summary["variants"], timed_on_cpu(summary)
     lines = [pareto.sentence(result, variants) + (f" ({CPU_STAMP})" if cpu and result.cost in TIMING else "")
@@ -190,11 +194,12 @@ def pareto_section(summary: dict) -> str:
                   if entry.get("cider_delta_ci") and not entry["cider_delta_ci"].get("excludes_zero")]
     if unresolved:
         lines.append(f"CIDEr-D of {', '.join(unresolved)} is not resolved from {baseline_of(summary)}'s by this "
-                     "sample (the paired interval of the change includes 0, see Intervals): a front that separates "
-                     "them on quality alone separates point values")
+                     "sample (the paired interval of the change includes 0, see Intervals): the fronts compare "
+                     f"them at {baseline_of(summary)}'s CIDEr-D, a tie")
     return ("<h2>Which variant: Pareto-optimal for quality against each cost</h2><p class=muted>A variant is "
             "Pareto-optimal when no other has both a CIDEr-D at least as high and a cost at least as low (one "
-            "of them strictly), on point values.</p>" + _list(lines))
+            "of them strictly). A CIDEr-D change from the baseline whose paired interval includes 0 counts as "
+            "a tie at the baseline's CIDEr-D.</p>" + _list(lines))
 
 
 # ---------------------------------------------------------------- gate

@@ -38,6 +38,14 @@
 #                methods=V1,V2,...[@SECONDS]  these variants (after fp16), stopped after SECONDS (default
 #                             METHODS_TIMEOUT): a call of several such parts bounds each group, so one slow
 #                             compilation cannot take the others' time
+#   precompile=V1,V2,...[@SECONDS]
+#              fills the compile cache for these variants, PRECOMPILE_JOBS (default 5) processes at a time on
+#              the one GPU, each stopped after SECONDS (default 300): the methods part's shapes (micro-batch 64,
+#              64 of its 256 generated images, one batch-1 image), results in OUTDIR/precompile-<variant>/ (their
+#              timings are of processes sharing the GPU: only their warm-up seconds are of interest, a cold
+#              compilation under contention). A later methods part on the same machine then finds its graphs
+#              in the cache (its records say "warm"), so a variant's window is load, a cached warm-up and the
+#              timed pass. Run the methods part's fp16 first (it makes the random weights and the sample).
 #   families   issue 21: the real-size architecture (random weights, processor built in code) of FAMILIES (default
 #              "smolvlm qwen2_vl gemma3"), FAMILY_VARIANTS (default "fp16 int8") on the 64 real COCO images at
 #              1024 px (Gemma 3 squashes every image to its 896 px), micro-batch 32, 40 tokens forced, engine ENGINE;
@@ -139,6 +147,22 @@ for part in "${parts[@]}"; do
         --vlm-set inference.micro_batch_size=auto --vlm-set measure.model_size=false --vlm-set measure.latency_images=0 \
         --vlm-set "variants=[$variants]"
       table runs "$out" chunk1000 ;;
+    precompile=*)
+      limit=300
+      if [[ $part == *@* ]]; then limit=${part##*@}; part=${part%@*}; fi
+      echo "=== $part: $(date -u +%FT%TZ), ${PRECOMPILE_JOBS:-5} at a time, ${limit} s each"
+      for v in $(echo "${part#precompile=}" | tr ',' ' '); do
+        while [ "$(jobs -rp | wc -l)" -ge "${PRECOMPILE_JOBS:-5}" ]; do wait -n; done
+        run_prefix=(timeout -s INT -k 30 "$limit")
+        run "precompile-$v" "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
+          --vlm-set dataset.synthetic_images=256 --vlm-set dataset.limit=64 --vlm-set inference.batch_size=64 \
+          --vlm-set inference.micro_batch_size=64 --vlm-set measure.latency_images=1 --vlm-set measure.model_size=false \
+          --vlm-set "variants=[$v]" --vlm-set "baseline=$v" > "$out/precompile-$v.out" 2>&1 &
+        run_prefix=()
+      done
+      wait
+      echo "=== $part: done at $(date -u +%FT%TZ)"
+      grep -Ho '"warmup_s": [0-9.]*' "$out"/precompile-*/variant_*.json 2>/dev/null ;;
     methods*)
       limit=${METHODS_TIMEOUT:-570}
       if [[ $part == *@* ]]; then limit=${part##*@}; part=${part%@*}; fi  # methods=V1,V2@SECONDS
@@ -149,17 +173,17 @@ for part in "${parts[@]}"; do
         methods-w4) variants="w4a16 w4a16_vit" ;;
         methods-ao8) variants="w8a16 w8a16_vit w8a8 w8a8_vit" ;;
         methods) variants=${METHODS_VARIANTS:-bf16 int8 int8_vit nf4 nf4_vit fp4 fp4_vit fp8 fp8_vit w4a16 w4a16_vit w8a16 w8a16_vit w8a8 w8a8_vit} ;;
-        methods=*) variants=$(echo "${part#methods=}" | tr ',' ' ') ;;
+        methods=*) variants=$(echo "${part#methods=}" | tr ',' ' ' | sed 's/\bfp16\b//g') ;;  # fp16 is always first
         *) echo "unknown part $part"; exit 2 ;;
       esac
       run_prefix=(timeout -s INT -k 60 "$limit")
       results_name=methods run "$(echo "$part" | tr '=,' '--')" "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
         --vlm-set dataset.synthetic_images=256 --vlm-set dataset.limit=256 --vlm-set inference.batch_size=256 \
         --vlm-set inference.micro_batch_size=64 --vlm-set measure.latency_images=3 \
-        --vlm-set "variants=[$(as_list "fp16 $variants")]"
+        --vlm-set "variants=[$(as_list "$(echo fp16 $variants)")]"
       run_prefix=()
       table methods "$out" methods ;;
-    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, vision, chunk1000, methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods, methods=V1,V2, families)"; exit 2 ;;
+    *) echo "unknown part $part (mb32, mb8, mb1, smoke, compare, repeat, xdist1, vision, chunk1000, methods-16, methods-bnb, methods-fp8, methods-w4, methods-ao8, methods, methods=V1,V2, precompile=V1,V2, families)"; exit 2 ;;
   esac
 done
 if [ ${#tables[@]} -gt 0 ]; then printf '%s\n\n' "${tables[@]}" > "$out/table.md"; else : > "$out/table.md"; fi

@@ -35,6 +35,8 @@
 #                             micro-batch in 5 min eagerly on 2026-12-02; compiled here, it may, or the timeout ends it
 #                methods      every variant above: all chunks are complete by then, so it only writes the one
 #                             summary and table of all methods (seconds). METHODS_VARIANTS overrides its list.
+#              METHODS_LATENCY_IMAGES (default 3): images timed alone per variant; 0 spares a compilation of
+#              the batch-1 decode step (as long again as the first for a torchao variant).
 #                methods=V1,V2,...[@SECONDS]  these variants (after fp16), stopped after SECONDS (default
 #                             METHODS_TIMEOUT): a call of several such parts bounds each group, so one slow
 #                             compilation cannot take the others' time
@@ -179,7 +181,7 @@ for part in "${parts[@]}"; do
       run_prefix=(timeout -s INT -k 60 "$limit")
       results_name=methods run "$(echo "$part" | tr '=,' '--')" "${gpu[@]}" --vlm-set dataset.coco_dir=null --vlm-set dataset.present_images_only=false \
         --vlm-set dataset.synthetic_images=256 --vlm-set dataset.limit=256 --vlm-set inference.batch_size=256 \
-        --vlm-set inference.micro_batch_size=64 --vlm-set measure.latency_images=3 \
+        --vlm-set inference.micro_batch_size=64 --vlm-set "measure.latency_images=${METHODS_LATENCY_IMAGES:-3}" \
         --vlm-set "variants=[$(as_list "$(echo fp16 $variants)")]"
       run_prefix=()
       table methods "$out" methods ;;

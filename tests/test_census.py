@@ -114,3 +114,42 @@ def test_the_ineligibility_rules_agree_with_torchao(in_features, out_features):
         assert _int4_weight_only_quantize_tensor(layer.weight, config) is layer.weight
     else:
         assert in_features % config.group_size == 0
+
+
+def _tiny_with_vision_mlp_width(tiny_source, tmp_path, width: int):
+    """The tiny checkpoint saved again with a vision MLP `width` wide (random weights, same everything else)."""
+    import json
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+    config = AutoConfig.from_pretrained(tiny_source)
+    config.vision_config.intermediate_size = width
+    torch.manual_seed(0)
+    AutoModelForImageTextToText.from_config(config).save_pretrained(tmp_path / "narrow")
+    assert json.loads((tmp_path / "narrow" / "config.json").read_text())["vision_config"]["intermediate_size"] == width
+    return tmp_path / "narrow"
+
+
+def test_w8a8_keeps_layers_int_mm_cannot_take_16bit_and_the_census_says_why(tiny_source, tmp_path):
+    """On an H200, torchao quantized Qwen2.5-VL-3B's 3420-wide vision MLP for w8a8 and torch._int_mm refused it at
+    the first forward; vlmbench now keeps such layers 16-bit by name, the same on a CPU (whose kernel would take them)."""
+    cfg, source = tiny_source
+    narrow = _tiny_with_vision_mlp_width(source, tmp_path, 36)  # 36: not a multiple of 8, as 3420 is not
+    model = load_variant_model(cfg, get_variant("w8a8"), str(narrow), "cpu")
+    census = take_census(model, get_variant("w8a8"), QWEN)
+    vision = census["vision"]
+    assert vision["ineligible"] == 6 and vision["quantized"] == vision["linear"] - 6  # gate, up, down of 2 blocks
+    assert vision["ineligible_reasons"] == {"w8a8: in/out features not multiples of 8 (torch._int_mm on CUDA)": 6}
+    assert census["language_model"]["quantized"] == census["language_model"]["linear"]
+    check_census(census, get_variant("w8a8"))
+    assert all(not type(m.weight).__module__.startswith("torchao")
+               for n, m in model.named_modules() if n.endswith(("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"))
+               and "visual" in n)
+
+
+def test_the_layers_kept_16bit_are_named_in_full_and_only_for_w8a8():
+    from vlmbench.quantize.torchao import layers_kept_16bit
+    model = _three_layer_vision()
+    model.model.visual[1] = __import__("torch").nn.Linear(36, 32)  # in_features 36: int_mm cannot take it
+    assert layers_kept_16bit(get_variant("w8a8"), model, QWEN) == ["model.visual.1"]
+    assert layers_kept_16bit(get_variant("w8a8_lm"), model, QWEN) == []  # the vision tower is not w8a8_lm's
+    assert layers_kept_16bit(get_variant("fp8"), model, QWEN) == []  # torchao skips fp8's itself

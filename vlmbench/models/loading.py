@@ -319,12 +319,28 @@ def hub_commit(cfg: ExperimentConfig) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- variants
-def quantization_config(variant: Variant, dtype: torch.dtype, family: Family):
+def quantization_config(variant: Variant, dtype: torch.dtype, family: Family, source: Optional[str] = None,
+                        revision: Optional[str] = None):
     """transformers' quantization config for `variant` (built by its method's family module) on a model of
-    `family` (its component prefixes make the skip list); None if unquantized."""
+    `family` (its component prefixes make the skip list); None if unquantized. Where the method names layers to
+    leave 16-bit by their shapes (its module's `needs_skeleton`), the checkpoint at `source` is built on the meta
+    device for it (`meta_skeleton`: no weights read)."""
     if not variant.quantized:
         return None
-    return family_of(variant.method_spec()).quantization_config(variant, dtype, family.components)
+    methods = family_of(variant.method_spec())
+    if source is not None and getattr(methods, "needs_skeleton", lambda v: False)(variant):
+        return methods.quantization_config(variant, dtype, family.components, skeleton=meta_skeleton(source, revision))
+    return methods.quantization_config(variant, dtype, family.components)
+
+
+def meta_skeleton(source: str, revision: Optional[str] = None):
+    """The model of the checkpoint at `source` built from its config.json on the meta device: every module with
+    its shapes, no memory, no weights read (through the offline switch, as the load)."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+    with hub_calls() as local_only:
+        config = AutoConfig.from_pretrained(source, revision=revision, local_files_only=local_only)
+    with torch.device("meta"):
+        return AutoModelForImageTextToText.from_config(config)
 
 
 def source_family(source: str, revision: Optional[str] = None) -> Family:
@@ -348,7 +364,7 @@ def load_variant_model(cfg: ExperimentConfig, variant: Variant, source: str, dev
 
     family = source_family(source, revision)
     dtype = TORCH_DTYPES[compute_dtype(variant, cfg.precision.language_model)]
-    quantization = quantization_config(variant, dtype, family)
+    quantization = quantization_config(variant, dtype, family, source, revision)
     # passed only when there is one: the auto class hands its kwargs to the config, where quantization_config=None
     # would erase a prequantized checkpoint's own
     extra = {} if quantization is None else {"quantization_config": quantization}

@@ -359,18 +359,22 @@ class BenchSession:
         return self.finish_chunk(loaded, chunk_id, self.caption_chunk(loaded, chunk_id))
 
     def warm_up(self, loaded: LoadedVariant, chunk_id: int) -> None:
-        """Untimed: the variant's first generate calls (compilation of each shape included), once per variant."""
+        """Untimed: the variant's first generate calls (compilation of each shape included), once per variant:
+        measure.warmup_batches micro-batches, and one single image when measure.latency_images > 0, so that
+        the batch-1 compilation is done (and counted in `warmup_s`) before the captioning pass, not after it."""
         if not loaded.warmed_up:
             from vlmbench.engines.compile_cache import cache_counts
             before = cache_counts()
-            _, seconds = timed(self.device, loaded.captioner.warm_up, self.chunks[chunk_id],
-                               self.cfg.measure.warmup_batches)
+            measure = self.cfg.measure
+            _, seconds = timed(self.device, loaded.captioner.warm_up, self.chunks[chunk_id], measure.warmup_batches,
+                               latency_images=measure.latency_images)
             loaded.warmed_up = True
             self.record_warm_up(loaded, seconds, before)
 
     def record_warm_up(self, loaded: LoadedVariant, seconds: float, counts_before: dict) -> None:
-        """Adds `warmup_s` (compilation included) and `compile_cache` (whether torch's compile caches were
-        warm, their hit and miss counts, the folder) to this process's record in variant_<name>.json."""
+        """Adds `warmup_s` (every compilation included, batch 1's too) and `compile_cache` (whether torch's
+        compile caches were warm, their hit and miss counts, the folder) to this process's record in
+        variant_<name>.json."""
         import os
         from vlmbench.engines.compile_cache import CACHE_ENV, cache_counts, cache_state
         cache = {**cache_state(counts_before, cache_counts()), "dir": os.environ.get(CACHE_ENV)}

@@ -1,10 +1,13 @@
-"""Batch-1 latency runs: their first (compiling) call belongs to the warm-up."""
+"""Batch-1 latency runs: their first (compiling) call belongs to the warm-up, and an interrupted or failing
+run still leaves the chunk's CSV, whole and saying what was not timed, before the interruption goes on."""
 import json
 import time
 
+import pytest
+
 from tests.conftest import TINY, merge
 from vlmbench.config import ExperimentConfig, build
-from vlmbench.results.records import read_chunk_csv
+from vlmbench.results.records import chunk_csv_path, inspect_chunk, read_chunk_csv
 from vlmbench.run.session import BenchSession
 
 
@@ -66,3 +69,23 @@ def test_batch_1_is_warmed_up_once_without_warm_up_batches_or_without_any_warm_u
     sizes.clear()
     captioner.warm_up(rows, 1, latency_images=0)
     assert sizes == [2]  # no latency run asked: no single-image call
+
+
+def test_an_interrupt_during_the_latency_runs_leaves_a_complete_honest_csv_and_goes_on(tmp_path, monkeypatch):
+    session = _session(tmp_path, latency_images=3)
+    loaded = session.load_variant("fp16")
+    session.warm_up(loaded, 0)
+    result = session.caption_chunk(loaded, 0)
+    _record_sizes(loaded.captioner, monkeypatch, fail_at=(1, KeyboardInterrupt()))  # the 2nd timed image
+    with pytest.raises(KeyboardInterrupt):
+        session.finish_chunk(loaded, 0, result)
+    path = chunk_csv_path(tmp_path, "fp16", 0)
+    state = inspect_chunk(path, [r.image_id for r in session.chunks[0]], session.cfg.variant_fingerprint("fp16"))
+    assert state.status == "complete"  # a rerun keeps the measured captioning pass
+    rows = read_chunk_csv(path)
+    assert [r["status"] for r in rows] == ["ok"] * 4 and rows[0]["caption"] == result.rows[0]["caption"]
+    assert [r["latency_s"] not in ("", None) for r in rows] == [True, False, False, False]
+    notes = json.loads(rows[0]["measure_notes"])
+    assert notes["latency_runs"] == "latency runs interrupted after 1 of 3 images: KeyboardInterrupt"
+    assert notes["latency_s"].startswith("timed alone (micro-batch 1) for the first 1 readable image(s)")
+    assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*tmp*"))  # written atomically

@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import TINY, merge
 from vlmbench.config import ExperimentConfig, build
 from vlmbench.results.records import chunk_csv_path, inspect_chunk, read_chunk_csv
+from vlmbench.results.summary import latency_stats
 from vlmbench.run.session import BenchSession
 
 
@@ -88,4 +89,28 @@ def test_an_interrupt_during_the_latency_runs_leaves_a_complete_honest_csv_and_g
     notes = json.loads(rows[0]["measure_notes"])
     assert notes["latency_runs"] == "latency runs interrupted after 1 of 3 images: KeyboardInterrupt"
     assert notes["latency_s"].startswith("timed alone (micro-batch 1) for the first 1 readable image(s)")
+    assert latency_stats(rows, 3)["latency_images"] == 1  # the one image timed still counts
     assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*tmp*"))  # written atomically
+
+
+def test_latency_runs_that_fail_before_any_image_say_so_in_the_summary(tmp_path, monkeypatch):
+    session = _session(tmp_path, latency_images=3)
+    loaded = session.load_variant("fp16")
+    session.warm_up(loaded, 0)
+    result = session.caption_chunk(loaded, 0)
+    _record_sizes(loaded.captioner, monkeypatch, fail_at=(0, RuntimeError("CUDA error: out of memory\ndetails")))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        session.finish_chunk(loaded, 0, result)
+    rows = read_chunk_csv(chunk_csv_path(tmp_path, "fp16", 0))
+    assert all(r["latency_s"] in ("", None) for r in rows)
+    stats = latency_stats(rows, 3)
+    assert stats["latency_s_p50"] is None and stats["latency_images"] == 0
+    assert stats["latency_s_p50_null_reason"] == ("chunk 0: latency runs failed after 0 of 3 images: RuntimeError: "
+                                                  "CUDA error: out of memory")
+
+
+def test_a_null_latency_states_the_configured_zero_instead_of_guessing():
+    rows = [{"chunk_id": "0", "latency_s": "", "measure_notes": json.dumps({"latency_s": "timed alone ..."})}]
+    assert latency_stats(rows, 0)["latency_s_p50_null_reason"] == "measure.latency_images is 0: no image timed alone"
+    assert latency_stats(rows, 2)["latency_s_mean_null_reason"] == (
+        "no readable image to time alone (measure.latency_images: 2)")

@@ -309,6 +309,27 @@ def test_a_sigint_in_the_latency_runs_keeps_the_chunk_and_the_run_still_reports(
     assert fp16["missing_chunks"] == [1]
 
 
+def test_a_sigint_in_the_timed_pass_leaves_pytest_benchmark_nothing_to_crash_on(suite, tmp_path, monkeypatch):
+    """A case interrupted inside pytest-benchmark's timed call holds a benchmark with no round; pytest-benchmark's
+    session finish raised ValueError on it (min() of nothing) with --benchmark-json, before vlmbench's summary."""
+    from vlmbench.run.session import BenchSession
+    real = BenchSession.caption_chunk
+
+    def caption_chunk(self, loaded, chunk_id):
+        if chunk_id == 1:
+            raise KeyboardInterrupt
+        return real(self, loaded, chunk_id)
+    monkeypatch.setattr(BenchSession, "caption_chunk", caption_chunk)
+    run, results = suite
+    result = run({}, "--benchmark-json", str(tmp_path / "bench.json"))
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "INTERNALERROR" not in result.stdout.str() and "ValueError" not in result.stdout.str()
+    benchmarks = json.loads((tmp_path / "bench.json").read_text())["benchmarks"]
+    assert [b["param"] for b in benchmarks] == ["fp16-batch0"]  # the interrupted one is left out
+    summary = json.loads((results / "summary_latest.json").read_text())
+    assert summary["variants"]["fp16"]["missing_chunks"] == [1] and (results / "report.html").is_file()
+
+
 def test_a_variant_that_fails_to_load_is_named_at_once_not_only_in_the_final_summary(suite, monkeypatch):
     """The GPU benchmark stops a part with SIGINT after its time; an error reported only in pytest's last summary
     was lost that way (fp8 and w4a16 on 2026-12-02), so the fixture writes it to the terminal when it happens."""

@@ -11,7 +11,10 @@ installed, but does nothing unless a test asks for its fixtures.
 - A chunk whose CSV is complete is skipped before any model loads (the reason counts its failed
   rows); one whose unavailable images are back is run again; a CSV from another experiment stops
   the run; a damaged one is moved aside and recomputed.
-- At session end: CIDEr, the summary JSON, plots, a markdown table, report.html and the regression gate.
+- At session end: CIDEr, the summary JSON, plots, a markdown table, report.html and the regression gate;
+  after a Ctrl-C (a window's SIGINT) too: a pytest-benchmark benchmark that the stopped case left without
+  a round is kept out of pytest-benchmark's JSON, on which that plugin's own session finish crashed before
+  this one ran.
 
 Scale-out (`-n N` with pytest-xdist, `--vlm-shard K/N` on a cluster):
 - The process that owns the run (the only process without xdist, the xdist controller with it)
@@ -472,6 +475,18 @@ def _one_line_on_write_failure(item):
     except WriteFailed as exc:
         item.session.shouldstop = message = f"vlmbench: {exc}"
     pytest.fail(f"{message}; {WRITE_FAILED_ADVICE}", pytrace=False)  # outside `except`: no chained traceback
+
+
+@pytest.hookimpl(wrapper=True, optionalhook=True)
+def pytest_benchmark_generate_json(config, benchmarks, include_data, machine_info, commit_info):
+    """Leaves out of pytest-benchmark's JSON each benchmark that recorded no round, by marking it as an error
+    (pytest-benchmark's documented way to strip one). A case interrupted inside its timed pass (Ctrl-C, a
+    window's SIGINT: not an Exception, so pytest-benchmark does not mark it) left one whose statistics raised
+    ValueError in pytest-benchmark's session finish, which then skipped vlmbench's summary and report."""
+    for bench in benchmarks:
+        if not bench:  # pytest-benchmark's Metadata is false while it holds no round
+            bench.fixture.has_error = True
+    return (yield)
 
 
 def pytest_report_collectionfinish(config, start_path, items):

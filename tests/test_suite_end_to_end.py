@@ -328,6 +328,7 @@ def test_a_sigint_in_the_timed_pass_leaves_pytest_benchmark_nothing_to_crash_on(
     assert [b["param"] for b in benchmarks] == ["fp16-batch0"]  # the interrupted one is left out
     summary = json.loads((results / "summary_latest.json").read_text())
     assert summary["variants"]["fp16"]["missing_chunks"] == [1] and (results / "report.html").is_file()
+    assert not list((results / "claims").glob("*.claim"))  # the interrupted case's claim is given back
 
 
 def test_a_variant_that_fails_to_load_is_named_at_once_not_only_in_the_final_summary(suite, monkeypatch):

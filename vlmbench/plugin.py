@@ -12,9 +12,9 @@ installed, but does nothing unless a test asks for its fixtures.
   rows); one whose unavailable images are back is run again; a CSV from another experiment stops
   the run; a damaged one is moved aside and recomputed.
 - At session end: CIDEr, the summary JSON, plots, a markdown table, report.html and the regression gate;
-  after a Ctrl-C (a window's SIGINT) too: a pytest-benchmark benchmark that the stopped case left without
-  a round is kept out of pytest-benchmark's JSON, on which that plugin's own session finish crashed before
-  this one ran.
+  after a Ctrl-C (a window's SIGINT) too: the stopped case's claim is given back, and a pytest-benchmark
+  benchmark it left without a round is kept out of pytest-benchmark's JSON, on which that plugin's own
+  session finish crashed before this one ran.
 
 Scale-out (`-n N` with pytest-xdist, `--vlm-shard K/N` on a cluster):
 - The process that owns the run (the only process without xdist, the xdist controller with it)
@@ -577,6 +577,7 @@ def vlm_chunk(request):
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
+    _release_claims(session)
     if EMPTY_SHARE_KEY in config.stash:
         _finish_empty_share(session)
         return
@@ -600,6 +601,15 @@ def pytest_sessionfinish(session, exitstatus):
                                           else "vlmbench report failed")
     if verdict.failed and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _release_claims(session) -> None:
+    """Gives back the claims still held: pytest runs no teardown for a case stopped by KeyboardInterrupt (a
+    window's SIGINT), whose claim and heartbeat would otherwise last as long as the process."""
+    for item in getattr(session, "items", []):
+        claim = item.stash.get(CLAIM_KEY, None)
+        if claim is not None:
+            claim.release()
 
 
 BENCHMARK_OUTPUTS = ("--benchmark-compare", "--benchmark-autosave", "--benchmark-save", "--benchmark-json")

@@ -283,6 +283,54 @@ def test_live_progress_reaches_the_terminal_through_pytest_capture(suite):
                                  "vlmbench: sweep: 1/1 cases: 4/4 images, * img/s, 0 s left in the sweep"])
 
 
+def test_a_sigint_in_the_latency_runs_keeps_the_chunk_and_the_run_still_reports(suite, tmp_path, monkeypatch):
+    """The H200 case of 2026-12-02: the window's SIGINT came during the batch-1 runs after the captioning pass.
+    The chunk's CSV is written (latency empty, and why), the run stops there, and the session finish writes
+    pytest-benchmark's JSON (the timed pass had its round) and vlmbench's summary, whose reason says so."""
+    from vlmbench.run.runner import Captioner
+
+    def interrupted(self, rows, count):
+        raise KeyboardInterrupt  # as a SIGINT during the first (compiling) single-image call
+        yield
+    monkeypatch.setattr(Captioner, "timed_alone", interrupted)
+    run, results = suite
+    result = run({}, "--benchmark-json", str(tmp_path / "bench.json"))
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert _csvs(results) == ["fp16_batch_0.csv"]  # the run stopped as asked: chunk 1 never started
+    from vlmbench.results.records import read_chunk_csv
+    rows = read_chunk_csv(results / "fp16_batch_0.csv")
+    assert [r["status"] for r in rows] == ["ok", "ok"] and all(r["latency_s"] in ("", None) for r in rows)
+    why = "latency runs interrupted after 0 of 1 images: KeyboardInterrupt"
+    assert json.loads(rows[0]["measure_notes"])["latency_runs"] == why
+    [bench] = json.loads((tmp_path / "bench.json").read_text())["benchmarks"]
+    assert bench["param"] == "fp16-batch0" and bench["stats"]["rounds"] == 1
+    fp16 = json.loads((results / "summary_latest.json").read_text())["variants"]["fp16"]
+    assert fp16["latency_s_p50"] is None and fp16["latency_s_p50_null_reason"] == f"chunk 0: {why}"
+    assert fp16["missing_chunks"] == [1]
+
+
+def test_a_sigint_in_the_timed_pass_leaves_pytest_benchmark_nothing_to_crash_on(suite, tmp_path, monkeypatch):
+    """A case interrupted inside pytest-benchmark's timed call holds a benchmark with no round; pytest-benchmark's
+    session finish raised ValueError on it (min() of nothing) with --benchmark-json, before vlmbench's summary."""
+    from vlmbench.run.session import BenchSession
+    real = BenchSession.caption_chunk
+
+    def caption_chunk(self, loaded, chunk_id):
+        if chunk_id == 1:
+            raise KeyboardInterrupt
+        return real(self, loaded, chunk_id)
+    monkeypatch.setattr(BenchSession, "caption_chunk", caption_chunk)
+    run, results = suite
+    result = run({}, "--benchmark-json", str(tmp_path / "bench.json"))
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "INTERNALERROR" not in result.stdout.str() and "ValueError" not in result.stdout.str()
+    benchmarks = json.loads((tmp_path / "bench.json").read_text())["benchmarks"]
+    assert [b["param"] for b in benchmarks] == ["fp16-batch0"]  # the interrupted one is left out
+    summary = json.loads((results / "summary_latest.json").read_text())
+    assert summary["variants"]["fp16"]["missing_chunks"] == [1] and (results / "report.html").is_file()
+    assert not list((results / "claims").glob("*.claim"))  # the interrupted case's claim is given back
+
+
 def test_a_variant_that_fails_to_load_is_named_at_once_not_only_in_the_final_summary(suite, monkeypatch):
     """The GPU benchmark stops a part with SIGINT after its time; an error reported only in pytest's last summary
     was lost that way (fp8 and w4a16 on 2026-12-02), so the fixture writes it to the terminal when it happens."""

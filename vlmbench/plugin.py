@@ -11,7 +11,10 @@ installed, but does nothing unless a test asks for its fixtures.
 - A chunk whose CSV is complete is skipped before any model loads (the reason counts its failed
   rows); one whose unavailable images are back is run again; a CSV from another experiment stops
   the run; a damaged one is moved aside and recomputed.
-- At session end: CIDEr, the summary JSON, plots, a markdown table, report.html and the regression gate.
+- At session end: CIDEr, the summary JSON, plots, a markdown table, report.html and the regression gate;
+  after a Ctrl-C (a window's SIGINT) too: the stopped case's claim is given back, and a pytest-benchmark
+  benchmark it left without a round is kept out of pytest-benchmark's JSON, on which that plugin's own
+  session finish crashed before this one ran.
 
 Scale-out (`-n N` with pytest-xdist, `--vlm-shard K/N` on a cluster):
 - The process that owns the run (the only process without xdist, the xdist controller with it)
@@ -474,6 +477,18 @@ def _one_line_on_write_failure(item):
     pytest.fail(f"{message}; {WRITE_FAILED_ADVICE}", pytrace=False)  # outside `except`: no chained traceback
 
 
+@pytest.hookimpl(wrapper=True, optionalhook=True)
+def pytest_benchmark_generate_json(config, benchmarks, include_data, machine_info, commit_info):
+    """Leaves out of pytest-benchmark's JSON each benchmark that recorded no round, by marking it as an error
+    (pytest-benchmark's documented way to strip one). A case interrupted inside its timed pass (Ctrl-C, a
+    window's SIGINT: not an Exception, so pytest-benchmark does not mark it) left one whose statistics raised
+    ValueError in pytest-benchmark's session finish, which then skipped vlmbench's summary and report."""
+    for bench in benchmarks:
+        if not bench:  # pytest-benchmark's Metadata is false while it holds no round
+            bench.fixture.has_error = True
+    return (yield)
+
+
 def pytest_report_collectionfinish(config, start_path, items):
     if SESSION_KEY in config.stash:
         return [f"vlmbench: {note}" for note in config.stash[SESSION_KEY].notes]
@@ -562,6 +577,7 @@ def vlm_chunk(request):
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
+    _release_claims(session)
     if EMPTY_SHARE_KEY in config.stash:
         _finish_empty_share(session)
         return
@@ -585,6 +601,15 @@ def pytest_sessionfinish(session, exitstatus):
                                           else "vlmbench report failed")
     if verdict.failed and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _release_claims(session) -> None:
+    """Gives back the claims still held: pytest runs no teardown for a case stopped by KeyboardInterrupt (a
+    window's SIGINT), whose claim and heartbeat would otherwise last as long as the process."""
+    for item in getattr(session, "items", []):
+        claim = item.stash.get(CLAIM_KEY, None)
+        if claim is not None:
+            claim.release()
 
 
 BENCHMARK_OUTPUTS = ("--benchmark-compare", "--benchmark-autosave", "--benchmark-save", "--benchmark-json")

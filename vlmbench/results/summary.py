@@ -63,14 +63,28 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def latency_stats(rows: list[dict]) -> dict:
+def latency_stats(rows: list[dict], latency_images: int) -> dict:
+    """Mean, p50 and p90 of the rows' `latency_s` and how many images were timed alone; when none was, each
+    null with the reason (`latency_null_reason`). `latency_images`: the config's measure.latency_images."""
     values = [v for v in (_float(r["latency_s"]) for r in rows) if v is not None]
     if not values:
-        why = "no image was timed alone (measure.latency_images: 0?)"
+        why = latency_null_reason(rows, latency_images)
         return {f"latency_s_{k}": None for k in ("mean", "p50", "p90")} | {
             f"latency_s_{k}_null_reason": why for k in ("mean", "p50", "p90")} | {"latency_images": 0}
     return {"latency_s_mean": statistics.fmean(values), "latency_s_p50": statistics.median(values),
             "latency_s_p90": _percentile(values, 0.9), "latency_images": len(values)}
+
+
+def latency_null_reason(rows: list[dict], latency_images: int) -> str:
+    """Why no image of `rows` was timed alone: the chunks' stopped latency runs (measure_notes' `latency_runs`),
+    else measure.latency_images being 0, else no readable image (the runs time readable images only)."""
+    stopped = [f"chunk {c['chunk_id']}: {note}" for c in _chunks(rows)
+               if (note := json.loads(c.get("measure_notes") or "{}").get("latency_runs"))]
+    if stopped:
+        return "; ".join(stopped)
+    if latency_images == 0:
+        return "measure.latency_images is 0: no image timed alone"
+    return f"no readable image to time alone (measure.latency_images: {latency_images})"
 
 
 def _chunks(rows: list[dict]) -> list[dict]:
@@ -142,7 +156,9 @@ def chunk_writers(rows: list[dict]) -> set[str]:
     return {writer_key(c.get("worker"), c.get("gpu_uuid")) for c in _chunks(rows) if c.get("worker")}
 
 
-def variant_entry(rows: list[dict], missing_chunks: list[int], num_chunks: int, record: dict) -> dict:
+def variant_entry(rows: list[dict], missing_chunks: list[int], num_chunks: int, record: dict,
+                  latency_images: int) -> dict:
+    """One variant's summary entry from its CSV rows and its combined record (`latency_images`: the config's)."""
     failures = Counter(r["error"].split(":")[0] for r in rows if r["status"] != "ok")
     return {"chunks_done": num_chunks - len(missing_chunks), "chunks_expected": num_chunks,
             "missing_chunks": missing_chunks, "images_total": len(rows),
@@ -150,7 +166,7 @@ def variant_entry(rows: list[dict], missing_chunks: list[int], num_chunks: int, 
             "images_failed": sum(r["status"] != "ok" for r in rows), "failure_reasons": dict(failures),
             "generated_tokens_mean": statistics.fmean([int(r["generated_tokens"]) for r in rows
                                                        if r["status"] == "ok"] or [0]),
-            **latency_stats(rows), **efficiency(rows), **record}
+            **latency_stats(rows, latency_images), **efficiency(rows), **record}
 
 
 @dataclass
@@ -408,7 +424,7 @@ def build_summary(results_dir: Path, cfg, references: dict, started_at: float, t
             continue
         rows_by_variant[variant] = rows
         record = combined_record(records[variant], chunk_writers(rows), fingerprint, variant)
-        entries[variant] = variant_entry(rows, missing, cfg.num_chunks, record)
+        entries[variant] = variant_entry(rows, missing, cfg.num_chunks, record, cfg.measure.latency_images)
     scoring, tokens = add_cider(entries, rows_by_variant, references, tokenizer) if entries else ({}, None)
     add_deltas(entries, cfg.baseline_variant)
     quality = add_quality_or_reason(entries, rows_by_variant, cfg, tokens) if entries else {}

@@ -140,13 +140,31 @@ class Captioner:
                     value.record_stream(torch.cuda.current_stream())
         return on_device
 
-    def warm_up(self, rows: list[ImageRow], batches: int, micro_batch_size: Optional[int] = None) -> None:
-        """Untimed generate calls so that first-call costs (compilation included) stay out of every number."""
+    def warm_up(self, rows: list[ImageRow], batches: int, micro_batch_size: Optional[int] = None,
+                latency_images: int = 0) -> None:
+        """Untimed generate calls so that first-call costs (compilation included) stay out of every number:
+        `batches` micro-batches of `rows`, then, when `latency_images` > 0, one single-image call
+        (`warm_up_latency`), so that the batch-1 shape is compiled here too and not in the latency runs."""
         size = micro_batch_size or self.micro_batch_size
         groups = micro_batches(rows, size)[:batches]
         for batch in self.prefetched(groups):
             if batch.inputs is not None:
                 self.generate(batch)
+        if latency_images > 0:
+            self.warm_up_latency(rows)
+
+    def warm_up_latency(self, rows: list[ImageRow]) -> None:
+        """One untimed single-image generate on the first readable row, once per variant: a micro-batch of 1
+        is a new shape for the kernels' heuristics (and for a compiled decode step, a new compilation, which
+        took over 60 s for torchao variants on an H200); its first call was seen taking 2.5x the steady time."""
+        if self.latency_warmed_up:
+            return
+        for row in rows:
+            batch = self.prepare(0, [row], pad=False)
+            if batch.inputs is not None:
+                self.generate(batch)
+                self.latency_warmed_up = True
+                return
 
     # ------------------------------------------------------------ one chunk
     def caption_chunk(self, rows: list[ImageRow], nvml: Nvml, label: str = "chunk") -> ChunkResult:
@@ -182,26 +200,25 @@ class Captioner:
         return rows, generate_s
 
     def measure_latency(self, rows: list[ImageRow], count: int) -> dict[int, float]:
-        """Seconds per image, micro-batch of 1, preprocessed inputs to decoded text, for `count` images.
+        """Seconds per image, micro-batch of 1, preprocessed inputs to decoded text, for `count` images
+        (image id -> seconds); see `timed_alone`."""
+        return dict(self.timed_alone(rows, count))
 
-        The first call per variant runs one untimed single-image generate: a micro-batch of 1 is a new
-        shape for the kernels' heuristics (and for a compiled decode step, a new compilation), and its
-        first call was seen taking 2.5x the steady time.
-        """
-        latencies = {}
-        if count and not self.latency_warmed_up:
-            for batch in [self.prepare(0, rows[:1], pad=False)]:
-                if batch.inputs is not None:
-                    self.generate(batch)
-            self.latency_warmed_up = True
+    def timed_alone(self, rows: list[ImageRow], count: int) -> Iterator[tuple[int, float]]:
+        """Yields (image id, seconds) for each of the first `count` readable rows, generated alone (micro-batch
+        of 1), so that a caller keeps the images timed before an interruption. Runs `warm_up_latency` first
+        where `warm_up` did not (a direct call, as in scripts/gpu_check_fast.py): no timed call is a first call."""
+        if count > 0:
+            self.warm_up_latency(rows)
+        timed_count = 0
         for row in rows:
-            if len(latencies) >= count:
-                break
+            if timed_count >= count:
+                return
             batch = self.prepare(0, [row], pad=False)
             if batch.inputs is not None:
                 _, seconds = timed(self.device, self.generate, batch)
-                latencies[row.image_id] = seconds
-        return latencies
+                timed_count += 1
+                yield row.image_id, seconds
 
 
 def prompt_text(processor, cfg: ExperimentConfig) -> str:

@@ -359,18 +359,22 @@ class BenchSession:
         return self.finish_chunk(loaded, chunk_id, self.caption_chunk(loaded, chunk_id))
 
     def warm_up(self, loaded: LoadedVariant, chunk_id: int) -> None:
-        """Untimed: the variant's first generate calls (compilation of each shape included), once per variant."""
+        """Untimed: the variant's first generate calls (compilation of each shape included), once per variant:
+        measure.warmup_batches micro-batches, and one single image when measure.latency_images > 0, so that
+        the batch-1 compilation is done (and counted in `warmup_s`) before the captioning pass, not after it."""
         if not loaded.warmed_up:
             from vlmbench.engines.compile_cache import cache_counts
             before = cache_counts()
-            _, seconds = timed(self.device, loaded.captioner.warm_up, self.chunks[chunk_id],
-                               self.cfg.measure.warmup_batches)
+            measure = self.cfg.measure
+            _, seconds = timed(self.device, loaded.captioner.warm_up, self.chunks[chunk_id], measure.warmup_batches,
+                               latency_images=measure.latency_images)
             loaded.warmed_up = True
             self.record_warm_up(loaded, seconds, before)
 
     def record_warm_up(self, loaded: LoadedVariant, seconds: float, counts_before: dict) -> None:
-        """Adds `warmup_s` (compilation included) and `compile_cache` (whether torch's compile caches were
-        warm, their hit and miss counts, the folder) to this process's record in variant_<name>.json."""
+        """Adds `warmup_s` (every compilation included, batch 1's too) and `compile_cache` (whether torch's
+        compile caches were warm, their hit and miss counts, the folder) to this process's record in
+        variant_<name>.json."""
         import os
         from vlmbench.engines.compile_cache import CACHE_ENV, cache_counts, cache_state
         cache = {**cache_state(counts_before, cache_counts()), "dir": os.environ.get(CACHE_ENV)}
@@ -383,17 +387,39 @@ class BenchSession:
         return loaded.captioner.caption_chunk(self.chunks[chunk_id], self.nvml, label)
 
     def finish_chunk(self, loaded: LoadedVariant, chunk_id: int, result) -> list[dict]:
-        """Batch-1 latency runs on a few of the chunk's images, then the chunk's CSV; returns its rows."""
-        rows = self.chunks[chunk_id]
-        latencies = loaded.captioner.measure_latency(rows, self.cfg.measure.latency_images)
-        chunk_cells = self._chunk_cells(loaded.name, result.metrics, compute_dtype(self.variant(loaded.name),
-                                                                                   self.cfg.precision.language_model))
-        chunk_cells["measure_notes"] = _with_latency_note(chunk_cells["measure_notes"], len(latencies),
-                                                          self.cfg.measure.latency_images)
-        records = [{**row, "variant": loaded.name, "chunk_id": chunk_id, "latency_s": latencies.get(row["image_id"]),
-                    **chunk_cells} for row in _in_chunk_order(result.rows, rows)]
+        """Batch-1 latency runs on a few of the chunk's images, then the chunk's CSV; returns its rows.
+
+        The CSV is written even when the latency runs are interrupted (KeyboardInterrupt: a run's window
+        ending) or raise: the captioning pass is measured by then and is kept, with `latency_s` empty for
+        the images not timed and measure_notes' `latency_runs` saying why; the interruption or error is then
+        raised again, so that the run stops as asked (the CSV is complete: a rerun does not repeat the chunk).
+        """
+        latencies, stopped = self.latency_runs(loaded, self.chunks[chunk_id])
+        records = self._chunk_records(loaded, chunk_id, result, latencies, stopped)
         write_chunk_csv(chunk_csv_path(self.results_dir, loaded.name, chunk_id), records)
+        if stopped is not None:
+            raise stopped
         return records
+
+    def latency_runs(self, loaded: LoadedVariant, rows: list[ImageRow]) -> tuple[dict, Optional[BaseException]]:
+        """image id -> seconds for each image timed alone, and what stopped the runs early (None if nothing did)."""
+        latencies = {}
+        try:
+            for image_id, seconds in loaded.captioner.timed_alone(rows, self.cfg.measure.latency_images):
+                latencies[image_id] = seconds
+        except BaseException as exc:  # KeyboardInterrupt included: finish_chunk writes the CSV, then raises it
+            return latencies, exc
+        return latencies, None
+
+    def _chunk_records(self, loaded: LoadedVariant, chunk_id: int, result, latencies: dict,
+                       stopped: Optional[BaseException]) -> list[dict]:
+        """The CSV's rows in chunk order: each image's cells, its latency (None when not timed), the chunk's cells."""
+        dtype = compute_dtype(self.variant(loaded.name), self.cfg.precision.language_model)
+        cells = self._chunk_cells(loaded.name, result.metrics, dtype)
+        cells["measure_notes"] = _with_latency_note(cells["measure_notes"], len(latencies),
+                                                    self.cfg.measure.latency_images, stopped)
+        return [{**row, "variant": loaded.name, "chunk_id": chunk_id, "latency_s": latencies.get(row["image_id"]),
+                 **cells} for row in _in_chunk_order(result.rows, self.chunks[chunk_id])]
 
     def _chunk_cells(self, variant: str, metrics: dict[str, Reading], dtype: str) -> dict:
         """The chunk-level cells repeated on every row; `config_fingerprint` is the variant's, so that a chunk
@@ -452,8 +478,20 @@ def _plain(value):
     return value
 
 
-def _with_latency_note(notes_json: str, timed: int, asked: int) -> str:
-    """measure_notes with why most `latency_s` cells are empty: only `timed` images were timed alone."""
-    note = (f"timed alone (micro-batch 1) for the first {timed} readable image(s) of the chunk only "
-            f"(measure.latency_images: {asked}); empty for the others")
-    return json.dumps({**json.loads(notes_json), "latency_s": note}, sort_keys=True)
+def _with_latency_note(notes_json: str, timed: int, asked: int, stopped: Optional[BaseException] = None) -> str:
+    """measure_notes with why most `latency_s` cells are empty: only `timed` images were timed alone; and, when
+    the latency runs were stopped early, `latency_runs` saying how (the summary's reason for a null latency)."""
+    notes = json.loads(notes_json)
+    notes["latency_s"] = (f"timed alone (micro-batch 1) for the first {timed} readable image(s) of the chunk only "
+                          f"(measure.latency_images: {asked}); empty for the others")
+    if stopped is not None:
+        notes["latency_runs"] = latency_runs_note(timed, asked, stopped)
+    return json.dumps(notes, sort_keys=True)
+
+
+def latency_runs_note(timed: int, asked: int, stopped: BaseException) -> str:
+    """'latency runs interrupted after 1 of 3 images: KeyboardInterrupt' (or 'failed ...: Error: its first line')."""
+    how = "interrupted" if isinstance(stopped, KeyboardInterrupt) else "failed"
+    message = (str(stopped).splitlines() or [""])[0][:200]
+    return f"latency runs {how} after {timed} of {asked} images: {type(stopped).__name__}" + (
+        f": {message}" if message else "")

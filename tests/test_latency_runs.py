@@ -89,7 +89,15 @@ def test_an_interrupt_during_the_latency_runs_leaves_a_complete_honest_csv_and_g
     notes = json.loads(rows[0]["measure_notes"])
     assert notes["latency_runs"] == "latency runs interrupted after 1 of 3 images: KeyboardInterrupt"
     assert notes["latency_s"].startswith("timed alone (micro-batch 1) for the first 1 readable image(s)")
-    assert latency_stats(rows, 3)["latency_images"] == 1  # the one image timed still counts
+    stats = latency_stats(rows, 3)
+    assert stats["latency_images"] == 1  # the one image timed still counts, and the stop is said, not hidden:
+    assert stats["latency_runs_stopped"] == ["chunk 0: latency runs interrupted after 1 of 3 images: KeyboardInterrupt"]
+    from vlmbench.results.report import completeness_lines
+    assert completeness_lines({"variants": {"fp16": stats}}) == [
+        "fp16: batch-1 latency runs stopped early (chunk 0: latency runs interrupted after 1 of 3 images: "
+        "KeyboardInterrupt); its latency covers 1 image(s): delete the chunk's CSV to time them again"]
+    assert session.skip_reason("fp16", 0).startswith(
+        "fp16_batch_0.csv is complete for this experiment; latency runs interrupted after 1 of 3 images")
     assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*tmp*"))  # written atomically
 
 

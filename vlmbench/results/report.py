@@ -428,9 +428,13 @@ def used_chunks(summary: dict) -> set[tuple[str, int]]:
 
 
 def completeness_lines(summary: dict) -> list[str]:
-    """What the summary lacks, printed (not only stored in the JSON): missing chunks and variants."""
+    """What the summary lacks, printed (not only stored in the JSON): missing chunks, latency runs stopped early,
+    variants with no chunk."""
     lines = [f"{name}: chunks {entry.get('missing_chunks')} missing ({entry['chunks_done']} of "
              f"{entry['chunks_expected']} done)" for name, entry in summary["variants"].items() if entry.get("missing_chunks")]
+    lines += [f"{name}: batch-1 latency runs stopped early ({'; '.join(entry['latency_runs_stopped'])}); its latency "
+              f"covers {entry.get('latency_images', 0)} image(s): delete the chunk's CSV to time them again"
+              for name, entry in summary["variants"].items() if entry.get("latency_runs_stopped")]
     if summary.get("variants_not_run"):
         lines.append(f"variants with no finished chunk: {', '.join(summary['variants_not_run'])}")
     return lines

@@ -67,19 +67,26 @@ def latency_stats(rows: list[dict], latency_images: int) -> dict:
     """Mean, p50 and p90 of the rows' `latency_s` and how many images were timed alone; when none was, each
     null with the reason (`latency_null_reason`). `latency_images`: the config's measure.latency_images."""
     values = [v for v in (_float(r["latency_s"]) for r in rows) if v is not None]
+    stopped = {"latency_runs_stopped": runs} if (runs := stopped_latency_runs(rows)) else {}
     if not values:
         why = latency_null_reason(rows, latency_images)
         return {f"latency_s_{k}": None for k in ("mean", "p50", "p90")} | {
-            f"latency_s_{k}_null_reason": why for k in ("mean", "p50", "p90")} | {"latency_images": 0}
+            f"latency_s_{k}_null_reason": why for k in ("mean", "p50", "p90")} | {"latency_images": 0} | stopped
     return {"latency_s_mean": statistics.fmean(values), "latency_s_p50": statistics.median(values),
-            "latency_s_p90": _percentile(values, 0.9), "latency_images": len(values)}
+            "latency_s_p90": _percentile(values, 0.9), "latency_images": len(values)} | stopped
+
+
+def stopped_latency_runs(rows: list[dict]) -> list[str]:
+    """'chunk <id>: <why>' for each chunk whose batch-1 latency runs were stopped early (measure_notes'
+    `latency_runs`, written by the session when an interruption or error ended them); [] when none was."""
+    return [f"chunk {c['chunk_id']}: {note}" for c in _chunks(rows)
+            if (note := json.loads(c.get("measure_notes") or "{}").get("latency_runs"))]
 
 
 def latency_null_reason(rows: list[dict], latency_images: int) -> str:
     """Why no image of `rows` was timed alone: the chunks' stopped latency runs (measure_notes' `latency_runs`),
     else measure.latency_images being 0, else no readable image (the runs time readable images only)."""
-    stopped = [f"chunk {c['chunk_id']}: {note}" for c in _chunks(rows)
-               if (note := json.loads(c.get("measure_notes") or "{}").get("latency_runs"))]
+    stopped = stopped_latency_runs(rows)
     if stopped:
         return "; ".join(stopped)
     if latency_images == 0:

@@ -21,6 +21,7 @@ from vlmbench.paths import cache_dir, sweep_leftovers
 from vlmbench.results.records import (chunk_csv_path, foreign_message, inspect_chunk, library_versions, quarantine, timestamp,
                               write_chunk_csv, write_config_snapshot)
 from vlmbench.results.variant_records import merge_variant_record
+from vlmbench.results.summary import stopped_latency_runs
 from vlmbench.quantize.variants import compute_dtype, get_variant, unrunnable_reason
 
 
@@ -205,6 +206,8 @@ class BenchSession:
         if state.status != "complete" or self._retries_unavailable(path.name, state):
             return None
         note = f"; {state.note}" if state.note else ""
+        stopped = stopped_latency_runs(state.rows[:1])
+        note += f"; {stopped[0].split(': ', 1)[1]}" if stopped else ""
         return f"{path.name} is complete for this experiment{self._failed_rows_note(state)}{note} (delete it to recompute)"
 
     def _retries_unavailable(self, csv_name: str, state) -> bool:

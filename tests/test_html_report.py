@@ -15,6 +15,7 @@ from tests.browser import Chromium, find_chromium
 from tests.results_factory import tiny_config, write_results
 from vlmbench.results import pareto
 from vlmbench.results.gallery import word_diff
+from vlmbench.scoring.metrics import cider_text
 
 IMAGES = 12
 INJECTED = '<script>alert(1)</script><img src="http://evil.example/x.png"> a red circle'
@@ -107,10 +108,28 @@ def test_the_page_answers_which_variant(reported):
     assert "CIDEr-D against energy: unmeasured (no CUDA device (run on CPU))" in text
     assert "CIDEr-D against peak VRAM: unmeasured" in text
     ci = summary["variants"]["int8"]["cider_delta_ci"]
-    assert f"{ci['point']:.4g} [{ci['low']:.4g}, {ci['high']:.4g}]" in text
+    assert f"{cider_text(ci['point'])} [{cider_text(ci['low'])}, {cider_text(ci['high'])}]" in text
     assert "regression gate not applied" in text and "nothing is checked" in text
     assert text.count('src="data:image/png;base64,') == len(summary["plots"]) > 3
     assert "python" in text and summary["config_fingerprint"] in text  # the environment
+
+
+def test_cider_d_is_named_and_rounded_alike_in_the_terminal_and_the_page(reported):
+    """Users read 'CIDEr' in the terminal and 'CIDEr-D' in report.html, rounded to 3 and 4 digits: the score is
+    pycocoevalcap's CIDEr-D, so both name it so and show it with the same digits."""
+    from vlmbench.results.report import markdown_table
+    from vlmbench.scoring.quality import quality_table
+    _, text, summary = reported
+    terminal = markdown_table(summary) + quality_table(summary)
+    assert "| CIDEr-D | latency p50 (s)" in terminal and "| CIDEr-D [95% CI] |" in terminal
+    assert "<th>CIDEr-D</th>" in text and "<th>CIDEr-D [95% CI]</th>" in text
+    assert not re.findall(r"CIDEr(?!-D)", terminal + text)
+    scores = [entry["cider"] for entry in summary["variants"].values()]
+    assert any(f"{s:.4g}" != cider_text(s) for s in scores)  # a score whose two roundings differ
+    for name, entry in summary["variants"].items():
+        shown, ci = cider_text(entry["cider"]), cider_text(entry["cider_ci"]["low"])
+        assert f"| {name} | {shown} |" in terminal and re.search(f'<td class="num">{re.escape(shown)}[ <]', text)
+        assert f"{shown} [{ci}, " in terminal and f"{shown} [{ci}, " in text
 
 
 def test_the_gallery_shows_the_images_that_differ_most_first(reported):
@@ -124,7 +143,7 @@ def test_the_gallery_shows_the_images_that_differ_most_first(reported):
     assert "<ins>blue square</ins>" in changed or "<ins>blue</ins>" in changed
     assert "<del>" in changed
     per_image = summary["variants"]["int8_vit"]["cider_per_image"]["3"]
-    assert f"{per_image:.4g}" in degenerate
+    assert f">{cider_text(per_image)}<" in degenerate
     assert all("data:image/jpeg;base64," in card for card in cards)  # thumbnails of the sample on disk
 
 

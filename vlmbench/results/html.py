@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.results import gallery, pareto
+from vlmbench.scoring.caption_metrics import METRIC_DIGITS
+from vlmbench.scoring.metrics import CIDER_DIGITS, cider_text
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """
@@ -42,7 +44,7 @@ ins{background:#fff0a8;text-decoration:none}del{color:#b3261e}.flag{color:#b3261
 pre{white-space:pre-wrap;background:#f7f7f7;padding:6px}
 """
 # summary metric -> (column heading, digits, higher is better)
-HEADLINE = {"cider": ("CIDEr-D", 4, True), "latency_s_p50": ("latency p50 (s)", 3, False),
+HEADLINE = {"cider": ("CIDEr-D", CIDER_DIGITS, True), "latency_s_p50": ("latency p50 (s)", 3, False),
             "throughput_img_s": ("throughput (img/s)", 3, True), "peak_vram_mib": ("peak VRAM (MiB)", 5, False),
             "model_size_mb": ("size (MB)", 5, False), "energy_j_per_image": ("energy (J/img)", 3, False),
             "avg_power_w": ("power (W)", 3, False)}
@@ -130,7 +132,7 @@ def headline_section(summary: dict) -> str:
         cells = [_td(escape(name) + (" <span class=muted>(baseline)</span>" if name == baseline else "")
                      + _quality_flag(entry))]
         cells += [_metric_cell(name, entry, m, d, baseline, hb) for m, (_, d, hb) in HEADLINE.items()]
-        cells += [_td(_num(_metric_value(metrics[name].get(k)), 4), True) for k in extra]
+        cells += [_td(_num(_metric_value(metrics[name].get(k)), METRIC_DIGITS), True) for k in extra]
         cells.append(_td(f"{entry.get('images_captioned', '?')}/{entry.get('images_failed', '?')}", True))
         rows.append(cells)
     notes = [f"n/a {line}" for line in null_lines(variants)] + [n for n in table_warnings(summary) if n]
@@ -152,7 +154,7 @@ def _quality_flag(entry: dict) -> str:
 def _ci(ci: Optional[dict]) -> str:
     if not ci:
         return "n/a"
-    return f"{ci['point']:.4g} [{ci['low']:.4g}, {ci['high']:.4g}]"
+    return f"{cider_text(ci['point'])} [{cider_text(ci['low'])}, {cider_text(ci['high'])}]"
 
 
 def _interval_row(name: str, entry: dict, baseline: str) -> list[str]:
@@ -267,7 +269,7 @@ def _caption_row(name: str, caption: gallery.Caption, baseline: str, base: Optio
     flags = ", ".join(caption.degenerate)
     base_text = base.text if base is not None else None
     return [_td(escape(name)), _td(marked_caption(base_text, caption, name == baseline)),
-            _td(_num(caption.cider, 4), True), _td(f'<span class="flag">degenerate: {escape(flags)}</span>'
+            _td(cider_text(caption.cider), True), _td(f'<span class="flag">degenerate: {escape(flags)}</span>'
                                                     if flags else "")]
 
 
@@ -278,7 +280,7 @@ def gallery_card(item: gallery.GalleryImage, baseline: str, picture: tuple[Optio
     rows = [_caption_row(n, c, baseline, item.captions.get(baseline)) for n, c in item.captions.items()]
     refs = "<p class=muted>references:</p>" + _list(item.references)
     return (f'<div class="card"><div class="pic">{pic}</div><div class="text"><b>image {item.image_id}</b> '
-            f"<span class=muted>{escape(item.file_name)}; largest CIDEr-D gap {item.gap:.3g}, "
+            f"<span class=muted>{escape(item.file_name)}; largest CIDEr-D gap {cider_text(item.gap)}, "
             f"{item.differing} caption(s) differ from {escape(baseline)}</span>"
             + _table(["variant", "caption", "CIDEr-D", "flags"], rows) + refs + "</div></div>")
 

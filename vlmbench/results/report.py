@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, result_fields_of
-from vlmbench.scoring.metrics import MIN_CIDER_IMAGES, TOKENIZER_ALIASES
+from vlmbench.scoring.metrics import MIN_CIDER_IMAGES, TOKENIZER_ALIASES, cider_text
 from vlmbench.paths import atomic_write_text, write_new
 from vlmbench.results.records import json_text, stamped_names, timestamp, write_json
 from vlmbench.results.references import load_references
@@ -86,11 +86,11 @@ def _latency_counts(summary: dict) -> str:
 
 
 def markdown_table(summary: dict) -> str:
-    head = ("| variant | CIDEr | latency p50 (s) | throughput (img/s) | peak VRAM (MiB) | size (MB) | energy (J/img) "
+    head = ("| variant | CIDEr-D | latency p50 (s) | throughput (img/s) | peak VRAM (MiB) | size (MB) | energy (J/img) "
             "| power (W) | images ok/failed | warm-up (s) | quantized Linear layers (method) |")
     lines = [table_caption(summary), "", head, "|" + "---|" * 11]
     for name, v in summary["variants"].items():
-        lines.append(f"| {name} | {_fmt(v.get('cider'))} | {_fmt(v.get('latency_s_p50'))} | "
+        lines.append(f"| {name} | {cider_text(v.get('cider'))} | {_fmt(v.get('latency_s_p50'))} | "
                      f"{_fmt(v.get('throughput_img_s'))} | {_fmt(v.get('peak_vram_mib'), 5)} | "
                      f"{_fmt(v.get('model_size_mb'), 5)} | {_fmt(v.get('energy_j_per_image'))} | "
                      f"{_fmt(v.get('avg_power_w'))} | {v['images_captioned']}/{v['images_failed']} | "

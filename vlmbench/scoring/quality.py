@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from vlmbench.scoring import bootstrap
 from vlmbench.scoring.degenerate import baseline_flag, count_degenerate
 from vlmbench.scoring.drift import captions_of, drift, mean_words
-from vlmbench.scoring.metrics import TokenizerError, cider_from_tokens
+from vlmbench.scoring.metrics import TokenizerError, cider_from_tokens, cider_text
 
 
 def _per_image(entry: dict) -> Optional[dict]:
@@ -125,7 +125,7 @@ def _num(value, digits: int = 3) -> str:
 def _ci_cell(ci: Optional[dict]) -> str:
     if not ci:
         return "n/a"
-    return f"{ci['point']:.3g} [{ci['low']:.3g}, {ci['high']:.3g}]"
+    return f"{cider_text(ci['point'])} [{cider_text(ci['low'])}, {cider_text(ci['high'])}]"
 
 
 def _degenerate_cell(d: Optional[dict]) -> str:
@@ -142,7 +142,7 @@ def _drift_cells(d: Optional[dict]) -> str:
         return f"baseline | baseline | {_num(d['mean_words'])} | {_num(d['hit_max_new_tokens_pct'])}"
     change = d.get("mean_words_change")
     words = f"{_num(d['mean_words'])} ({'n/a' if change is None else f'{change:+.2g}'})"
-    return (f"{_num(d['identical_pct'])} | {_num(d['cider_vs_baseline'])} | {words} | "
+    return (f"{_num(d['identical_pct'])} | {cider_text(d['cider_vs_baseline'])} | {words} | "
             f"{_num(d['hit_max_new_tokens_pct'])}")
 
 
@@ -153,8 +153,8 @@ def quality_table(summary: dict) -> str:
     base = info.get("baseline", "fp16")
     lines = [f"Quality against baseline {base} ({conf}% bootstrap intervals over images, "
              f"{info.get('bootstrap_samples', '?')} resamples, seed {info.get('seed', '?')})", "",
-             f"| variant | CIDEr [{conf}% CI] | delta vs {base} [{conf}% CI] | identical to {base} (%) | "
-             f"CIDEr vs {base} captions | words (change) | at max_new_tokens (%) | degenerate (kinds) |",
+             f"| variant | CIDEr-D [{conf}% CI] | delta vs {base} [{conf}% CI] | identical to {base} (%) | "
+             f"CIDEr-D vs {base} captions | words (change) | at max_new_tokens (%) | degenerate (kinds) |",
              "|" + "---|" * 8]
     for name, v in summary["variants"].items():
         delta = v.get("cider_delta_ci")

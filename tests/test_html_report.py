@@ -132,6 +132,14 @@ def test_cider_d_is_named_and_rounded_alike_in_the_terminal_and_the_page(reporte
         assert f"{shown} [{ci}, " in terminal and f"{shown} [{ci}, " in text
 
 
+def test_power_is_labelled_as_the_average_over_the_timed_pass(reported):
+    """'power (W)' read as a peak or an instant: the value is the energy over the timed pass over its seconds."""
+    results, text, _ = reported
+    terminal = (results / "summary_latest.md").read_text()  # the terminal table, as written beside the summary
+    assert "| avg power (W) |" in terminal and "<th>avg power (W)</th>" in text
+    assert not re.findall(r"(?<!avg )power \(W\)", terminal + text)
+
+
 def test_the_gallery_shows_the_images_that_differ_most_first(reported):
     _, text, summary = reported
     cards = text.split('<div class="card">')[1:]

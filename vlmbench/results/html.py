@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.results import gallery, pareto
+from vlmbench.results.labels import label
 from vlmbench.scoring.caption_metrics import METRIC_DIGITS
 from vlmbench.scoring.metrics import CIDER_DIGITS, cider_text
 
@@ -43,11 +44,11 @@ figure img{width:100%;height:auto}
 ins{background:#fff0a8;text-decoration:none}del{color:#b3261e}.flag{color:#b3261e;font-weight:600}
 pre{white-space:pre-wrap;background:#f7f7f7;padding:6px}
 """
-# summary metric -> (column heading, digits, higher is better)
-HEADLINE = {"cider": ("CIDEr-D", CIDER_DIGITS, True), "latency_s_p50": ("latency p50 (s)", 3, False),
-            "throughput_img_s": ("throughput (img/s)", 3, True), "peak_vram_mib": ("peak VRAM (MiB)", 5, False),
-            "model_size_mb": ("size (MB)", 5, False), "energy_j_per_image": ("energy (J/img)", 3, False),
-            "avg_power_w": ("power (W)", 3, False)}
+# summary metric -> (column heading, digits, higher is better); the headings are the terminal table's (labels.LABELS)
+HEADLINE = {metric: (label(metric), digits, higher_better) for metric, digits, higher_better in (
+    ("cider", CIDER_DIGITS, True), ("latency_s_p50", 3, False), ("throughput_img_s", 3, True),
+    ("peak_vram_mib", 5, False), ("model_size_mb", 5, False), ("energy_j_per_image", 3, False),
+    ("avg_power_w", 3, False))}
 
 
 # ---------------------------------------------------------------- small pieces

@@ -15,6 +15,7 @@ from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, resu
 from vlmbench.scoring.metrics import MIN_CIDER_IMAGES, TOKENIZER_ALIASES, cider_text
 from vlmbench.paths import atomic_write_text, write_new
 from vlmbench.results.records import json_text, stamped_names, timestamp, write_json
+from vlmbench.results.labels import label
 from vlmbench.results.references import load_references
 from vlmbench.scoring.caption_metrics import metrics_table
 from vlmbench.scoring.quality import cider_drop_holds, quality_table
@@ -85,10 +86,14 @@ def _latency_counts(summary: dict) -> str:
     return "/".join("?" if c is None else str(c) for c in counts)
 
 
+# the table's columns after `variant`: summary keys (labels.label names them), "images ok/failed" as it is
+TERMINAL_COLUMNS = ("cider", "latency_s_p50", "throughput_img_s", "peak_vram_mib", "model_size_mb",
+                    "energy_j_per_image", "avg_power_w", "images ok/failed", "warmup_s", "census")
+
+
 def markdown_table(summary: dict) -> str:
-    head = ("| variant | CIDEr-D | latency p50 (s) | throughput (img/s) | peak VRAM (MiB) | size (MB) | energy (J/img) "
-            "| power (W) | images ok/failed | warm-up (s) | quantized Linear layers (method) |")
-    lines = [table_caption(summary), "", head, "|" + "---|" * 11]
+    head = "| variant | " + " | ".join(map(label, TERMINAL_COLUMNS)) + " |"
+    lines = [table_caption(summary), "", head, "|" + "---|" * (len(TERMINAL_COLUMNS) + 1)]
     for name, v in summary["variants"].items():
         lines.append(f"| {name} | {cider_text(v.get('cider'))} | {_fmt(v.get('latency_s_p50'))} | "
                      f"{_fmt(v.get('throughput_img_s'))} | {_fmt(v.get('peak_vram_mib'), 5)} | "

@@ -140,6 +140,26 @@ def test_power_is_labelled_as_the_average_over_the_timed_pass(reported):
     assert not re.findall(r"(?<!avg )power \(W\)", terminal + text)
 
 
+INT8_CENSUS = {"vision": {"linear": 12, "quantized": 12, "methods": {"bitsandbytes Linear8bitLt (int8)": 12}},
+               "lm_head": {"linear": 1, "quantized": 0, "methods": {}}}
+
+
+def test_the_page_shows_warm_up_and_census_as_the_terminal_does(reported):
+    """report.html lacked the terminal table's warm-up seconds and quantized-layer census."""
+    import copy
+    from vlmbench.results.html import headline_section
+    from vlmbench.results.report import markdown_table
+    summary = copy.deepcopy(reported[2])
+    summary["variants"]["int8"].update(warmup_s=0.3431751259995508, census=INT8_CENSUS)
+    summary["variants"]["fp16"].update(warmup_s=None, warmup_s_null_reason="not recorded")
+    page, terminal = headline_section(summary), markdown_table(summary)
+    assert "<th>warm-up (s)</th><th>quantized Linear layers (method)</th></tr>" in page
+    census = "vision:12/12 lm_head:0/1 (bitsandbytes Linear8bitLt (int8))"
+    assert f"| 0.343 | {census} |" in terminal and "| n/a | n/a |" in terminal
+    assert f'<td class="num">0.343</td><td>{census}</td></tr>' in page
+    assert '<td class="num">n/a</td><td>n/a</td></tr>' in page  # fp16: neither recorded, as in the terminal
+
+
 def test_the_gallery_shows_the_images_that_differ_most_first(reported):
     _, text, summary = reported
     cards = text.split('<div class="card">')[1:]

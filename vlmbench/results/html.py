@@ -123,24 +123,32 @@ def _metric_value(value) -> Optional[float]:
 
 
 def headline_section(summary: dict) -> str:
+    """The terminal table's columns (with the change against the baseline), the caption metrics beyond
+    CIDEr-D, then the n/a lines and the notes the terminal prints under its table."""
     from vlmbench.results.report import null_lines, table_caption, table_warnings
     variants, baseline = summary["variants"], baseline_of(summary)
     metrics = caption_metrics_of(summary)
     extra = extra_metric_names(metrics)
-    head = ["variant", *(h for h, _, _ in HEADLINE.values()), *map(escape, extra), "images ok/failed"]
-    rows = []
-    for name, entry in variants.items():
-        cells = [_td(escape(name) + (" <span class=muted>(baseline)</span>" if name == baseline else "")
-                     + _quality_flag(entry))]
-        cells += [_metric_cell(name, entry, m, d, baseline, hb) for m, (_, d, hb) in HEADLINE.items()]
-        cells += [_td(_num(_metric_value(metrics[name].get(k)), METRIC_DIGITS), True) for k in extra]
-        cells.append(_td(f"{entry.get('images_captioned', '?')}/{entry.get('images_failed', '?')}", True))
-        rows.append(cells)
+    head = ["variant", *(h for h, _, _ in HEADLINE.values()), *map(escape, extra), "images ok/failed",
+            label("warmup_s"), label("census")]
+    rows = [_headline_row(name, entry, baseline, [metrics[name].get(k) for k in extra])
+            for name, entry in variants.items()]
     notes = [f"n/a {line}" for line in null_lines(variants)] + [n for n in table_warnings(summary) if n]
     return (f"<h2>Variants against {escape(baseline)}</h2><p class=muted>{escape(table_caption(summary))}; in "
             f"brackets the change against {escape(baseline)}, green where it is better (a CIDEr-D change whose "
             "paired interval includes 0 is grey, 'within noise')</p>"
             + _table(head, rows) + _list(notes))
+
+
+def _headline_row(name: str, entry: dict, baseline: str, extra: list) -> list[str]:
+    """One variant's cells; warm-up and census formatted as the terminal table formats them."""
+    from vlmbench.results.report import census_text
+    cells = [_td(escape(name) + (" <span class=muted>(baseline)</span>" if name == baseline else "")
+                 + _quality_flag(entry))]
+    cells += [_metric_cell(name, entry, m, d, baseline, hb) for m, (_, d, hb) in HEADLINE.items()]
+    cells += [_td(_num(_metric_value(value), METRIC_DIGITS), True) for value in extra]
+    cells.append(_td(f"{entry.get('images_captioned', '?')}/{entry.get('images_failed', '?')}", True))
+    return cells + [_td(_num(entry.get("warmup_s")), True), _td(escape(census_text(entry.get("census"))))]
 
 
 def _quality_flag(entry: dict) -> str:

@@ -47,7 +47,8 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def _census_cell(census: Optional[dict]) -> str:
+def census_text(census: Optional[dict]) -> str:
+    """'vision:12/12 language_model:0/21 lm_head:0/1 (bitsandbytes Linear8bitLt (int8))'; 'n/a' without a census."""
     from vlmbench.quantize.census import census_cell, methods_cell
     if not census:
         return "n/a"
@@ -99,7 +100,7 @@ def markdown_table(summary: dict) -> str:
                      f"{_fmt(v.get('throughput_img_s'))} | {_fmt(v.get('peak_vram_mib'), 5)} | "
                      f"{_fmt(v.get('model_size_mb'), 5)} | {_fmt(v.get('energy_j_per_image'))} | "
                      f"{_fmt(v.get('avg_power_w'))} | {v['images_captioned']}/{v['images_failed']} | "
-                     f"{_fmt(v.get('warmup_s'))} | {_census_cell(v.get('census'))} |")
+                     f"{_fmt(v.get('warmup_s'))} | {census_text(v.get('census'))} |")
     missing = null_lines(summary["variants"])
     if missing:
         lines.append("")

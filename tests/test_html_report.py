@@ -137,7 +137,18 @@ def test_power_is_labelled_as_the_average_over_the_timed_pass(reported):
     results, text, _ = reported
     terminal = (results / "summary_latest.md").read_text()  # the terminal table, as written beside the summary
     assert "| avg power (W) |" in terminal and "<th>avg power (W)</th>" in text
-    assert not re.findall(r"(?<!avg )power \(W\)", terminal + text)
+    assert not re.findall(r"(?<!avg )(?<!idle )power \(W\)", terminal + text)  # idle power: read before the pass
+
+
+def test_the_na_lines_of_the_page_name_columns_not_json_keys(reported):
+    results, text, _ = reported
+    from html import unescape
+    lines = [unescape(line) for line in re.findall(r"<li>n/a (.*?)</li>", text)]
+    assert any(line.startswith("peak VRAM (MiB), energy (J/img), avg power (W), ") for line in lines), lines
+    assert not [line for line in lines if re.search(r"\w_\w", line.split(": ")[0].split(" of ")[0])], lines
+    terminal = (results / "summary_latest.md").read_text()
+    first_table = terminal.split("Quality against")[0].splitlines()
+    assert [f"n/a {line}" for line in lines] == [line for line in first_table if line.startswith("n/a ")]
 
 
 INT8_CENSUS = {"vision": {"linear": 12, "quantized": 12, "methods": {"bitsandbytes Linear8bitLt (int8)": 12}},

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.results import gallery, pareto
-from vlmbench.results.labels import label
+from vlmbench.results.labels import column_labels, label
 from vlmbench.scoring.caption_metrics import METRIC_DIGITS
 from vlmbench.scoring.metrics import CIDER_DIGITS, cider_text
 
@@ -133,7 +133,8 @@ def headline_section(summary: dict) -> str:
             label("warmup_s"), label("census")]
     rows = [_headline_row(name, entry, baseline, [metrics[name].get(k) for k in extra])
             for name, entry in variants.items()]
-    notes = [f"n/a {line}" for line in null_lines(variants)] + [n for n in table_warnings(summary) if n]
+    notes = [f"n/a {line}" for line in null_lines(variants, column_labels(summary))]
+    notes += [n for n in table_warnings(summary) if n]
     return (f"<h2>Variants against {escape(baseline)}</h2><p class=muted>{escape(table_caption(summary))}; in "
             f"brackets the change against {escape(baseline)}, green where it is better (a CIDEr-D change whose "
             "paired interval includes 0 is grey, 'within noise')</p>"
@@ -178,11 +179,10 @@ def _interval_row(name: str, entry: dict, baseline: str) -> list[str]:
 
 
 def intervals_section(summary: dict) -> str:
-    info, baseline = summary.get("quality") or {}, baseline_of(summary)
-    conf = int(round(100 * info.get("confidence", 0.95)))
+    info, baseline, labels = summary.get("quality") or {}, baseline_of(summary), column_labels(summary)
     if info.get("quality_null_reason"):
         return f"<h2>Intervals</h2><p>not computed: {escape(info['quality_null_reason'])}</p>"
-    head = ["variant", f"CIDEr-D [{conf}% CI]", f"change vs {escape(baseline)} [{conf}% CI], paired",
+    head = ["variant", escape(labels["cider_ci"]), escape(labels["cider_delta_ci"]) + ", paired",
             "interval excludes 0", f"captions identical to {escape(baseline)} (%)", "degenerate captions"]
     rows = [_interval_row(name, entry, baseline) for name, entry in summary["variants"].items()]
     method = (f"{info.get('bootstrap_method', 'bootstrap')}; {info.get('bootstrap_samples', '?')} resamples, "

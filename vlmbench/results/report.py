@@ -15,7 +15,7 @@ from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, resu
 from vlmbench.scoring.metrics import MIN_CIDER_IMAGES, TOKENIZER_ALIASES, cider_text
 from vlmbench.paths import atomic_write_text, write_new
 from vlmbench.results.records import json_text, stamped_names, timestamp, write_json
-from vlmbench.results.labels import label
+from vlmbench.results.labels import LABELS, column_labels, label, label_order
 from vlmbench.results.references import load_references
 from vlmbench.scoring.caption_metrics import metrics_table
 from vlmbench.scoring.quality import cider_drop_holds, quality_table
@@ -101,22 +101,35 @@ def markdown_table(summary: dict) -> str:
                      f"{_fmt(v.get('model_size_mb'), 5)} | {_fmt(v.get('energy_j_per_image'))} | "
                      f"{_fmt(v.get('avg_power_w'))} | {v['images_captioned']}/{v['images_failed']} | "
                      f"{_fmt(v.get('warmup_s'))} | {census_text(v.get('census'))} |")
-    missing = null_lines(summary["variants"])
+    missing = null_lines(summary["variants"], column_labels(summary))
     if missing:
         lines.append("")
         lines += [f"n/a {m}" for m in missing]
     return "\n".join(lines + table_warnings(summary))
 
 
-def null_lines(variants: dict) -> list[str]:
-    """'metric: reason' once per metric and reason; the variants it concerns are named unless all are."""
-    groups: dict[tuple[str, str], list[str]] = {}
+def null_lines(variants: dict, labels: dict = LABELS) -> list[str]:
+    """'<names>[ of <variants>]: <reason>' once per reason and set of variants it concerns, the null values
+    named by the headers the reader sees (`labels`: labels.column_labels of the summary); the variants are
+    named unless the reason is every variant's. Values that share both are one line, in table order."""
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for (key, reason), names in _null_reasons(variants).items():
+        groups.setdefault((reason, tuple(names)), []).append(key)
+    lines = []
+    for (reason, names), keys in sorted(groups.items(), key=lambda g: (min(map(label_order, g[1])), g[0])):
+        who = "" if len(names) == len(variants) else f" of {', '.join(names)}"
+        lines.append(f"{', '.join(label(k, labels) for k in sorted(keys, key=label_order))}{who}: {reason}")
+    return lines
+
+
+def _null_reasons(variants: dict) -> dict[tuple[str, str], list[str]]:
+    """(key, reason) -> the variants whose entry has that `<key>_null_reason`."""
+    found: dict[tuple[str, str], list[str]] = {}
     for name, entry in variants.items():
         for key, reason in entry.items():
             if key.endswith("_null_reason") and reason:
-                groups.setdefault((key.removesuffix("_null_reason"), reason), []).append(name)
-    return [f"{metric}{'' if len(names) == len(variants) else ' (' + ', '.join(names) + ')'}: {reason}"
-            for (metric, reason), names in sorted(groups.items())]
+                found.setdefault((key.removesuffix("_null_reason"), reason), []).append(name)
+    return found
 
 
 CPU_TIMING_NOTE = ("note: timed on a CPU, whose cores other work shares: latency and throughput can change several-fold "
@@ -156,7 +169,7 @@ def writer_warnings(summary: dict) -> list[str]:
         differ = [f for f in entry.get("writers_differ") or [] if f in SETTING_FIELDS]
         if differ:
             lines.append(f"WARNING {name}: the {len(entry['writers'])} processes that made its chunks differed in "
-                         f"{', '.join(differ)} (values in the n/a lines); its numbers mix those setups")
+                         f"{', '.join(map(label, differ))} (values in the n/a lines); its numbers mix those setups")
     return lines
 
 

@@ -148,12 +148,13 @@ def _drift_cells(d: Optional[dict]) -> str:
 
 def quality_table(summary: dict) -> str:
     """Markdown: CIDEr-D with its interval, the paired delta, drift and degenerate counts per variant."""
-    info = summary.get("quality") or {}
+    from vlmbench.results.labels import column_labels  # the interval headers the n/a lines name
+    info, labels = summary.get("quality") or {}, column_labels(summary)
     conf = int(round(100 * info.get("confidence", 0.95)))
-    base = info.get("baseline", "fp16")
+    base = info.get("baseline") or "fp16"
     lines = [f"Quality against baseline {base} ({conf}% bootstrap intervals over images, "
              f"{info.get('bootstrap_samples', '?')} resamples, seed {info.get('seed', '?')})", "",
-             f"| variant | CIDEr-D [{conf}% CI] | delta vs {base} [{conf}% CI] | identical to {base} (%) | "
+             f"| variant | {labels['cider_ci']} | {labels['cider_delta_ci']} | identical to {base} (%) | "
              f"CIDEr-D vs {base} captions | words (change) | at max_new_tokens (%) | degenerate (kinds) |",
              "|" + "---|" * 8]
     for name, v in summary["variants"].items():

@@ -151,6 +151,23 @@ def test_the_na_lines_of_the_page_name_columns_not_json_keys(reported):
     assert [f"n/a {line}" for line in lines] == [line for line in first_table if line.startswith("n/a ")]
 
 
+def test_tokens_per_caption_is_the_mean_of_the_captioned_rows_generated_tokens(reported):
+    """Each CSV row has its generated token count; the summary had no per-variant figure on show."""
+    import csv
+    import statistics
+    from vlmbench.scoring.quality import quality_table
+    results, text, summary = reported
+    for name, entry in summary["variants"].items():
+        rows = [r for path in results.glob(f"{name}_batch_*.csv") for r in csv.DictReader(path.read_text().splitlines())]
+        expected = statistics.fmean(int(r["generated_tokens"]) for r in rows if r["status"] == "ok")
+        assert entry["generated_tokens_mean"] == pytest.approx(expected)
+    table, shown = quality_table(summary), f"{summary['variants']['int8']['generated_tokens_mean']:.3g}"
+    assert "| at max_new_tokens (%) | tokens/caption | degenerate (kinds) |" in table
+    assert f"| {shown} | 0/12 (" in table.split("| int8 |")[1].splitlines()[0]
+    assert "<th>tokens/caption</th><th>degenerate captions</th>" in text
+    assert f'<td class="num">{shown}</td><td class="num">0/12</td>' in text.split("<h2>Intervals")[1].split("<td>int8</td>")[1]
+
+
 INT8_CENSUS = {"vision": {"linear": 12, "quantized": 12, "methods": {"bitsandbytes Linear8bitLt (int8)": 12}},
                "lm_head": {"linear": 1, "quantized": 0, "methods": {}}}
 

@@ -214,6 +214,18 @@ def test_na_lines_name_the_variants_unless_the_reason_is_everyones():
     assert null_lines(variants) == ["energy (J/img): no CUDA device", "load (s) of fp16: differs (2; 3)"]
 
 
+def test_tokens_per_caption_of_a_variant_that_captioned_nothing_is_null_with_the_reason():
+    """It was the mean of [0] then: 0 tokens per caption, a number no caption had."""
+    from vlmbench.results.summary import tokens_per_caption
+    assert tokens_per_caption([{"status": "ok", "generated_tokens": "4"}, {"status": "failed", "generated_tokens": ""},
+                               {"status": "ok", "generated_tokens": "7"}]) == {"generated_tokens_mean": 5.5}
+    failed = tokens_per_caption([{"status": "failed", "generated_tokens": ""}])
+    assert failed == {"generated_tokens_mean": None, "generated_tokens_mean_null_reason": "no image was captioned"}
+    summary = _summary()
+    summary["variants"]["int8"].update(failed)
+    assert "n/a tokens/caption of int8: no image was captioned" in markdown_table(summary)
+
+
 def test_na_lines_use_the_headers_the_reader_sees_and_group_what_shares_a_reason():
     """Users read 'n/a cider_ci: ...', 'n/a latency_s_p50: ...' and 'n/a cpu_threads: ...', one key a line: the
     lines name the columns as the tables head them, one line per reason (and set of variants), in table order."""

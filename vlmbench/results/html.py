@@ -175,6 +175,7 @@ def _interval_row(name: str, entry: dict, baseline: str) -> list[str]:
     return [_td(escape(name) + _quality_flag(entry)), _td(_ci(entry.get("cider_ci")), True),
             _td("baseline" if name == baseline else escape(_ci(delta)), True), _td(excludes),
             _td("baseline" if name == baseline else _num(drift.get("identical_pct")), True),
+            _td(_num(entry.get("generated_tokens_mean")), True),
             _td(f"{degenerate.get('degenerate', 'n/a')}/{degenerate.get('captioned', 'n/a')}", True)]
 
 
@@ -183,7 +184,8 @@ def intervals_section(summary: dict) -> str:
     if info.get("quality_null_reason"):
         return f"<h2>Intervals</h2><p>not computed: {escape(info['quality_null_reason'])}</p>"
     head = ["variant", escape(labels["cider_ci"]), escape(labels["cider_delta_ci"]) + ", paired",
-            "interval excludes 0", f"captions identical to {escape(baseline)} (%)", "degenerate captions"]
+            "interval excludes 0", f"captions identical to {escape(baseline)} (%)",
+            escape(labels["generated_tokens_mean"]), "degenerate captions"]
     rows = [_interval_row(name, entry, baseline) for name, entry in summary["variants"].items()]
     method = (f"{info.get('bootstrap_method', 'bootstrap')}; {info.get('bootstrap_samples', '?')} resamples, "
               f"seed {info.get('seed', '?')}")

@@ -16,6 +16,7 @@ LABELS = {
     "peak_vram_mib": "peak VRAM (MiB)", "model_size_mb": "size (MB)", "energy_j_per_image": "energy (J/img)",
     "avg_power_w": "avg power (W)", "warmup_s": "warm-up (s)", "census": "quantized Linear layers (method)",
     "cider_ci": "CIDEr-D [95% CI]", "cider_delta_ci": "delta vs fp16 [95% CI]", "drift": "drift from fp16's captions",
+    "generated_tokens_mean": "tokens/caption",
     "latency_s_mean": "latency mean (s)", "latency_s_p90": "latency p90 (s)",
     "peak_reserved_mib": "peak reserved VRAM (MiB)", "nvml_used_mib": "NVML process VRAM (MiB)",
     "weights_mib": "weights in VRAM (MiB)", "idle_power_w": "idle power (W)", "idle_share": "idle share (%)",

@@ -147,7 +147,8 @@ def _drift_cells(d: Optional[dict]) -> str:
 
 
 def quality_table(summary: dict) -> str:
-    """Markdown: CIDEr-D with its interval, the paired delta, drift and degenerate counts per variant."""
+    """Markdown: CIDEr-D with its interval, the paired delta, drift, tokens per caption and degenerate counts per
+    variant."""
     from vlmbench.results.labels import column_labels  # the interval headers the n/a lines name
     info, labels = summary.get("quality") or {}, column_labels(summary)
     conf = int(round(100 * info.get("confidence", 0.95)))
@@ -155,14 +156,14 @@ def quality_table(summary: dict) -> str:
     lines = [f"Quality against baseline {base} ({conf}% bootstrap intervals over images, "
              f"{info.get('bootstrap_samples', '?')} resamples, seed {info.get('seed', '?')})", "",
              f"| variant | {labels['cider_ci']} | {labels['cider_delta_ci']} | identical to {base} (%) | "
-             f"CIDEr-D vs {base} captions | words (change) | at max_new_tokens (%) | degenerate (kinds) |",
-             "|" + "---|" * 8]
+             f"CIDEr-D vs {base} captions | words (change) | at max_new_tokens (%) | "
+             f"{labels['generated_tokens_mean']} | degenerate (kinds) |", "|" + "---|" * 9]
     for name, v in summary["variants"].items():
         delta = v.get("cider_delta_ci")
         star = " *" if delta and delta["excludes_zero"] else ""
         delta_cell = "baseline" if name == base else _ci_cell(delta) + star
         lines.append(f"| {name} | {_ci_cell(v.get('cider_ci'))} | {delta_cell} | {_drift_cells(v.get('drift'))} | "
-                     f"{_degenerate_cell(v.get('degenerate'))} |")
+                     f"{_num(v.get('generated_tokens_mean'))} | {_degenerate_cell(v.get('degenerate'))} |")
     if any((v.get("cider_delta_ci") or {}).get("excludes_zero") for v in summary["variants"].values()):
         lines += ["", "* the interval of the difference excludes 0"]
     warned = [f"WARNING {name}: {v['quality_warning']['short']} (quality_warning; the reason is under the first table)"

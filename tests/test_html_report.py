@@ -15,6 +15,7 @@ from tests.browser import Chromium, find_chromium
 from tests.results_factory import tiny_config, write_results
 from vlmbench.results import pareto
 from vlmbench.results.gallery import word_diff
+from vlmbench.scoring.metrics import cider_text
 
 IMAGES = 12
 INJECTED = '<script>alert(1)</script><img src="http://evil.example/x.png"> a red circle'
@@ -107,10 +108,84 @@ def test_the_page_answers_which_variant(reported):
     assert "CIDEr-D against energy: unmeasured (no CUDA device (run on CPU))" in text
     assert "CIDEr-D against peak VRAM: unmeasured" in text
     ci = summary["variants"]["int8"]["cider_delta_ci"]
-    assert f"{ci['point']:.4g} [{ci['low']:.4g}, {ci['high']:.4g}]" in text
+    assert f"{cider_text(ci['point'])} [{cider_text(ci['low'])}, {cider_text(ci['high'])}]" in text
     assert "regression gate not applied" in text and "nothing is checked" in text
     assert text.count('src="data:image/png;base64,') == len(summary["plots"]) > 3
     assert "python" in text and summary["config_fingerprint"] in text  # the environment
+
+
+def test_cider_d_is_named_and_rounded_alike_in_the_terminal_and_the_page(reported):
+    """Users read 'CIDEr' in the terminal and 'CIDEr-D' in report.html, rounded to 3 and 4 digits: the score is
+    pycocoevalcap's CIDEr-D, so both name it so and show it with the same digits."""
+    from vlmbench.results.report import markdown_table
+    from vlmbench.scoring.quality import quality_table
+    _, text, summary = reported
+    terminal = markdown_table(summary) + quality_table(summary)
+    assert "| CIDEr-D | latency p50 (s)" in terminal and "| CIDEr-D [95% CI] |" in terminal
+    assert "<th>CIDEr-D</th>" in text and "<th>CIDEr-D [95% CI]</th>" in text
+    assert not re.findall(r"CIDEr(?!-D)", terminal + text)
+    scores = [entry["cider"] for entry in summary["variants"].values()]
+    assert any(f"{s:.4g}" != cider_text(s) for s in scores)  # a score whose two roundings differ
+    for name, entry in summary["variants"].items():
+        shown, ci = cider_text(entry["cider"]), cider_text(entry["cider_ci"]["low"])
+        assert f"| {name} | {shown} |" in terminal and re.search(f'<td class="num">{re.escape(shown)}[ <]', text)
+        assert f"{shown} [{ci}, " in terminal and f"{shown} [{ci}, " in text
+
+
+def test_power_is_labelled_as_the_average_over_the_timed_pass(reported):
+    """'power (W)' read as a peak or an instant: the value is the energy over the timed pass over its seconds."""
+    results, text, _ = reported
+    terminal = (results / "summary_latest.md").read_text()  # the terminal table, as written beside the summary
+    assert "| avg power (W) |" in terminal and "<th>avg power (W)</th>" in text
+    assert not re.findall(r"(?<!avg )(?<!idle )power \(W\)", terminal + text)  # idle power: read before the pass
+
+
+def test_the_na_lines_of_the_page_name_columns_not_json_keys(reported):
+    results, text, _ = reported
+    from html import unescape
+    lines = [unescape(line) for line in re.findall(r"<li>n/a (.*?)</li>", text)]
+    assert any(line.startswith("peak VRAM (MiB), energy (J/img), avg power (W), ") for line in lines), lines
+    assert not [line for line in lines if re.search(r"\w_\w", line.split(": ")[0].split(" of ")[0])], lines
+    terminal = (results / "summary_latest.md").read_text()
+    first_table = terminal.split("Quality against")[0].splitlines()
+    assert [f"n/a {line}" for line in lines] == [line for line in first_table if line.startswith("n/a ")]
+
+
+def test_tokens_per_caption_is_the_mean_of_the_captioned_rows_generated_tokens(reported):
+    """Each CSV row has its generated token count; the summary had no per-variant figure on show."""
+    import csv
+    import statistics
+    from vlmbench.scoring.quality import quality_table
+    results, text, summary = reported
+    for name, entry in summary["variants"].items():
+        rows = [r for path in results.glob(f"{name}_batch_*.csv") for r in csv.DictReader(path.read_text().splitlines())]
+        expected = statistics.fmean(int(r["generated_tokens"]) for r in rows if r["status"] == "ok")
+        assert entry["generated_tokens_mean"] == pytest.approx(expected)
+    table, shown = quality_table(summary), f"{summary['variants']['int8']['generated_tokens_mean']:.3g}"
+    assert "| at max_new_tokens (%) | tokens/caption | degenerate (kinds) |" in table
+    assert f"| {shown} | 0/12 (" in table.split("| int8 |")[1].splitlines()[0]
+    assert "<th>tokens/caption</th><th>degenerate captions</th>" in text
+    assert f'<td class="num">{shown}</td><td class="num">0/12</td>' in text.split("<h2>Intervals")[1].split("<td>int8</td>")[1]
+
+
+INT8_CENSUS = {"vision": {"linear": 12, "quantized": 12, "methods": {"bitsandbytes Linear8bitLt (int8)": 12}},
+               "lm_head": {"linear": 1, "quantized": 0, "methods": {}}}
+
+
+def test_the_page_shows_warm_up_and_census_as_the_terminal_does(reported):
+    """report.html lacked the terminal table's warm-up seconds and quantized-layer census."""
+    import copy
+    from vlmbench.results.html import headline_section
+    from vlmbench.results.report import markdown_table
+    summary = copy.deepcopy(reported[2])
+    summary["variants"]["int8"].update(warmup_s=0.3431751259995508, census=INT8_CENSUS)
+    summary["variants"]["fp16"].update(warmup_s=None, warmup_s_null_reason="not recorded")
+    page, terminal = headline_section(summary), markdown_table(summary)
+    assert "<th>warm-up (s)</th><th>quantized Linear layers (method)</th></tr>" in page
+    census = "vision:12/12 lm_head:0/1 (bitsandbytes Linear8bitLt (int8))"
+    assert f"| 0.343 | {census} |" in terminal and "| n/a | n/a |" in terminal
+    assert f'<td class="num">0.343</td><td>{census}</td></tr>' in page
+    assert '<td class="num">n/a</td><td>n/a</td></tr>' in page  # fp16: neither recorded, as in the terminal
 
 
 def test_the_gallery_shows_the_images_that_differ_most_first(reported):
@@ -124,7 +199,7 @@ def test_the_gallery_shows_the_images_that_differ_most_first(reported):
     assert "<ins>blue square</ins>" in changed or "<ins>blue</ins>" in changed
     assert "<del>" in changed
     per_image = summary["variants"]["int8_vit"]["cider_per_image"]["3"]
-    assert f"{per_image:.4g}" in degenerate
+    assert f">{cider_text(per_image)}<" in degenerate
     assert all("data:image/jpeg;base64," in card for card in cards)  # thumbnails of the sample on disk
 
 

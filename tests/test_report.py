@@ -85,7 +85,7 @@ def test_table_and_plots(tmp_path):
     summary = _summary(model_size_mb=None, model_size_mb_null_reason="disabled in config")
     table = markdown_table(summary)
     assert "| int8 | 1 | 2 | 4 | 16000 | n/a |" in table and "vision:2/2 language_model:3/3" in table
-    assert "n/a model_size_mb (int8): disabled in config" in table  # fp16 has its size
+    assert "n/a size (MB) of int8: disabled in config" in table  # fp16 has its size
     summary.update(experiment_name="exp", cider_scoring={"common_images": 10, "tokenizer": "ptb-java"})
     for entry in summary["variants"].values():
         entry["device_name"], entry["latency_images"] = "NVIDIA H100", 6
@@ -209,9 +209,43 @@ def test_vlmbench_report_on_a_mistyped_folder_says_it_is_not_a_folder(tmp_path, 
 
 def test_na_lines_name_the_variants_unless_the_reason_is_everyones():
     from vlmbench.results.report import null_lines
-    variants = {"fp16": {"energy_j_null_reason": "no CUDA device", "load_s_null_reason": "differs (gw0: 2; gw1: 3)"},
-                "int8": {"energy_j_null_reason": "no CUDA device"}}
-    assert null_lines(variants) == ["energy_j: no CUDA device", "load_s (fp16): differs (gw0: 2; gw1: 3)"]
+    variants = {"fp16": {"energy_j_per_image_null_reason": "no CUDA device", "load_s_null_reason": "differs (2; 3)"},
+                "int8": {"energy_j_per_image_null_reason": "no CUDA device"}}
+    assert null_lines(variants) == ["energy (J/img): no CUDA device", "load (s) of fp16: differs (2; 3)"]
+
+
+def test_tokens_per_caption_of_a_variant_that_captioned_nothing_is_null_with_the_reason():
+    """It was the mean of [0] then: 0 tokens per caption, a number no caption had."""
+    from vlmbench.results.summary import tokens_per_caption
+    assert tokens_per_caption([{"status": "ok", "generated_tokens": "4"}, {"status": "failed", "generated_tokens": ""},
+                               {"status": "ok", "generated_tokens": "7"}]) == {"generated_tokens_mean": 5.5}
+    failed = tokens_per_caption([{"status": "failed", "generated_tokens": ""}])
+    assert failed == {"generated_tokens_mean": None, "generated_tokens_mean_null_reason": "no image was captioned"}
+    summary = _summary()
+    summary["variants"]["int8"].update(failed)
+    assert "n/a tokens/caption of int8: no image was captioned" in markdown_table(summary)
+
+
+def test_na_lines_use_the_headers_the_reader_sees_and_group_what_shares_a_reason():
+    """Users read 'n/a cider_ci: ...', 'n/a latency_s_p50: ...' and 'n/a cpu_threads: ...', one key a line: the
+    lines name the columns as the tables head them, one line per reason (and set of variants), in table order."""
+    from vlmbench.results.labels import column_labels
+    from vlmbench.results.report import null_lines
+    gpu = "no CUDA device (run on CPU)"
+    untimed = "no image was timed alone (measure.latency_images: 0?)"
+    entry = {"avg_power_w_null_reason": gpu, "energy_j_per_image_null_reason": gpu, "idle_power_w_null_reason": gpu,
+             "latency_s_mean_null_reason": untimed, "latency_s_p50_null_reason": untimed,
+             "latency_s_p90_null_reason": untimed, "cpu_threads_null_reason": "not set on a cuda run (torch's default)",
+             "cider_ci_null_reason": "too few images", "idle_share_null_reason": "chunk_generate_s missing in a chunk"}
+    variants = {"fp16": dict(entry), "int8": {**entry, "cider_delta_ci_null_reason": "baseline has no scores"}}
+    labels = column_labels({"quality": {"confidence": 0.9, "baseline": "fp16"}})
+    assert null_lines(variants, labels) == [
+        "latency p50 (s), latency mean (s), latency p90 (s): " + untimed,
+        "energy (J/img), avg power (W), idle power (W): " + gpu,
+        "CIDEr-D [90% CI]: too few images",
+        "delta vs fp16 [90% CI] of int8: baseline has no scores",
+        "idle share (%): chunk_generate_s missing in a chunk",
+        "CPU threads: not set on a cuda run (torch's default)"]
 
 
 # ---------------------------------------------------------------- references.json is checked like any input

@@ -128,7 +128,8 @@ def test_a_scorer_that_raises_leaves_cider_null_and_the_rest_written(tmp_path, m
         assert entry["cider"] is None and entry["cider_null_reason"] == "scoring failed: RuntimeError: scorer exploded"
         assert entry["throughput_img_s"] == pytest.approx(1.0)
     assert _latest_summary(results)["variants"]["int8"]["cider"] is None
-    assert "n/a cider: scoring failed: RuntimeError: scorer exploded" in (results / "summary_latest.md").read_text()
+    assert ("n/a CIDEr-D, CIDEr-D [95% CI]: scoring failed: RuntimeError: scorer exploded"  # the interval's reason is
+            in (results / "summary_latest.md").read_text())                                   # the score's: one line
     assert (results / "plots" / "throughput_img_s.png").is_file()
 
 
@@ -190,7 +191,7 @@ def test_cider_on_too_few_common_images_is_null_with_the_reason(tmp_path, images
         assert entry["cider"] is None
         assert entry["cider_null_reason"].startswith(f"only {images} image(s) captioned by every variant; CIDEr-D needs "
                                                      f"at least {MIN_CIDER_IMAGES}")
-    assert f"n/a cider: only {images} image(s)" in (results / "summary_latest.md").read_text()
+    assert f"n/a CIDEr-D, CIDEr-D [95% CI]: only {images} image(s)" in (results / "summary_latest.md").read_text()
     for metrics in summary["metrics"].values():  # the other COCO metrics: the same image set, so null with it
         assert set(metrics[n] for n in ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE")) == {None}
         assert metrics["BLEU-4_null_reason"].startswith(f"the common image set was not scored: only {images} image(s)")

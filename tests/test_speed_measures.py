@@ -182,6 +182,15 @@ def test_coefficient_of_variation_and_the_compare_table(tmp_path):
     assert lines[-1] == "| fp16 | 3.50 | 14.00 | 4.00x | 1.900 | 0.380 | 5.00x | 2.0% / 2.0% |"
 
 
+def test_idle_share_is_shown_in_percent_wherever_it_is_shown():
+    """The summary keeps a fraction (README: 'a fraction from 0 to 1, shown in % in tables'); a reader sees %."""
+    from vlmbench.results.labels import label
+    from vlmbench.results.perf_table import runs_table
+    entry = {"engine": {"engine": "fast"}, "micro_batch_size": 8, "throughput_img_s": 12.76, "idle_share": 0.0353}
+    assert "| 3.5% |" in runs_table({"run": {"variants": {"fp16": entry}}}).splitlines()[2]
+    assert label("idle_share") == "idle share (%)"  # its n/a line (report.null_lines) says the unit too
+
+
 def test_vision_table_sets_compiled_against_eager_and_shows_both_warm_ups(tmp_path, capsys):
     import json
     from vlmbench.results.perf_table import main

@@ -57,7 +57,7 @@ def test_run_resume_and_recompute_one_chunk(suite):
     page = (results / "report.html").read_text()  # written at the session's end, beside the summary
     assert "Variants against fp16" in page and "CIDEr-D needs at least" in page and 'class="card"' in page
     first.stdout.fnmatch_lines([f"report: {results / 'report.html'}"])
-    first.stdout.fnmatch_lines(["*vlmbench summary*", "| variant | CIDEr*", "| variant | CIDEr [[]95% CI[]]*"])
+    first.stdout.fnmatch_lines(["*vlmbench summary*", "| variant | CIDEr-D |*", "| variant | CIDEr-D [[]95% CI[]]*"])
     assert summary["quality"]["baseline"] == "fp16" and summary["variants"]["int8"]["drift"]["images"] == 4
     assert summary["variants"]["fp16"]["degenerate"]["captioned"] == 4  # no interval plot: CIDEr is null on 4 images
 

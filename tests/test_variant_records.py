@@ -50,8 +50,8 @@ def test_two_writers_of_one_variant_are_both_kept_and_their_differences_shown(tm
     assert fp16["micro_batch_size"] is None and fp16["load_s"] is None
     assert fp16["micro_batch_size_null_reason"] == ("differs between the processes that made the chunks "
                                                     "(gw0 on GPU-a: 8; gw1 on GPU-b: 16)")
-    assert "WARNING fp16: the 2 processes that made its chunks differed in micro_batch_size" in table
-    assert "n/a micro_batch_size (fp16): differs between the processes that made the chunks (gw0 on GPU-a: 8" in table
+    assert "WARNING fp16: the 2 processes that made its chunks differed in micro-batch size (values in the n/a lines)" in table
+    assert "n/a micro-batch size of fp16: differs between the processes that made the chunks (gw0 on GPU-a: 8" in table
     int8 = summary["variants"]["int8"]
     assert int8["writers"] == ["main on GPU-a"] and int8["writers_differ"] == [] and int8["dtype"] == "int8"
     assert "WARNING int8" not in table and summary["environment"]["gpu_name"] == "Fake GPU"

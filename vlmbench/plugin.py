@@ -11,7 +11,7 @@ installed, but does nothing unless a test asks for its fixtures.
 - A chunk whose CSV is complete is skipped before any model loads (the reason counts its failed
   rows); one whose unavailable images are back is run again; a CSV from another experiment stops
   the run; a damaged one is moved aside and recomputed.
-- At session end: CIDEr, the summary JSON, plots, a markdown table, report.html and the regression gate;
+- At session end: CIDEr-D, the summary JSON, plots, a markdown table, report.html and the regression gate;
   after a Ctrl-C (a window's SIGINT) too: the stopped case's claim is given back, and a pytest-benchmark
   benchmark it left without a round is kept out of pytest-benchmark's JSON, on which that plugin's own
   session finish crashed before this one ran.

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.results import gallery, pareto
+from vlmbench.results.labels import column_labels, label
+from vlmbench.scoring.caption_metrics import METRIC_DIGITS
+from vlmbench.scoring.metrics import CIDER_DIGITS, cider_text
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """
@@ -41,11 +44,11 @@ figure img{width:100%;height:auto}
 ins{background:#fff0a8;text-decoration:none}del{color:#b3261e}.flag{color:#b3261e;font-weight:600}
 pre{white-space:pre-wrap;background:#f7f7f7;padding:6px}
 """
-# summary metric -> (column heading, digits, higher is better)
-HEADLINE = {"cider": ("CIDEr-D", 4, True), "latency_s_p50": ("latency p50 (s)", 3, False),
-            "throughput_img_s": ("throughput (img/s)", 3, True), "peak_vram_mib": ("peak VRAM (MiB)", 5, False),
-            "model_size_mb": ("size (MB)", 5, False), "energy_j_per_image": ("energy (J/img)", 3, False),
-            "avg_power_w": ("power (W)", 3, False)}
+# summary metric -> (column heading, digits, higher is better); the headings are the terminal table's (labels.LABELS)
+HEADLINE = {metric: (label(metric), digits, higher_better) for metric, digits, higher_better in (
+    ("cider", CIDER_DIGITS, True), ("latency_s_p50", 3, False), ("throughput_img_s", 3, True),
+    ("peak_vram_mib", 5, False), ("model_size_mb", 5, False), ("energy_j_per_image", 3, False),
+    ("avg_power_w", 3, False))}
 
 
 # ---------------------------------------------------------------- small pieces
@@ -120,24 +123,33 @@ def _metric_value(value) -> Optional[float]:
 
 
 def headline_section(summary: dict) -> str:
+    """The terminal table's columns (with the change against the baseline), the caption metrics beyond
+    CIDEr-D, then the n/a lines and the notes the terminal prints under its table."""
     from vlmbench.results.report import null_lines, table_caption, table_warnings
     variants, baseline = summary["variants"], baseline_of(summary)
     metrics = caption_metrics_of(summary)
     extra = extra_metric_names(metrics)
-    head = ["variant", *(h for h, _, _ in HEADLINE.values()), *map(escape, extra), "images ok/failed"]
-    rows = []
-    for name, entry in variants.items():
-        cells = [_td(escape(name) + (" <span class=muted>(baseline)</span>" if name == baseline else "")
-                     + _quality_flag(entry))]
-        cells += [_metric_cell(name, entry, m, d, baseline, hb) for m, (_, d, hb) in HEADLINE.items()]
-        cells += [_td(_num(_metric_value(metrics[name].get(k)), 4), True) for k in extra]
-        cells.append(_td(f"{entry.get('images_captioned', '?')}/{entry.get('images_failed', '?')}", True))
-        rows.append(cells)
-    notes = [f"n/a {line}" for line in null_lines(variants)] + [n for n in table_warnings(summary) if n]
+    head = ["variant", *(h for h, _, _ in HEADLINE.values()), *map(escape, extra), "images ok/failed",
+            label("warmup_s"), label("census")]
+    rows = [_headline_row(name, entry, baseline, [metrics[name].get(k) for k in extra])
+            for name, entry in variants.items()]
+    notes = [f"n/a {line}" for line in null_lines(variants, column_labels(summary))]
+    notes += [n for n in table_warnings(summary) if n]
     return (f"<h2>Variants against {escape(baseline)}</h2><p class=muted>{escape(table_caption(summary))}; in "
             f"brackets the change against {escape(baseline)}, green where it is better (a CIDEr-D change whose "
             "paired interval includes 0 is grey, 'within noise')</p>"
             + _table(head, rows) + _list(notes))
+
+
+def _headline_row(name: str, entry: dict, baseline: str, extra: list) -> list[str]:
+    """One variant's cells; warm-up and census formatted as the terminal table formats them."""
+    from vlmbench.results.report import census_text
+    cells = [_td(escape(name) + (" <span class=muted>(baseline)</span>" if name == baseline else "")
+                 + _quality_flag(entry))]
+    cells += [_metric_cell(name, entry, m, d, baseline, hb) for m, (_, d, hb) in HEADLINE.items()]
+    cells += [_td(_num(_metric_value(value), METRIC_DIGITS), True) for value in extra]
+    cells.append(_td(f"{entry.get('images_captioned', '?')}/{entry.get('images_failed', '?')}", True))
+    return cells + [_td(_num(entry.get("warmup_s")), True), _td(escape(census_text(entry.get("census"))))]
 
 
 def _quality_flag(entry: dict) -> str:
@@ -152,7 +164,7 @@ def _quality_flag(entry: dict) -> str:
 def _ci(ci: Optional[dict]) -> str:
     if not ci:
         return "n/a"
-    return f"{ci['point']:.4g} [{ci['low']:.4g}, {ci['high']:.4g}]"
+    return f"{cider_text(ci['point'])} [{cider_text(ci['low'])}, {cider_text(ci['high'])}]"
 
 
 def _interval_row(name: str, entry: dict, baseline: str) -> list[str]:
@@ -163,16 +175,17 @@ def _interval_row(name: str, entry: dict, baseline: str) -> list[str]:
     return [_td(escape(name) + _quality_flag(entry)), _td(_ci(entry.get("cider_ci")), True),
             _td("baseline" if name == baseline else escape(_ci(delta)), True), _td(excludes),
             _td("baseline" if name == baseline else _num(drift.get("identical_pct")), True),
+            _td(_num(entry.get("generated_tokens_mean")), True),
             _td(f"{degenerate.get('degenerate', 'n/a')}/{degenerate.get('captioned', 'n/a')}", True)]
 
 
 def intervals_section(summary: dict) -> str:
-    info, baseline = summary.get("quality") or {}, baseline_of(summary)
-    conf = int(round(100 * info.get("confidence", 0.95)))
+    info, baseline, labels = summary.get("quality") or {}, baseline_of(summary), column_labels(summary)
     if info.get("quality_null_reason"):
         return f"<h2>Intervals</h2><p>not computed: {escape(info['quality_null_reason'])}</p>"
-    head = ["variant", f"CIDEr-D [{conf}% CI]", f"change vs {escape(baseline)} [{conf}% CI], paired",
-            "interval excludes 0", f"captions identical to {escape(baseline)} (%)", "degenerate captions"]
+    head = ["variant", escape(labels["cider_ci"]), escape(labels["cider_delta_ci"]) + ", paired",
+            "interval excludes 0", f"captions identical to {escape(baseline)} (%)",
+            escape(labels["generated_tokens_mean"]), "degenerate captions"]
     rows = [_interval_row(name, entry, baseline) for name, entry in summary["variants"].items()]
     method = (f"{info.get('bootstrap_method', 'bootstrap')}; {info.get('bootstrap_samples', '?')} resamples, "
               f"seed {info.get('seed', '?')}")
@@ -267,7 +280,7 @@ def _caption_row(name: str, caption: gallery.Caption, baseline: str, base: Optio
     flags = ", ".join(caption.degenerate)
     base_text = base.text if base is not None else None
     return [_td(escape(name)), _td(marked_caption(base_text, caption, name == baseline)),
-            _td(_num(caption.cider, 4), True), _td(f'<span class="flag">degenerate: {escape(flags)}</span>'
+            _td(cider_text(caption.cider), True), _td(f'<span class="flag">degenerate: {escape(flags)}</span>'
                                                     if flags else "")]
 
 
@@ -278,7 +291,7 @@ def gallery_card(item: gallery.GalleryImage, baseline: str, picture: tuple[Optio
     rows = [_caption_row(n, c, baseline, item.captions.get(baseline)) for n, c in item.captions.items()]
     refs = "<p class=muted>references:</p>" + _list(item.references)
     return (f'<div class="card"><div class="pic">{pic}</div><div class="text"><b>image {item.image_id}</b> '
-            f"<span class=muted>{escape(item.file_name)}; largest CIDEr-D gap {item.gap:.3g}, "
+            f"<span class=muted>{escape(item.file_name)}; largest CIDEr-D gap {cider_text(item.gap)}, "
             f"{item.differing} caption(s) differ from {escape(baseline)}</span>"
             + _table(["variant", "caption", "CIDEr-D", "flags"], rows) + refs + "</div></div>")
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from vlmbench.scoring.metrics import cider_text
+
 # summary metric -> (words, unit, higher is better)
 COSTS = {"throughput_img_s": ("throughput", "img/s", True), "latency_s_p50": ("latency p50", "s", False),
          "peak_vram_mib": ("peak VRAM", "MiB", False), "model_size_mb": ("size on disk", "MB", False),
@@ -108,7 +110,7 @@ def sentence(result: Front, variants: dict) -> str:
         return f"CIDEr-D against {words}: unmeasured ({result.unmeasured})"
     if not result.optimal:
         return f"CIDEr-D against {words}: no variant has both values"
-    best = ", ".join(f"{n} (CIDEr-D {variants[n][QUALITY]:.4g}{_noise_words(variants[n], variants)}, "
+    best = ", ".join(f"{n} (CIDEr-D {cider_text(variants[n][QUALITY])}{_noise_words(variants[n], variants)}, "
                      f"{_value(variants[n], result.cost)})" for n in result.optimal)
     text = f"CIDEr-D against {words}: Pareto-optimal {best}"
     if result.dominated:

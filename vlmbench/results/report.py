@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Optional
 
 from vlmbench.config import ExperimentConfig, Thresholds, differing_fields, result_fields_of
-from vlmbench.scoring.metrics import MIN_CIDER_IMAGES, TOKENIZER_ALIASES
+from vlmbench.scoring.metrics import MIN_CIDER_IMAGES, TOKENIZER_ALIASES, cider_text
 from vlmbench.paths import atomic_write_text, write_new
 from vlmbench.results.records import json_text, stamped_names, timestamp, write_json
+from vlmbench.results.labels import LABELS, column_labels, label, label_order
 from vlmbench.results.references import load_references
 from vlmbench.scoring.caption_metrics import metrics_table
 from vlmbench.scoring.quality import cider_drop_holds, quality_table
@@ -46,7 +47,8 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def _census_cell(census: Optional[dict]) -> str:
+def census_text(census: Optional[dict]) -> str:
+    """'vision:12/12 language_model:0/21 lm_head:0/1 (bitsandbytes Linear8bitLt (int8))'; 'n/a' without a census."""
     from vlmbench.quantize.census import census_cell, methods_cell
     if not census:
         return "n/a"
@@ -85,32 +87,49 @@ def _latency_counts(summary: dict) -> str:
     return "/".join("?" if c is None else str(c) for c in counts)
 
 
+# the table's columns after `variant`: summary keys (labels.label names them), "images ok/failed" as it is
+TERMINAL_COLUMNS = ("cider", "latency_s_p50", "throughput_img_s", "peak_vram_mib", "model_size_mb",
+                    "energy_j_per_image", "avg_power_w", "images ok/failed", "warmup_s", "census")
+
+
 def markdown_table(summary: dict) -> str:
-    head = ("| variant | CIDEr | latency p50 (s) | throughput (img/s) | peak VRAM (MiB) | size (MB) | energy (J/img) "
-            "| power (W) | images ok/failed | warm-up (s) | quantized Linear layers (method) |")
-    lines = [table_caption(summary), "", head, "|" + "---|" * 11]
+    head = "| variant | " + " | ".join(map(label, TERMINAL_COLUMNS)) + " |"
+    lines = [table_caption(summary), "", head, "|" + "---|" * (len(TERMINAL_COLUMNS) + 1)]
     for name, v in summary["variants"].items():
-        lines.append(f"| {name} | {_fmt(v.get('cider'))} | {_fmt(v.get('latency_s_p50'))} | "
+        lines.append(f"| {name} | {cider_text(v.get('cider'))} | {_fmt(v.get('latency_s_p50'))} | "
                      f"{_fmt(v.get('throughput_img_s'))} | {_fmt(v.get('peak_vram_mib'), 5)} | "
                      f"{_fmt(v.get('model_size_mb'), 5)} | {_fmt(v.get('energy_j_per_image'))} | "
                      f"{_fmt(v.get('avg_power_w'))} | {v['images_captioned']}/{v['images_failed']} | "
-                     f"{_fmt(v.get('warmup_s'))} | {_census_cell(v.get('census'))} |")
-    missing = null_lines(summary["variants"])
+                     f"{_fmt(v.get('warmup_s'))} | {census_text(v.get('census'))} |")
+    missing = null_lines(summary["variants"], column_labels(summary))
     if missing:
         lines.append("")
         lines += [f"n/a {m}" for m in missing]
     return "\n".join(lines + table_warnings(summary))
 
 
-def null_lines(variants: dict) -> list[str]:
-    """'metric: reason' once per metric and reason; the variants it concerns are named unless all are."""
-    groups: dict[tuple[str, str], list[str]] = {}
+def null_lines(variants: dict, labels: dict = LABELS) -> list[str]:
+    """'<names>[ of <variants>]: <reason>' once per reason and set of variants it concerns, the null values
+    named by the headers the reader sees (`labels`: labels.column_labels of the summary); the variants are
+    named unless the reason is every variant's. Values that share both are one line, in table order."""
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for (key, reason), names in _null_reasons(variants).items():
+        groups.setdefault((reason, tuple(names)), []).append(key)
+    lines = []
+    for (reason, names), keys in sorted(groups.items(), key=lambda g: (min(map(label_order, g[1])), g[0])):
+        who = "" if len(names) == len(variants) else f" of {', '.join(names)}"
+        lines.append(f"{', '.join(label(k, labels) for k in sorted(keys, key=label_order))}{who}: {reason}")
+    return lines
+
+
+def _null_reasons(variants: dict) -> dict[tuple[str, str], list[str]]:
+    """(key, reason) -> the variants whose entry has that `<key>_null_reason`."""
+    found: dict[tuple[str, str], list[str]] = {}
     for name, entry in variants.items():
         for key, reason in entry.items():
             if key.endswith("_null_reason") and reason:
-                groups.setdefault((key.removesuffix("_null_reason"), reason), []).append(name)
-    return [f"{metric}{'' if len(names) == len(variants) else ' (' + ', '.join(names) + ')'}: {reason}"
-            for (metric, reason), names in sorted(groups.items())]
+                found.setdefault((key.removesuffix("_null_reason"), reason), []).append(name)
+    return found
 
 
 CPU_TIMING_NOTE = ("note: timed on a CPU, whose cores other work shares: latency and throughput can change several-fold "
@@ -150,7 +169,7 @@ def writer_warnings(summary: dict) -> list[str]:
         differ = [f for f in entry.get("writers_differ") or [] if f in SETTING_FIELDS]
         if differ:
             lines.append(f"WARNING {name}: the {len(entry['writers'])} processes that made its chunks differed in "
-                         f"{', '.join(differ)} (values in the n/a lines); its numbers mix those setups")
+                         f"{', '.join(map(label, differ))} (values in the n/a lines); its numbers mix those setups")
     return lines
 
 

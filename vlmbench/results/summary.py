@@ -171,9 +171,16 @@ def variant_entry(rows: list[dict], missing_chunks: list[int], num_chunks: int, 
             "missing_chunks": missing_chunks, "images_total": len(rows),
             "images_captioned": sum(r["status"] == "ok" for r in rows),
             "images_failed": sum(r["status"] != "ok" for r in rows), "failure_reasons": dict(failures),
-            "generated_tokens_mean": statistics.fmean([int(r["generated_tokens"]) for r in rows
-                                                       if r["status"] == "ok"] or [0]),
-            **latency_stats(rows, latency_images), **efficiency(rows), **record}
+            **tokens_per_caption(rows), **latency_stats(rows, latency_images), **efficiency(rows), **record}
+
+
+def tokens_per_caption(rows: list[dict]) -> dict:
+    """`generated_tokens_mean`: the mean of the captioned rows' `generated_tokens` (the tokens before the end
+    token), shown as tokens/caption; null with the reason when no row was captioned."""
+    counts = [int(r["generated_tokens"]) for r in rows if r["status"] == "ok"]
+    if not counts:
+        return {"generated_tokens_mean": None, "generated_tokens_mean_null_reason": "no image was captioned"}
+    return {"generated_tokens_mean": statistics.fmean(counts)}
 
 
 @dataclass

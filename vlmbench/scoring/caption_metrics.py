@@ -31,12 +31,15 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from vlmbench.scoring.metrics import CIDER_DIGITS
+
 NAMES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE")
 # metrics whose corpus score is the mean of their per-image scores: a bootstrap over images is their interval
 MEAN_OF_IMAGES = ("ROUGE-L", "CIDEr-D")
 WITH_INTERVALS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", *MEAN_OF_IMAGES)
 NOT_A_MEAN = ("corpus METEOR aggregates its statistics before scoring and is not the mean of per-image scores, "
               "so a bootstrap over per-image scores would be an interval of another number")
+METRIC_DIGITS = CIDER_DIGITS  # significant digits of every metric shown (terminal and report.html), CIDEr-D's too
 METEOR_TIMEOUT_S = 900  # the JVM loads its tables in 5-20 s and scores 25,000 captions in about a minute
 SPICE_CORENLP_JAR = "stanford-corenlp-3.6.0.jar"  # pycocoevalcap.spice.get_stanford_models.JAR, what SPICE loads
 
@@ -276,7 +279,12 @@ def _cell(values: dict, name: str) -> str:
     value, ci = values.get(name), values.get(f"{name}_ci")
     if value is None:
         return "n/a"
-    return f"{value:.3g}" + (f" [{ci['low']:.3g}, {ci['high']:.3g}]" if ci else "")
+    return metric_text(value) + (f" [{metric_text(ci['low'])}, {metric_text(ci['high'])}]" if ci else "")
+
+
+def metric_text(value: Optional[float]) -> str:
+    """A metric as the outputs show it, METRIC_DIGITS significant digits; 'n/a' for null."""
+    return "n/a" if value is None else f"{value:.{METRIC_DIGITS}g}"
 
 
 def null_lines(metrics: dict) -> list[str]:

@@ -43,6 +43,15 @@ PTB_TIMEOUT_S = 900  # 25,014 COCO captions take a few seconds; a hung JVM must 
 # and shrinks. Scores on small sets stay biased (+10-20%) and are never comparable with published ones.
 MIN_CIDER_IMAGES = 10
 
+# Significant digits of a CIDEr-D wherever one is shown (terminal tables, summary_latest.md, report.html with
+# its Pareto lines and gallery): one rounding, so that one score never reads differently in two places.
+CIDER_DIGITS = 3
+
+
+def cider_text(value: Optional[float]) -> str:
+    """A CIDEr-D (or a difference of two) as the outputs show it, CIDER_DIGITS significant digits; 'n/a' for null."""
+    return "n/a" if value is None else f"{value:.{CIDER_DIGITS}g}"
+
 
 class TokenizerError(RuntimeError):
     """The PTB tokenizer (Java) did not give one tokenized line per caption."""

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from vlmbench.scoring import bootstrap
 from vlmbench.scoring.degenerate import baseline_flag, count_degenerate
 from vlmbench.scoring.drift import captions_of, drift, mean_words
-from vlmbench.scoring.metrics import TokenizerError, cider_from_tokens
+from vlmbench.scoring.metrics import TokenizerError, cider_from_tokens, cider_text
 
 
 def _per_image(entry: dict) -> Optional[dict]:
@@ -125,7 +125,7 @@ def _num(value, digits: int = 3) -> str:
 def _ci_cell(ci: Optional[dict]) -> str:
     if not ci:
         return "n/a"
-    return f"{ci['point']:.3g} [{ci['low']:.3g}, {ci['high']:.3g}]"
+    return f"{cider_text(ci['point'])} [{cider_text(ci['low'])}, {cider_text(ci['high'])}]"
 
 
 def _degenerate_cell(d: Optional[dict]) -> str:
@@ -142,26 +142,28 @@ def _drift_cells(d: Optional[dict]) -> str:
         return f"baseline | baseline | {_num(d['mean_words'])} | {_num(d['hit_max_new_tokens_pct'])}"
     change = d.get("mean_words_change")
     words = f"{_num(d['mean_words'])} ({'n/a' if change is None else f'{change:+.2g}'})"
-    return (f"{_num(d['identical_pct'])} | {_num(d['cider_vs_baseline'])} | {words} | "
+    return (f"{_num(d['identical_pct'])} | {cider_text(d['cider_vs_baseline'])} | {words} | "
             f"{_num(d['hit_max_new_tokens_pct'])}")
 
 
 def quality_table(summary: dict) -> str:
-    """Markdown: CIDEr-D with its interval, the paired delta, drift and degenerate counts per variant."""
-    info = summary.get("quality") or {}
+    """Markdown: CIDEr-D with its interval, the paired delta, drift, tokens per caption and degenerate counts per
+    variant."""
+    from vlmbench.results.labels import column_labels  # the interval headers the n/a lines name
+    info, labels = summary.get("quality") or {}, column_labels(summary)
     conf = int(round(100 * info.get("confidence", 0.95)))
-    base = info.get("baseline", "fp16")
+    base = info.get("baseline") or "fp16"
     lines = [f"Quality against baseline {base} ({conf}% bootstrap intervals over images, "
              f"{info.get('bootstrap_samples', '?')} resamples, seed {info.get('seed', '?')})", "",
-             f"| variant | CIDEr [{conf}% CI] | delta vs {base} [{conf}% CI] | identical to {base} (%) | "
-             f"CIDEr vs {base} captions | words (change) | at max_new_tokens (%) | degenerate (kinds) |",
-             "|" + "---|" * 8]
+             f"| variant | {labels['cider_ci']} | {labels['cider_delta_ci']} | identical to {base} (%) | "
+             f"CIDEr-D vs {base} captions | words (change) | at max_new_tokens (%) | "
+             f"{labels['generated_tokens_mean']} | degenerate (kinds) |", "|" + "---|" * 9]
     for name, v in summary["variants"].items():
         delta = v.get("cider_delta_ci")
         star = " *" if delta and delta["excludes_zero"] else ""
         delta_cell = "baseline" if name == base else _ci_cell(delta) + star
         lines.append(f"| {name} | {_ci_cell(v.get('cider_ci'))} | {delta_cell} | {_drift_cells(v.get('drift'))} | "
-                     f"{_degenerate_cell(v.get('degenerate'))} |")
+                     f"{_num(v.get('generated_tokens_mean'))} | {_degenerate_cell(v.get('degenerate'))} |")
     if any((v.get("cider_delta_ci") or {}).get("excludes_zero") for v in summary["variants"].values()):
         lines += ["", "* the interval of the difference excludes 0"]
     warned = [f"WARNING {name}: {v['quality_warning']['short']} (quality_warning; the reason is under the first table)"
